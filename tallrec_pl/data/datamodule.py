@@ -1,0 +1,296 @@
+"""RecDataModule (interaction logs or TALLRec JSON) and InstructionDataModule (Alpaca)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader
+
+from tallrec_pl.data.batching import Collator, LengthGroupedSampler, LengthSortedSampler
+from tallrec_pl.data.encode import encode_samples
+from tallrec_pl.data.logs import FORMATS, detect_format, read_log, read_samples_json
+from tallrec_pl.data.prompts import ItemText, Sample, json_sample, window_sample
+from tallrec_pl.data.windows import build_windows, few_shot_indices, split
+from tallrec_pl.errors import TallrecError, require_path
+
+SPLITS = ("train", "valid", "test")
+_ENCODING_VERSION = 1  # bump when encode_samples changes what it writes
+
+
+class PromptDataModule(L.LightningDataModule):
+    """What both stages share: tokenisation with a ``datasets`` cache, padding, loaders.
+
+    Subclasses say which samples make each split (``build_samples``).
+    """
+
+    def __init__(
+        self,
+        tokenizer: str = "embedded",
+        max_length: int = 512,
+        train_on_inputs: bool = False,
+        batch_size: int = 8,
+        eval_batch_size: int = 16,
+        group_by_length: bool = True,
+        val_limit: int | None = None,
+        predict_split: str = "test",
+        num_workers: int = 0,
+        seed: int = 0,
+        cache_dir: str | None = "data/cache",
+    ) -> None:
+        """
+        Args:
+            tokenizer: backbone whose tokenizer encodes the prompts (linked to model.backbone by the CLI).
+            max_length: longest sequence in tokens; longer samples lose their oldest history items.
+            train_on_inputs: also train on the prompt tokens (TALLRec's full-sequence loss).
+            batch_size: training micro-batch size.
+            eval_batch_size: batch size for validation, test and predict.
+            group_by_length: batch training samples of similar length (less padding).
+            val_limit: score only the first N validation samples (null: all).
+            predict_split: the split that ``predict`` scores (train, valid or test).
+            num_workers: DataLoader worker processes.
+            seed: seed of the few-shot sample and of the training order.
+            cache_dir: folder for tokenised splits (``datasets`` format); null disables the cache.
+        """
+        super().__init__()
+        if max_length < 8:
+            raise TallrecError(f"data.max_length={max_length} is too small for any prompt", "use data.max_length >= 64")
+        if predict_split not in SPLITS:
+            raise TallrecError(f"data.predict_split {predict_split!r} is not a split", f"use one of {', '.join(SPLITS)}")
+        self.tokenizer_name = tokenizer
+        self.max_length = max_length
+        self.train_on_inputs = train_on_inputs
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.group_by_length = group_by_length
+        self.val_limit = val_limit
+        self.predict_split = predict_split
+        self.num_workers = num_workers
+        self.seed = seed
+        self.cache_dir = cache_dir
+        self.tokenizer = None
+        self.encoded: dict[str, list[dict]] = {}
+
+    # --- what subclasses provide ---------------------------------------------------------
+
+    def build_samples(self, sampled: bool = True) -> dict[str, list[Sample]]:
+        """Text samples per split; ``sampled`` False skips the few-shot draw (whole train split)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+    # --- tokenisation --------------------------------------------------------------------
+
+    def load_tokenizer(self):
+        if self.tokenizer is None:
+            from tallrec_pl.model.backbone import load_tokenizer
+
+            self.tokenizer = load_tokenizer(self.tokenizer_name)
+        return self.tokenizer
+
+    def _cache_key(self, split_name: str, samples: list[Sample]) -> str:
+        tok = self.tokenizer
+        h = hashlib.sha256()
+        h.update(json.dumps([_ENCODING_VERSION, type(tok).__name__, tok.name_or_path, len(tok), self.max_length, self.train_on_inputs]).encode())
+        for s in samples:
+            h.update(json.dumps([s.prompt(), s.output, s.meta.get("user"), s.meta.get("item")]).encode())
+        return f"{split_name}-{h.hexdigest()[:20]}"
+
+    def _encode(self, split_name: str, samples: list[Sample]) -> list[dict]:
+        if not samples:
+            return []
+        key = self._cache_key(split_name, samples) if self.cache_dir else None
+        folder = Path(self.cache_dir) / key if key else None
+        if folder is not None and folder.exists():
+            import datasets
+
+            return datasets.load_from_disk(str(folder)).to_list()
+        records = encode_samples(samples, self.tokenizer, self.max_length, self.train_on_inputs, source=f"{self.describe()} {split_name}")
+        for i, r in enumerate(records):
+            r["index"] = i
+        if folder is not None:
+            import datasets
+
+            tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+            datasets.Dataset.from_list(records).save_to_disk(str(tmp))
+            os.replace(tmp, folder) if not folder.exists() else None
+        return records
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.encoded:
+            return
+        self.load_tokenizer()
+        samples = self.build_samples()
+        if self.val_limit is not None and samples.get("valid"):
+            samples["valid"] = samples["valid"][: self.val_limit]
+        for name in SPLITS:
+            self.encoded[name] = self._encode(name, samples.get(name, []))
+        sizes = ", ".join(f"{n} {len(self.encoded[n])}" for n in SPLITS)
+        rank_zero_info(f"{self.describe()}: {sizes} samples")
+
+    # --- loaders -------------------------------------------------------------------------
+
+    def _records(self, name: str, needed_for: str) -> list[dict]:
+        records = self.encoded.get(name)
+        if not records:
+            raise TallrecError(f"{self.describe()}: the {name} split is empty, so {needed_for} has nothing to run on", "check data.path and data.split_sizes")
+        return records
+
+    def _loader(self, records: list[dict], sampler) -> DataLoader:
+        return DataLoader(
+            records,
+            batch_size=self.batch_size if isinstance(sampler, LengthGroupedSampler) or sampler is None else self.eval_batch_size,
+            sampler=sampler,
+            shuffle=sampler is None,
+            collate_fn=Collator(self.tokenizer.pad_token_id),
+            num_workers=self.num_workers,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        records = self._records("train", "training")
+        sampler = LengthGroupedSampler([len(r["input_ids"]) for r in records], self.batch_size, self.seed) if self.group_by_length else None
+        return self._loader(records, sampler)
+
+    def _eval_loader(self, name: str, needed_for: str) -> DataLoader:
+        records = self._records(name, needed_for)
+        return self._loader(records, LengthSortedSampler([len(r["input_ids"]) for r in records]))
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("valid", "validation")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test", "testing")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.predict_split, "predict")
+
+
+class RecDataModule(PromptDataModule):
+    """Rec-tuning samples from an interaction log (TALLRec's rules) or from TALLRec JSON."""
+
+    def __init__(
+        self,
+        path: str | None = None,
+        format: str = "auto",
+        domain: str = "movie",
+        item_template: str = "{title} ({year})",
+        history_format: str = '"{}"',
+        history_len: int = 10,
+        like_threshold: float = 3.0,
+        keep_last: int = 10000,
+        split_sizes: list[float] = [8000, 1000, 1000],
+        shots: int = -1,
+        columns: dict[str, str] | None = None,
+        items_path: str | None = None,
+        item_id_column: str = "item",
+        train_path: str | None = None,
+        valid_path: str | None = None,
+        test_path: str | None = None,
+        **common,
+    ) -> None:
+        """
+        Args:
+            path: log folder or file (ml-100k folder, RecBole dataset, CSV/TSV/Parquet, TALLRec JSON);
+                null: MovieLens-100K from the installed recbole wheel.
+            format: auto, ml-100k, recbole, csv or tallrec-json.
+            domain: the noun in the prompt ("movie", "book").
+            item_template: how an item's fields become its text.
+            history_format: how an item's text is written in the history lists.
+            history_len: how many earlier ratings form a window's history.
+            like_threshold: a rating above this is a like ("Yes.").
+            keep_last: keep only the last N windows (0: all).
+            split_sizes: train / valid / test sizes, counts or fractions, cut in order.
+            shots: few-shot train size (TALLRec's --sample); -1 keeps the whole train split.
+            columns: CSV column names for user, item, rating and timestamp.
+            items_path: CSV item table (format csv).
+            item_id_column: the item id column of the CSV item table.
+            train_path: TALLRec JSON file that replaces the train split.
+            valid_path: TALLRec JSON file that replaces the valid split.
+            test_path: TALLRec JSON file that replaces the test split.
+        """
+        super().__init__(**common)
+        if format not in FORMATS:
+            raise TallrecError(f"unknown data.format {format!r}", f"use one of {', '.join(FORMATS)}")
+        self.path, self.format, self.domain = path, format, domain
+        self.item_text = ItemText(item_template, history_format)
+        self.history_len, self.like_threshold, self.keep_last = history_len, like_threshold, keep_last
+        self.split_sizes, self.shots = list(split_sizes), shots
+        self.columns, self.items_path, self.item_id_column = columns, items_path, item_id_column
+        self.overrides = {"train": train_path, "valid": valid_path, "test": test_path}
+
+    def describe(self) -> str:
+        return str(self.path or "MovieLens-100K (recbole wheel)")
+
+    def _base_splits(self) -> dict[str, list[Sample]]:
+        if self.path is not None:
+            require_path(self.path, "data.path", "set data.path to an existing file or folder")
+        fmt = self.format if self.path is None or self.format != "auto" else detect_format(self.path)
+        if self.path is not None and fmt == "tallrec-json":
+            if os.path.isdir(self.path):
+                return {
+                    name: [json_sample(r) for r in read_samples_json(f)] if os.path.exists(f := os.path.join(self.path, f"{name}.json")) else []
+                    for name in SPLITS
+                }
+            return split([json_sample(r) for r in read_samples_json(self.path)], self.split_sizes)
+        log = read_log(self.path, fmt, self.columns, self.items_path, self.item_id_column)
+        windows = build_windows(log, self.history_len, self.like_threshold, self.keep_last)
+        samples = [window_sample(w, log.item_fields, self.item_text, self.domain, log.source) for w in windows]
+        return split(samples, self.split_sizes)
+
+    def build_samples(self, sampled: bool = True) -> dict[str, list[Sample]]:
+        needed = [n for n in SPLITS if not self.overrides[n]]
+        splits = self._base_splits() if needed else {}
+        for name, file in self.overrides.items():
+            if file:
+                splits[name] = [json_sample(r) for r in read_samples_json(file)]
+        train = splits.get("train", [])
+        if sampled and train:
+            splits["train"] = [train[i] for i in few_shot_indices(len(train), self.shots, self.seed)]
+        return splits
+
+
+class InstructionDataModule(PromptDataModule):
+    """Stage 1: Alpaca-format instruction data, from a local JSON / JSONL file or a Hub dataset."""
+
+    def __init__(self, path: str = "tatsu-lab/alpaca", val_size: int = 100, limit: int | None = None, **common) -> None:
+        """
+        Args:
+            path: Alpaca JSON / JSONL file, or a Hugging Face dataset name (needs network or the HF cache).
+            val_size: samples held out (from the end) for validation.
+            limit: use only the first N samples (null: all).
+        """
+        super().__init__(**common)
+        self.path, self.val_size, self.limit = path, val_size, limit
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def _records(self, name: str, needed_for: str) -> list[dict]:
+        return super()._records("valid" if name == "test" else name, needed_for)
+
+    def build_samples(self, sampled: bool = True) -> dict[str, list[Sample]]:
+        if os.path.exists(self.path) or self.path.endswith((".json", ".jsonl")):
+            records = read_samples_json(self.path, require_labels=False)
+        else:
+            records = _hub_records(self.path)
+        records = records[: self.limit] if self.limit else records
+        if self.val_size >= len(records):
+            raise TallrecError(f"{self.path}: data.val_size={self.val_size} leaves no training samples of {len(records)}", "lower data.val_size")
+        samples = [Sample(r["instruction"], r["output"], input=r["input"]) for r in records]
+        cut = len(samples) - self.val_size
+        return {"train": samples[:cut], "valid": samples[cut:], "test": []}
+
+
+def _hub_records(name: str) -> list[dict]:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(name, split="train")
+    except Exception as err:  # offline, unknown name, …: all end the same way for the user
+        raise TallrecError(f"cannot load dataset {name!r} ({type(err).__name__})", "pass a local Alpaca JSON file as data.path") from None
+    return [{k: str(r.get(k) or "") for k in ("instruction", "input", "output")} for r in ds]

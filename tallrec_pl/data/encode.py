@@ -1,0 +1,102 @@
+"""Text to token ids: prompt + answer + EOS, loss labels, and the answer position.
+
+The tokenizer enters the pipeline here and nowhere before. No token id is written as a
+number: the Yes / No ids and EOS come from the tokenizer at run time.
+"""
+
+from __future__ import annotations
+
+from tallrec_pl.data.prompts import ALPACA_NO_INPUT, Sample
+from tallrec_pl.errors import TallrecError
+
+IGNORE = -100  # the label value torch's cross-entropy skips
+
+
+def answer_token_ids(tokenizer) -> tuple[int, int]:
+    """The first token of ``Yes.`` and of ``No.`` as they follow ``### Response:\\n``."""
+    stub = ALPACA_NO_INPUT.format(instruction="Answer.")
+    base = tokenizer(stub)["input_ids"]
+    firsts = []
+    for answer in ("Yes.", "No."):
+        ids = tokenizer(stub + answer)["input_ids"]
+        if ids[: len(base)] != base or len(ids) <= len(base):
+            raise TallrecError(
+                f"tokenizer {tokenizer.name_or_path}: the prompt's tokens change when {answer!r} follows them",
+                "use a tokenizer that splits the answer from '### Response:\\n' (LLaMA-family tokenizers do)",
+            )
+        firsts.append(ids[len(base)])
+    if firsts[0] == firsts[1]:
+        raise TallrecError(
+            f"tokenizer {tokenizer.name_or_path}: 'Yes.' and 'No.' start with the same token ({firsts[0]})",
+            "p(Yes) needs two distinct first tokens; use another tokenizer",
+        )
+    return firsts[0], firsts[1]
+
+
+def _tokenize(tokenizer, texts: list[str]) -> list[list[int]]:
+    return tokenizer(texts)["input_ids"] if texts else []
+
+
+def encode_samples(samples: list[Sample], tokenizer, max_length: int, train_on_inputs: bool = False,
+                   source: str = "", batch: int = 512) -> list[dict]:
+    """Encode ``samples`` in order; over-long ones lose their oldest history items first.
+
+    Each result holds ``input_ids``, ``labels`` (IGNORE on the prompt unless
+    ``train_on_inputs``), ``prompt_len`` (the answer starts there) and ``label``
+    (1 Yes, 0 No, -1 other answers).
+    """
+    eos = tokenizer.eos_token_id
+    if eos is None:
+        raise TallrecError(f"tokenizer {tokenizer.name_or_path} has no EOS token", "use a tokenizer with an eos_token")
+    out: list[dict] = []
+    for start in range(0, len(samples), batch):
+        chunk = samples[start:start + batch]
+        prompts = [s.prompt() for s in chunk]
+        p_ids = _tokenize(tokenizer, prompts)
+        f_ids = _tokenize(tokenizer, [p + s.output for p, s in zip(prompts, chunk)])
+        for k, sample in enumerate(chunk):
+            p, f = p_ids[k], f_ids[k]
+            if len(f) + 1 > max_length:
+                p, f = _shorten(sample, tokenizer, max_length, f"{source} sample {start + k}")
+            out.append(_record(p, f, eos, sample, train_on_inputs, f"{source} sample {start + k}"))
+    return out
+
+
+def _record(p: list[int], f: list[int], eos: int, sample: Sample, train_on_inputs: bool, where: str) -> dict:
+    if f[: len(p)] != p:
+        raise TallrecError(f"{where}: the tokenizer merges the prompt's last token with the answer", "use a LLaMA-family tokenizer")
+    ids = f + [eos]
+    labels = list(ids) if train_on_inputs else [IGNORE] * len(p) + ids[len(p):]
+    label = {"Yes.": 1, "No.": 0}.get(sample.output.strip(), -1)
+    return {
+        "input_ids": ids,
+        "labels": labels,
+        "prompt_len": len(p),
+        "label": label,
+        "user": str(sample.meta.get("user", "")),
+        "item": str(sample.meta.get("item", "")),
+    }
+
+
+def _shorten(sample: Sample, tokenizer, max_length: int, where: str) -> tuple[list[int], list[int]]:
+    """Drop history (or cut the input text) until prompt + answer + EOS fit ``max_length``."""
+    while True:
+        prompt = sample.prompt()
+        f = tokenizer(prompt + sample.output)["input_ids"]
+        overflow = len(f) + 1 - max_length
+        if overflow <= 0:
+            return tokenizer(prompt)["input_ids"], f
+        if sample.history is not None:
+            if sample.drop_oldest():
+                continue
+            raise TallrecError(
+                f"{where} needs {len(f) + 1} tokens even with no history, more than data.max_length={max_length}",
+                "raise data.max_length",
+            )
+        in_ids = tokenizer(sample.input, add_special_tokens=False)["input_ids"]
+        if not in_ids:
+            raise TallrecError(
+                f"{where} needs {len(f) + 1} tokens with an empty input, more than data.max_length={max_length}",
+                "raise data.max_length",
+            )
+        sample.input = tokenizer.decode(in_ids[: max(0, len(in_ids) - overflow)])

@@ -1,0 +1,123 @@
+"""Templates: a window or a JSON record becomes a ``Sample`` (instruction, history, target).
+
+Samples keep their history as a list so that truncation can drop the oldest items and
+render the text again. Nothing here knows a tokenizer.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from tallrec_pl.data.windows import Window
+from tallrec_pl.errors import TallrecError
+
+ALPACA_WITH_INPUT = (
+    "Below is an instruction that describes a task, paired with an input that provides further context. "
+    "Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
+)
+ALPACA_NO_INPUT = (
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n"
+    "### Instruction:\n{instruction}\n\n### Response:\n"
+)
+REC_INSTRUCTION = (
+    "Given the user's preference and unpreference, identify whether the user will like the target {domain} "
+    'by answering "Yes." or "No.".'
+)
+_INPUT_RE = re.compile(r"User Preference: (.*)\nUser Unpreference: (.*)\nWhether the user will like the target (\w+) \"(.*)\"\?", re.S)
+_ITEM_SPLIT = re.compile(r', (?=")')  # items in a list start with a quote: split only there
+
+
+@dataclass
+class Sample:
+    """One rec-tuning or instruction sample, still as text parts.
+
+    ``history`` is (text, liked) oldest first; ``time_ordered`` is False for samples parsed
+    from JSON, where only the order within the liked and within the disliked list is known.
+    Instruction samples have ``history`` None and carry their input text whole.
+    """
+
+    instruction: str
+    output: str
+    input: str = ""
+    history: list[tuple[str, bool]] | None = None
+    target: str = ""
+    domain: str = "movie"
+    time_ordered: bool = True
+    meta: dict = field(default_factory=dict)
+
+    def render_input(self) -> str:
+        if self.history is None:
+            return self.input
+        liked = ", ".join(t for t, ok in self.history if ok)
+        disliked = ", ".join(t for t, ok in self.history if not ok)
+        return (
+            f"User Preference: {liked}\nUser Unpreference: {disliked}\n"
+            f'Whether the user will like the target {self.domain} "{self.target}"?'
+        )
+
+    def prompt(self) -> str:
+        text = self.render_input()
+        if text:
+            return ALPACA_WITH_INPUT.format(instruction=self.instruction, input=text)
+        return ALPACA_NO_INPUT.format(instruction=self.instruction)
+
+    def drop_oldest(self) -> bool:
+        """Remove the oldest history item; False when there is none left to remove."""
+        if not self.history:
+            return False
+        if self.time_ordered:
+            self.history.pop(0)
+        else:  # only per-list order is known: shorten the longer list from its start
+            n_liked = sum(ok for _, ok in self.history)
+            drop_liked = n_liked >= len(self.history) - n_liked
+            self.history.pop(next(i for i, (_, ok) in enumerate(self.history) if ok == drop_liked))
+        return True
+
+    def to_json(self) -> dict[str, str]:
+        return {"instruction": self.instruction, "input": self.render_input(), "output": self.output}
+
+
+@dataclass
+class ItemText:
+    """How an item becomes text: ``template`` over its fields, ``history_format`` in lists."""
+
+    template: str = "{title} ({year})"
+    history_format: str = '"{}"'
+
+    def render(self, item: str, fields: dict[str, dict[str, str]], source: str) -> str:
+        if item not in fields:
+            raise TallrecError(f"{source}: item {item} is rated in the log but missing from the item table", "add it to the item table")
+        try:
+            return self.template.format(**fields[item]).strip()
+        except KeyError as err:
+            raise TallrecError(
+                f"data.item_template {self.template!r} uses field {err.args[0]!r}, which items of {source} lack",
+                f"use only {', '.join(sorted(fields[item]))}",
+            ) from None
+
+
+def window_sample(window: Window, item_fields: dict, text: ItemText, domain: str, source: str) -> Sample:
+    history = [(text.history_format.format(text.render(i, item_fields, source)), ok) for i, ok in window.history]
+    return Sample(
+        instruction=REC_INSTRUCTION.format(domain=domain),
+        output="Yes." if window.label else "No.",
+        history=history,
+        target=text.render(window.target, item_fields, source),
+        domain=domain,
+        meta={"user": window.user, "item": window.target},
+    )
+
+
+def json_sample(record: dict[str, str]) -> Sample:
+    """A TALLRec JSON record; rec inputs are parsed back into lists so they can be truncated."""
+    m = _INPUT_RE.fullmatch(record["input"])
+    if not m:
+        return Sample(instruction=record["instruction"], output=record["output"], input=record["input"])
+    liked, disliked, domain, target = m.groups()
+    history = [(t, True) for t in _ITEM_SPLIT.split(liked) if t] + [(t, False) for t in _ITEM_SPLIT.split(disliked) if t]
+    sample = Sample(record["instruction"], record["output"], history=history, target=target, domain=domain, time_ordered=False)
+    if sample.render_input() != record["input"]:  # an unusual list that does not round-trip: keep it whole
+        return Sample(instruction=record["instruction"], output=record["output"], input=record["input"])
+    return sample

