@@ -114,3 +114,26 @@ class SaveRunConfig(SaveConfigCallback):
         os.makedirs(ckpt.dirpath, exist_ok=True)
         path = os.path.join(ckpt.dirpath, f"config-{getattr(stage, 'value', stage)}.yaml")
         self.parser.save(self.config, path, skip_none=False, overwrite=True, multifile=False)
+
+
+class SaveOnInterrupt(L.Callback):
+    """SIGTERM or SIGINT during ``fit``: write ``last.ckpt`` before the process exits.
+
+    Lightning turns SIGTERM into ``SIGTERMException`` after the batch in flight and SIGINT
+    into ``KeyboardInterrupt``; both reach ``on_exception``. The checkpoint records the
+    batches done in the epoch, so ``fit --ckpt_path last`` picks up at the next one.
+    """
+
+    @override
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+        ckpt = checkpoint_callback(trainer)
+        if not isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or ckpt is None or not ckpt.dirpath:
+            return
+        if trainer.state.fn != "fit":
+            return
+        path = os.path.join(ckpt.dirpath, "last.ckpt")
+        trainer.save_checkpoint(path, weights_only=False)  # the full resumable state
+        if trainer.is_global_zero:
+            print(f"tallrec_pl: interrupted ({type(exception).__name__}); saved {path}; resume with --ckpt_path last", flush=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import warnings
 from argparse import ArgumentError
@@ -14,9 +15,10 @@ from pathlib import Path
 
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from typing_extensions import override
 
-from tallrec_pl.callbacks import AdapterExport, PredictionWriter, SaveRunConfig
+from tallrec_pl.callbacks import AdapterExport, PredictionWriter, SaveOnInterrupt, SaveRunConfig
 from tallrec_pl.data.datamodule import SPLITS, PromptDataModule
 from tallrec_pl.errors import TallrecError, require_path
 from tallrec_pl.model.lora import load_lightning_state
@@ -37,6 +39,7 @@ class TallrecCLI(LightningCLI):
             "checkpoint.mode": "max",
             "checkpoint.save_last": True,
             "checkpoint.save_top_k": 1,
+            "checkpoint.enable_version_counter": False,  # one last.ckpt per run folder, always the newest
         })
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         parser.set_defaults({"early_stopping.monitor": "val/auc", "early_stopping.mode": "max", "early_stopping.patience": 10})
@@ -129,10 +132,13 @@ def main(args: list[str] | None = None) -> None:
             PromptDataModule,
             subclass_mode_data=True,
             save_config_callback=SaveRunConfig,
+            trainer_defaults={"callbacks": [SaveOnInterrupt()]},
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"exit_on_error": False},
             args=args,
         )
+    except SIGTERMException:  # Lightning's SystemExit with no code would report success
+        sys.exit(128 + signal.SIGTERM)
     except ArgumentError as err:  # a misspelt key or a bad value: one line, not the usage wall
         message = " ".join(str(err).split())
         print(f"tallrec_pl: error: {message[:400]}; see `python -m tallrec_pl {argv[0] if argv else 'fit'} --help`", file=sys.stderr)

@@ -101,3 +101,16 @@ class StopAfterEpoch(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         if trainer.current_epoch + 1 >= self.epochs:
             trainer.should_stop = True
+
+
+class SignalAt(L.Callback):
+    """Send ``signal`` to this process after global step ``step`` (the interruption tests)."""
+
+    def __init__(self, step: int = 5, signal: str = "SIGTERM") -> None:
+        self.step, self.signal = step, signal
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        import signal
+
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), getattr(signal, self.signal))

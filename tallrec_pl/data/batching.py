@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 import torch
-from torch.utils.data import Sampler
+from torch.utils.data import DataLoader, Sampler
 
 from tallrec_pl.data.encode import IGNORE
 
@@ -74,3 +76,40 @@ class LengthGroupedSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return len(self.lengths)
+
+
+class ShuffleSampler(LengthGroupedSampler):
+    """A seeded shuffle per epoch, without length grouping."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        super().__init__([0] * n, batch_size=1, seed=seed, group=1)
+
+    def __iter__(self):
+        return iter(np.random.default_rng(self.seed + self.epoch).permutation(len(self.lengths)).tolist())
+
+
+class ResumableLoader(DataLoader):
+    """A training DataLoader that resumes mid-epoch: a run restored from a checkpoint skips the
+    batches of the current epoch that it already trained on instead of training on them twice.
+
+    ``batches_done`` returns how many batches of the current epoch the restored run had
+    completed (0 when not resuming). Lightning's own stateful-loader hook cannot be used here:
+    it restores loader state only if the loader was not built before the checkpoint was
+    loaded, and the LR schedule's step estimate builds it first.
+    """
+
+    def __init__(self, *args, batches_done: Callable[[], int], **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._batches_done = batches_done
+
+    def __iter__(self):
+        # Lightning calls iter() before it restores the checkpoint, so the skip is decided at
+        # the first next(), when the restored progress is known.
+        base = super().__iter__()
+
+        def batches():
+            for _ in range(self._batches_done()):
+                next(base, None)
+            yield from base
+
+        return batches()

@@ -11,7 +11,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
-from tallrec_pl.data.batching import Collator, LengthGroupedSampler, LengthSortedSampler
+from tallrec_pl.data.batching import Collator, LengthGroupedSampler, LengthSortedSampler, ResumableLoader, ShuffleSampler
 from tallrec_pl.data.encode import encode_samples
 from tallrec_pl.data.logs import FORMATS, detect_format, read_log, read_samples_json
 from tallrec_pl.data.prompts import ItemText, Sample, json_sample, window_sample
@@ -142,19 +142,24 @@ class PromptDataModule(L.LightningDataModule):
         return records
 
     def _loader(self, records: list[dict], sampler) -> DataLoader:
-        return DataLoader(
-            records,
-            batch_size=self.batch_size if isinstance(sampler, LengthGroupedSampler) or sampler is None else self.eval_batch_size,
-            sampler=sampler,
-            shuffle=sampler is None,
-            collate_fn=Collator(self.tokenizer.pad_token_id),
-            num_workers=self.num_workers,
-        )
+        return DataLoader(records, batch_size=self.eval_batch_size, sampler=sampler,
+                          collate_fn=Collator(self.tokenizer.pad_token_id), num_workers=self.num_workers)
+
+    def _batches_done(self) -> int:
+        """Batches of the current epoch already trained when fit resumes mid-epoch, else 0."""
+        loop = self.trainer.fit_loop.epoch_loop if self.trainer is not None else None
+        if loop is None or not loop.restarting:
+            return 0
+        print(f"tallrec_pl: resuming mid-epoch after {loop.batch_progress.current.completed} batches", flush=True)
+        return loop.batch_progress.current.completed
 
     def train_dataloader(self) -> DataLoader:
         records = self._records("train", "training")
-        sampler = LengthGroupedSampler([len(r["input_ids"]) for r in records], self.batch_size, self.seed) if self.group_by_length else None
-        return self._loader(records, sampler)
+        lengths = [len(r["input_ids"]) for r in records]
+        # the seeded samplers make the order a function of (seed, epoch), so a resumed run sees the same batches
+        sampler = LengthGroupedSampler(lengths, self.batch_size, self.seed) if self.group_by_length else ShuffleSampler(len(records), self.seed)
+        return ResumableLoader(records, batch_size=self.batch_size, sampler=sampler, collate_fn=Collator(self.tokenizer.pad_token_id),
+                               num_workers=self.num_workers, batches_done=self._batches_done)
 
     def _eval_loader(self, name: str, needed_for: str) -> DataLoader:
         records = self._records(name, needed_for)

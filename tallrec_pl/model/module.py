@@ -136,6 +136,12 @@ class TALLRecModule(L.LightningModule):
     # --- steps ---------------------------------------------------------------------------
 
     @override
+    def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
+        if getattr(self, "_pending_rng", None) is not None:
+            torch.set_rng_state(self._pending_rng)
+            self._pending_rng = None
+
+    @override
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, _ = self(batch)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["index"]))
@@ -205,8 +211,8 @@ class TALLRecModule(L.LightningModule):
 
     @override
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        if "torch_rng_state" in checkpoint:
-            torch.set_rng_state(checkpoint["torch_rng_state"])
+        # applied at the first training batch: the sanity check's loaders draw from the RNG first
+        self._pending_rng = checkpoint.get("torch_rng_state")
         if self.model is None:
             return
         ours = {f"model.{n}": p for n, p in self.model.named_parameters() if p.requires_grad}

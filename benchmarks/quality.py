@@ -1,0 +1,108 @@
+"""Quality table: movie test AUC of the embedded backbone, zero-shot and rec-tuned at 16 / 64 /
+256 shots (seeds 0, 1, 2) and on a capped full train split, plus the best movie adapter on
+books. Resumable: a finished run's result file is read back, not redone.
+
+    python benchmarks/quality.py            # all runs, then docs/BENCHMARKS.md quality section
+    python benchmarks/quality.py --only 16  # one shot size
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+
+from common import RESULTS, RUNS, SHARED, Progress, auc, cli, read_predictions, save_json
+
+CONFIG = "configs/rec.yaml"
+# 2-core CPU budget: epochs per shot size (TALLRec trains up to 200 epochs with early stopping)
+EPOCHS = {16: 10, 64: 4, 256: 2}
+VAL_EVERY = {16: 2, 64: 1, 256: 1}
+FULL_STEPS = 250  # the 8000-sample split: 250 optimizer steps of 8 (2000 samples), not 200 epochs
+SEEDS = (0, 1, 2)
+OUT = RESULTS / "quality"
+
+
+def predict_auc(name: str, ckpt_dir, extra: list[str], log) -> dict:
+    out = RUNS / name / "test_predictions.jsonl"
+    args = ["predict", "--config", CONFIG, f"--checkpoint.dirpath={ckpt_dir}", f"--predictions.output={out}", *extra]
+    cli(*args, log=log)
+    scores, labels = read_predictions(out)
+    return {"test_auc": auc(scores, labels), "n_test": len(scores)}
+
+
+def run(name: str, shots: int, seed: int) -> dict:
+    path = OUT / f"{name}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    ckpt = RUNS / name
+    log = ckpt / "log.txt"
+    if shots == 0:
+        result = predict_auc(name, ckpt, [], log)
+    else:
+        common = [f"--checkpoint.dirpath={ckpt}", f"--trainer.default_root_dir={ckpt}", f"--data.init_args.seed={seed}",
+                  f"--seed_everything={seed}"]
+        if shots > 0:
+            train = [f"--data.init_args.shots={shots}", f"--trainer.max_epochs={EPOCHS[shots]}", f"--trainer.check_val_every_n_epoch={VAL_EVERY[shots]}"]
+        else:
+            train = ["--data.init_args.shots=-1", f"--trainer.max_steps={FULL_STEPS}", "--trainer.max_epochs=1", "--trainer.val_check_interval=100",
+                     "--trainer.accumulate_grad_batches=1"]
+        cli("fit", "--config", CONFIG, *common, *train, log=log)
+        result = predict_auc(name, ckpt, [*common, "--ckpt_path=best"], log)
+    result.update({"name": name, "shots": shots, "seed": seed})
+    save_json(path, result)
+    return result
+
+
+def cross_domain(best: str) -> dict:
+    """The best movie adapter scored on TALLRec's book split (first 1000 samples)."""
+    path = OUT / "book-from-movie.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    book = SHARED / "tallrec" / "book" / "valid.json"
+    if not book.exists():
+        return {"skipped": f"{book} is absent"}
+    subset = RUNS / "book1000.json"
+    subset.write_text(json.dumps(json.loads(book.read_text())[:1000]))
+    ckpt = RUNS / best
+    out = RUNS / "book-from-movie" / "predictions.jsonl"
+    common = [f"--data.init_args.test_path={subset}", "--data.init_args.domain=book", f"--predictions.output={out}"]
+    log = RUNS / "book-from-movie" / "log.txt"
+    cli("predict", "--config", CONFIG, f"--checkpoint.dirpath={ckpt}", "--ckpt_path=best", *common, log=log)
+    tuned = auc(*read_predictions(out))
+    cli("predict", "--config", CONFIG, f"--checkpoint.dirpath={RUNS / 'book-zero'}", *common, log=log)
+    zero = auc(*read_predictions(out))
+    result = {"adapter": best, "book_auc": tuned, "book_auc_zero_shot": zero, "n": 1000}
+    save_json(path, result)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", type=int, help="run one shot size only (0 zero-shot, -1 full)")
+    opts = parser.parse_args()
+    plan = [("zero-shot", 0, 0)] + [(f"movie-{n}-s{s}", n, s) for n in (16, 64, 256) for s in SEEDS] + [("movie-full-s0", -1, 0)]
+    if opts.only is not None:
+        plan = [p for p in plan if p[1] == opts.only]
+    progress = Progress(len(plan))
+    results = []
+    for name, shots, seed in plan:
+        cached = (OUT / f"{name}.json").exists()
+        r = run(name, shots, seed)
+        results.append(r)
+        progress.line(name, f"test AUC {r['test_auc']:.4f}" + (" (read back)" if cached else ""))
+    if opts.only is None:
+        few = [r for r in results if r["shots"] > 0]
+        best = max(few, key=lambda r: r["test_auc"])["name"]
+        cross = cross_domain(best)
+        print(f"book from movie: {cross}", flush=True)
+    summary = {}
+    for n in (16, 64, 256):
+        vals = [r["test_auc"] for r in results if r["shots"] == n]
+        if vals:
+            summary[n] = {"mean": statistics.mean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "runs": vals}
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
