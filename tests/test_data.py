@@ -249,3 +249,14 @@ def test_cli_error_has_no_traceback_in_a_real_process(tmp_path):
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [f"tallrec_pl: error: data.path not found: {tmp_path / 'missing'}; set data.path to an existing file or folder"]
+
+
+def test_val_limit_spreads_over_the_split(tiny_backbone, ml100k):
+    full = RecDataModule(path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], cache_dir=None)
+    part = RecDataModule(path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], cache_dir=None, val_limit=5)
+    full.setup()
+    part.setup()
+    n = len(full.encoded["valid"])
+    want = [full.encoded["valid"][i * n // 5]["input_ids"] for i in range(5)]
+    assert [r["input_ids"] for r in part.encoded["valid"]] == want
+    assert len({r["user"] for r in part.encoded["valid"]}) > 1

@@ -98,3 +98,32 @@ def test_8bit_backbone_trains_on_cpu(tiny_backbone, setup):
     opt.step()
     changed = [n for n, p in module.model.named_parameters() if p.requires_grad and not torch.equal(p, before[n])]
     assert torch.isfinite(loss) and changed
+
+
+def test_shared_prefix_equals_independent_forward(setup):
+    module, batch = setup
+    from tallrec_pl.model.module import shared_prefix_len
+
+    assert shared_prefix_len(batch["input_ids"], batch["prompt_len"]) >= 8  # the template is shared
+    module.hparams.share_prefix = False
+    with torch.no_grad():
+        loss_a, p_a = module(batch)
+    module.hparams.share_prefix = True
+    with torch.no_grad():
+        loss_b, p_b = module(batch)
+    torch.testing.assert_close(p_a, p_b, atol=1e-4, rtol=0)
+    torch.testing.assert_close(loss_a, loss_b, atol=1e-4, rtol=0)
+
+
+def test_shared_prefix_gradients_match(setup):
+    module, batch = setup
+    grads = []
+    for share in (False, True):
+        module.hparams.share_prefix = share
+        module.model.zero_grad()
+        loss, _ = module(batch)
+        loss.backward()
+        grads.append({n: p.grad.clone() for n, p in module.model.named_parameters() if p.requires_grad})
+    module.model.zero_grad()
+    for n in grads[0]:
+        torch.testing.assert_close(grads[0][n], grads[1][n], atol=1e-5, rtol=1e-3)

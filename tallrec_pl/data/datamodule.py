@@ -50,7 +50,8 @@ class PromptDataModule(L.LightningDataModule):
             batch_size: training micro-batch size.
             eval_batch_size: batch size for validation, test and predict.
             group_by_length: batch training samples of similar length (less padding).
-            val_limit: score only the first N validation samples (null: all).
+            val_limit: score only N validation samples, spread evenly over the split (null: all).
+                Windows are listed user by user, so the first N would cover only a few users.
             predict_split: the split that ``predict`` scores (train, valid or test).
             num_workers: DataLoader worker processes.
             seed: seed of the few-shot sample and of the training order.
@@ -126,8 +127,8 @@ class PromptDataModule(L.LightningDataModule):
             return
         self.load_tokenizer()
         samples = self.build_samples()
-        if self.val_limit is not None and samples.get("valid"):
-            samples["valid"] = samples["valid"][: self.val_limit]
+        if self.val_limit is not None and len(samples.get("valid", [])) > self.val_limit:
+            samples["valid"] = spread(samples["valid"], self.val_limit)
         for name in SPLITS:
             self.encoded[name] = self._encode(name, samples.get(name, []))
         sizes = ", ".join(f"{n} {len(self.encoded[n])}" for n in SPLITS)
@@ -173,6 +174,11 @@ class PromptDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._eval_loader(self.predict_split, "predict")
+
+
+def spread(items: list, n: int) -> list:
+    """``n`` items at evenly spaced positions (first included), in order."""
+    return [items[i * len(items) // n] for i in range(n)]
 
 
 class RecDataModule(PromptDataModule):

@@ -123,7 +123,7 @@ def read_ml100k(folder: str | os.PathLike) -> Log:
     folder = require_path(folder, "MovieLens-100K folder", "set data.path to the folder holding u.data and u.item")
     data = require_path(os.path.join(folder, "u.data"), "ratings file", "the folder must hold u.data")
     users, items, ratings, times = [], [], [], []
-    with open(data, encoding="utf-8") as fh:
+    with open(data, encoding="utf-8", errors="replace") as fh:  # bad bytes surface as a bad field
         for n, line in enumerate(fh, 1):
             if not line.strip():
                 continue
@@ -294,8 +294,11 @@ LABELS = ("Yes.", "No.")
 def read_samples_json(path: str | os.PathLike, require_labels: bool = True) -> list[dict[str, str]]:
     """A JSON list (or JSONL) of objects with ``instruction``, ``input`` and ``output``."""
     path = require_path(path, "JSON file", "set data.path to a TALLRec / Alpaca JSON file")
-    with open(path, encoding="utf-8") as fh:
-        text = fh.read()
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except UnicodeDecodeError as err:
+        raise TallrecError(f"{path}: not UTF-8 text (byte {err.start})", "save the file as UTF-8") from None
     try:
         if path.endswith(".jsonl"):
             records = [json.loads(line) for line in text.splitlines() if line.strip()]

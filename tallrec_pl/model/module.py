@@ -37,6 +37,7 @@ class TALLRecModule(L.LightningModule):
         schedule: str = "linear",
         init_adapter: str | None = None,
         merge_init_adapter: bool = False,
+        share_prefix: bool = True,
     ) -> None:
         """
         Args:
@@ -53,6 +54,8 @@ class TALLRecModule(L.LightningModule):
             schedule: after warm-up: linear (decay to 0 at the last step), cosine or constant.
             init_adapter: stage-1 adapter to start from: a PEFT folder or a Lightning .ckpt.
             merge_init_adapter: merge init_adapter into the backbone and train a fresh adapter instead.
+            share_prefix: run the tokens every sample of a batch starts with (template, instruction)
+                once per batch and reuse their key/value cache (gradients still flow through it).
         """
         super().__init__()
         if schedule not in ("linear", "cosine", "constant"):
@@ -117,15 +120,23 @@ class TALLRecModule(L.LightningModule):
 
     # --- forward -------------------------------------------------------------------------
 
-    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: torch.Tensor | None = None) -> torch.Tensor:
         """Last hidden states [batch, seq, hidden]; the LM head is applied later, where needed."""
         decoder = self.model.get_base_model().get_decoder()
-        return decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        n = shared_prefix_len(input_ids, prompt_len) if self.hparams.share_prefix and prompt_len is not None else 0
+        if n < MIN_SHARED_PREFIX or self.hparams.gradient_checkpointing:
+            return decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        # the shared prefix once, its key/value cache repeated for every row, then the rest
+        prefix = decoder(input_ids=input_ids[:1, :n], use_cache=True)
+        cache = prefix.past_key_values
+        cache.batch_repeat_interleave(input_ids.shape[0])
+        rest = decoder(input_ids=input_ids[:, n:], attention_mask=attention_mask, past_key_values=cache, use_cache=True).last_hidden_state
+        return torch.cat([prefix.last_hidden_state.expand(input_ids.shape[0], -1, -1), rest], dim=1)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss over answer tokens, p(Yes) at each sample's answer position)."""
         head = self.model.get_base_model().get_output_embeddings()
-        h = self.hidden_states(batch["input_ids"], batch["attention_mask"])
+        h = self.hidden_states(batch["input_ids"], batch["attention_mask"], batch["prompt_len"])
         targets = batch["labels"][:, 1:]
         keep = targets != IGNORE
         logits = head(h[:, :-1][keep]).float()  # [answer tokens, vocab]: never [batch, seq, vocab]
@@ -224,6 +235,18 @@ class TALLRecModule(L.LightningModule):
                 f"checkpoint was made for another model (backbone {hp.get('backbone', '?')!r}, {len(theirs)} weights; this one has {len(ours)})",
                 "pass a checkpoint of this backbone and LoRA shape, or change model.* to match it",
             )
+
+
+MIN_SHARED_PREFIX = 8  # below this, a second decoder call costs more than it saves
+
+
+def shared_prefix_len(input_ids: torch.Tensor, prompt_len: torch.Tensor) -> int:
+    """How many leading tokens every row shares, stopping before any row's last prompt token
+    (whose hidden state is read per row)."""
+    if input_ids.shape[0] < 2:
+        return 0
+    same = (input_ids == input_ids[:1]).all(dim=0).int()
+    return min(int(same.cumprod(0).sum()), int(prompt_len.min()) - 1)
 
 
 def unique_rows(table: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,263 @@
+"""Speed and memory: our scorer and fit step against TALLRec's evaluate.py and finetune_rec.py
+procedures, on the same backbone, data and precision, each side in its own process (so peak
+RSS is its own), measured in one run of this script.
+
+    python benchmarks/speed.py --adapter checkpoints/rec/best-*.ckpt   # writes results/speed.json
+
+Scoring: the first N TALLRec movie test prompts. TALLRec's procedure: left padding, batches
+of 32 in file order, ``generate(max_new_tokens=128, output_scores=True)``, p(Yes) from the
+first step's scores. Ours: one forward pass, length-sorted batches, two vocabulary rows.
+Training: the same samples and micro-batch; TALLRec: HF ``Trainer`` + peft, labels on the
+whole sequence (full logits), ``DataCollatorForSeq2Seq``; ours: the Lightning fit step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+from common import RESULTS, ROOT, save_json
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load(dtype: str, adapter: str | None):
+    import torch
+
+    from tallrec_pl.model.module import TALLRecModule
+
+    module = TALLRecModule(dtype=dtype)
+    module.configure_model()
+    if adapter:
+        state = torch.load(adapter, map_location="cpu", weights_only=True)["state_dict"]
+        params = {f"model.{n}": p for n, p in module.model.named_parameters() if p.requires_grad}
+        with torch.no_grad():
+            for k, p in params.items():
+                p.copy_(state[k])
+    module.eval()
+    return module
+
+
+def test_samples(n: int, seed: int = 0):
+    from tallrec_pl.data.datamodule import RecDataModule
+
+    dm = RecDataModule(shots=256, seed=seed, cache_dir=None)
+    splits = dm.build_samples()
+    return dm, splits["test"][:n], splits["train"]
+
+
+def score_ours(args) -> dict:
+    import torch
+
+    from tallrec_pl.data.batching import Collator, LengthSortedSampler
+    from tallrec_pl.data.encode import encode_samples
+    from tallrec_pl.model.backbone import load_tokenizer
+
+    module = load(args.dtype, args.adapter)
+    tok = load_tokenizer("embedded")
+    _, samples, _ = test_samples(args.n)
+    start = time.perf_counter()
+    records = encode_samples(samples, tok, 512)
+    for i, r in enumerate(records):
+        r["index"] = i
+    order = list(LengthSortedSampler([len(r["input_ids"]) for r in records]))
+    collate = Collator(tok.pad_token_id)
+    p_yes = [0.0] * len(records)
+    tokens = 0
+    with torch.inference_mode():
+        for b in range(0, len(order), args.batch):
+            batch = collate([records[i] for i in order[b:b + args.batch]])
+            _, p = module(batch)
+            tokens += int(batch["attention_mask"].sum())
+            for i, v in zip(batch["index"].tolist(), p.tolist()):
+                p_yes[i] = v
+    seconds = time.perf_counter() - start
+    return {"samples_per_s": len(records) / seconds, "seconds": seconds, "prompt_tokens": tokens, "p_yes": p_yes}
+
+
+def score_tallrec(args) -> dict:
+    import torch
+
+    from tallrec_pl.model.backbone import load_tokenizer
+
+    module = load(args.dtype, args.adapter)
+    model = module.model
+    tok = load_tokenizer("embedded")
+    tok.padding_side = "left"
+    yes, no = module.yes_id, module.no_id
+    _, samples, _ = test_samples(args.n)
+    prompts = [s.prompt() for s in samples]
+    model.config.use_cache = True
+    start = time.perf_counter()
+    p_yes, steps = [], []
+    with torch.no_grad():
+        for b in range(0, len(prompts), 32):
+            enc = tok(prompts[b:b + 32], return_tensors="pt", padding=True)
+            out = model.generate(**enc, max_new_tokens=128, do_sample=False, num_beams=1, return_dict_in_generate=True, output_scores=True,
+                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+            scores = out.scores[0].softmax(dim=-1)
+            p_yes += scores[:, [yes, no]].float().softmax(dim=-1)[:, 0].tolist()
+            steps.append(len(out.scores))
+    seconds = time.perf_counter() - start
+    return {"samples_per_s": len(prompts) / seconds, "seconds": seconds, "generated_steps_per_batch": steps, "p_yes": p_yes}
+
+
+def train_ours(args) -> dict:
+    import lightning as L
+    import torch
+
+    from tallrec_pl.data.datamodule import RecDataModule
+    from tallrec_pl.model.module import TALLRecModule
+
+    torch.manual_seed(0)
+    dm = RecDataModule(shots=args.train_n, seed=0, batch_size=args.micro, cache_dir=None)
+    module = TALLRecModule(dtype=args.dtype, warmup_steps=0)
+    times = []
+
+    class Clock(L.Callback):
+        def on_train_batch_start(self, *a):
+            times.append(time.perf_counter())
+
+        def on_train_end(self, *a):
+            times.append(time.perf_counter())
+
+    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0, callbacks=[Clock()])
+    trainer.fit(module, datamodule=dm)
+    steps = len(times) - 1
+    seconds = times[-1] - times[1]  # the first step warms up: timed from the second
+    return {"samples_per_s": (steps - 1) * args.micro / seconds, "seconds": seconds, "steps": steps}
+
+
+def train_tallrec(args) -> dict:
+    import torch
+    from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
+
+    from tallrec_pl.model.backbone import load_tokenizer
+
+    torch.manual_seed(0)
+    module = load(args.dtype, None)
+    model = module.model
+    model.train()
+    tok = load_tokenizer("embedded")
+    _, _, train = test_samples(0)
+    train = train[: args.train_n]
+
+    def tokenize(s):  # TALLRec's generate_and_tokenize_prompt with train_on_inputs=True
+        enc = tok(s.prompt() + s.output, truncation=True, max_length=512)
+        enc["input_ids"].append(tok.eos_token_id)
+        enc["attention_mask"].append(1)
+        enc["labels"] = list(enc["input_ids"])
+        return dict(enc)
+
+    data = [tokenize(s) for s in train]
+    times = []
+
+    class Clock(TrainerCallback):
+        def on_step_begin(self, *a, **k):
+            times.append(time.perf_counter())
+
+        def on_train_end(self, *a, **k):
+            times.append(time.perf_counter())
+
+    targs = TrainingArguments(output_dir=str(RESULTS / "tmp_hf"), per_device_train_batch_size=args.micro, num_train_epochs=1, learning_rate=3e-4,
+                              logging_steps=1000, save_strategy="no", report_to=[], use_cpu=True, bf16=False, dataloader_num_workers=0,
+                              remove_unused_columns=False)
+    trainer = Trainer(model=model, args=targs, train_dataset=data,
+                      data_collator=DataCollatorForSeq2Seq(tok, pad_to_multiple_of=8, return_tensors="pt", padding=True), callbacks=[Clock()])
+    trainer.train()
+    steps = len(times) - 1
+    seconds = times[-1] - times[1]
+    return {"samples_per_s": (steps - 1) * args.micro / seconds, "seconds": seconds, "steps": steps}
+
+
+def matmul_flops(dtype: str) -> float:
+    """Dense matmul FLOP/s at the model's shapes (tokens x 576 @ 576 x 1536)."""
+    import torch
+
+    dt = {"bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
+    a, b = torch.randn(4096, 576, dtype=dt), torch.randn(576, 1536, dtype=dt)
+    for _ in range(3):
+        a @ b
+    n, start = 20, time.perf_counter()
+    for _ in range(n):
+        a @ b
+    return 2 * 4096 * 576 * 1536 * n / (time.perf_counter() - start)
+
+
+WORKERS = {"score_ours": score_ours, "score_tallrec": score_tallrec, "train_ours": train_ours, "train_tallrec": train_tallrec}
+
+
+def child(args) -> None:
+    result = WORKERS[args.worker](args)
+    result["peak_rss_mb"] = peak_rss_mb()
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def spawn(worker: str, args, adapter: str | None) -> dict:
+    cmd = [sys.executable, __file__, "--worker", worker, "--dtype", args.dtype, "--n", str(args.n), "--batch", str(args.batch),
+           "--train_n", str(args.train_n), "--micro", str(args.micro)] + (["--adapter", adapter] if adapter else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
+    if line is None:
+        raise SystemExit(f"{worker} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(line[7:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--worker")
+    parser.add_argument("--adapter", help="a rec-tuned Lightning checkpoint (the adapter used for the tuned scoring row)")
+    parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--n", type=int, default=256, help="test prompts scored")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--train_n", type=int, default=64, help="training samples (one epoch)")
+    parser.add_argument("--micro", type=int, default=8)
+    parser.add_argument("--only", choices=["score", "train"], default=None)
+    args = parser.parse_args()
+    if args.worker:
+        return child(args)
+    import math
+
+    out = RESULTS / f"speed-{args.dtype}.json"
+    results = json.loads(out.read_text()) if out.exists() else {}
+    results["config"] = {k: getattr(args, k) for k in ("dtype", "n", "batch", "train_n", "micro")}
+    plan = []
+    if args.only in (None, "score"):
+        plan += [("score_untuned", None), ("score_tuned", args.adapter)] if args.adapter else [("score_untuned", None)]
+    if args.only in (None, "train"):
+        plan += [("train", None)]
+    for name, adapter in plan:
+        if name.startswith("score"):
+            ours, ref = spawn("score_ours", args, adapter), spawn("score_tallrec", args, adapter)
+            diff = max(abs(a - b) for a, b in zip(ours.pop("p_yes"), ref.pop("p_yes")))
+            row = {"ours": ours, "tallrec": ref, "max_p_yes_diff": diff}
+        else:
+            ours, ref = spawn("train_ours", args, None), spawn("train_tallrec", args, None)
+            row = {"ours": ours, "tallrec": ref}
+        row["speedup"] = row["ours"]["samples_per_s"] / row["tallrec"]["samples_per_s"]
+        row["rss_ratio"] = row["ours"]["peak_rss_mb"] / row["tallrec"]["peak_rss_mb"]
+        results[name] = row
+        print(f"{name}: ours {row['ours']['samples_per_s']:.2f}/s vs TALLRec {row['tallrec']['samples_per_s']:.2f}/s "
+              f"= {row['speedup']:.2f}x, peak RSS {row['ours']['peak_rss_mb']:.0f} vs {row['tallrec']['peak_rss_mb']:.0f} MB", flush=True)
+        save_json(out, results)
+    flops = matmul_flops(args.dtype)
+    results["matmul_flops"] = flops
+    if "score_untuned" in results:
+        r = results["score_untuned"]["ours"]
+        # every prompt token counted as computed: ~2 x (non-embedding params) FLOPs a token
+        per_token = 2 * 106e6
+        results["utilisation"] = {"scoring_effective_flops": r["prompt_tokens"] * per_token / r["seconds"], "matmul_flops": flops}
+    save_json(out, results)
+    print(json.dumps({k: v for k, v in results.items() if k != "config"}, indent=1, default=str)[:3000])
+    del math
+
+
+if __name__ == "__main__":
+    main()
