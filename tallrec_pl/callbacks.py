@@ -87,11 +87,14 @@ class PredictionWriter(BasePredictionWriter):
                 for row in json.load(fh):
                     seen.setdefault(int(row["index"]), row)  # the sampler's padding repeats samples
             os.remove(shard)
+        ranks = group_ranks(seen)
         tmp = f"{self.output}.tmp"
         with open(tmp, "w") as fh:
             for index in sorted(seen):
                 row = seen[index]
                 out = {"index": index, "p_yes": row["p_yes"]}
+                if row.get("group", -1) >= 0:
+                    out["group"], out["rank"] = int(row["group"]), ranks[index]
                 if row["label"] >= 0:
                     out["label"] = int(row["label"])
                 if index < len(records):
@@ -101,6 +104,19 @@ class PredictionWriter(BasePredictionWriter):
                 fh.write(json.dumps(out) + "\n")
         os.replace(tmp, self.output)
         print(f"tallrec_pl: {len(seen)} predictions written to {self.output}", flush=True)
+
+
+def group_ranks(rows: dict[int, dict]) -> dict[int, int]:
+    """Each sample's rank (1 = top) by p(Yes) within its ranking group."""
+    groups: dict[int, list[int]] = {}
+    for index, row in rows.items():
+        if row.get("group", -1) >= 0:
+            groups.setdefault(int(row["group"]), []).append(index)
+    ranks = {}
+    for members in groups.values():
+        for r, index in enumerate(sorted(members, key=lambda i: -rows[i]["p_yes"]), 1):
+            ranks[index] = r
+    return ranks
 
 
 class SaveRunConfig(SaveConfigCallback):

@@ -38,6 +38,7 @@ class Collator:
             "prompt_len": torch.tensor([r["prompt_len"] for r in records]),
             "label": torch.tensor([r["label"] for r in records]),
             "index": torch.tensor([r["index"] for r in records]),
+            "group": torch.tensor([r.get("group", -1) for r in records]),
         }
 
 
@@ -53,6 +54,25 @@ class LengthSortedSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return len(self.order)
+
+
+class GroupBatchSampler(Sampler[list[int]]):
+    """One batch per ranking group (a window's candidates), so the batch shares its prompt
+    up to the target item and the shared-prefix forward runs the history once."""
+
+    def __init__(self, groups: list[int]) -> None:
+        self.batches: list[list[int]] = []
+        for i, g in enumerate(groups):
+            if self.batches and groups[self.batches[-1][0]] == g:
+                self.batches[-1].append(i)
+            else:
+                self.batches.append([i])
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 class LengthGroupedSampler(Sampler[int]):

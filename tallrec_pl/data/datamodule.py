@@ -11,7 +11,7 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
-from tallrec_pl.data.batching import Collator, LengthGroupedSampler, LengthSortedSampler, ResumableLoader, ShuffleSampler
+from tallrec_pl.data.batching import Collator, GroupBatchSampler, LengthGroupedSampler, LengthSortedSampler, ResumableLoader, ShuffleSampler
 from tallrec_pl.data.encode import encode_samples
 from tallrec_pl.data.logs import FORMATS, detect_format, read_log, read_samples_json
 from tallrec_pl.data.prompts import ItemText, Sample, json_sample, window_sample
@@ -19,7 +19,7 @@ from tallrec_pl.data.windows import build_windows, few_shot_indices, split
 from tallrec_pl.errors import TallrecError, require_path
 
 SPLITS = ("train", "valid", "test")
-_ENCODING_VERSION = 1  # bump when encode_samples changes what it writes
+_ENCODING_VERSION = 2  # bump when encode_samples changes what it writes
 
 
 class PromptDataModule(L.LightningDataModule):
@@ -99,7 +99,7 @@ class PromptDataModule(L.LightningDataModule):
         h = hashlib.sha256()
         h.update(json.dumps([_ENCODING_VERSION, type(tok).__name__, tok.name_or_path, len(tok), self.max_length, self.train_on_inputs]).encode())
         for s in samples:
-            h.update(json.dumps([s.prompt(), s.output, s.meta.get("user"), s.meta.get("item")]).encode())
+            h.update(json.dumps([s.prompt(), s.output, s.meta.get("user"), s.meta.get("item"), s.meta.get("group")]).encode())
         return f"{split_name}-{h.hexdigest()[:20]}"
 
     def _encode(self, split_name: str, samples: list[Sample]) -> list[dict]:
@@ -248,10 +248,13 @@ class RecDataModule(PromptDataModule):
                     for name in SPLITS
                 }
             return split([json_sample(r) for r in read_samples_json(self.path)], self.split_sizes)
-        log = read_log(self.path, fmt, self.columns, self.items_path, self.item_id_column)
-        windows = build_windows(log, self.history_len, self.like_threshold, self.keep_last)
-        samples = [window_sample(w, log.item_fields, self.item_text, self.domain, log.source) for w in windows]
-        return split(samples, self.split_sizes)
+        log, windows = self.log_windows(fmt)
+        return {name: [window_sample(w, log.item_fields, self.item_text, self.domain, log.source) for w in ws] for name, ws in windows.items()}
+
+    def log_windows(self, fmt: str | None = None):
+        """The log and its windows split train / valid / test (interaction logs only)."""
+        log = read_log(self.path, fmt or self.format, self.columns, self.items_path, self.item_id_column)
+        return log, split(build_windows(log, self.history_len, self.like_threshold, self.keep_last), self.split_sizes)
 
     def build_samples(self, sampled: bool = True) -> dict[str, list[Sample]]:
         needed = [n for n in SPLITS if not self.overrides[n]]
@@ -263,6 +266,37 @@ class RecDataModule(PromptDataModule):
         if sampled and train:
             splits["train"] = [train[i] for i in few_shot_indices(len(train), self.shots, self.seed)]
         return splits
+
+
+class RankDataModule(RecDataModule):
+    """Ranking protocol: each liked test window becomes a group of candidates (the true item and
+    ``negatives`` items the user never rated), ranked by p(Yes) under the same history."""
+
+    def __init__(self, negatives: int = 19, **rec) -> None:
+        """
+        Args:
+            negatives: sampled unrated items per group (seeded by data.seed); -1 ranks the whole unrated catalogue.
+        """
+        super().__init__(**rec)
+        self.negatives = negatives
+
+    def build_samples(self, sampled: bool = True) -> dict[str, list[Sample]]:
+        from tallrec_pl.data.ranking import candidate_groups
+
+        splits = super().build_samples(sampled)
+        fmt = self.format if self.path is None or self.format != "auto" else detect_format(self.path)
+        if fmt == "tallrec-json":
+            raise TallrecError("ranking needs an interaction log (it samples unrated items)", "point data.path at a log, not TALLRec JSON")
+        log, windows = self.log_windows(fmt)
+        splits["test"] = candidate_groups(windows["test"], log, self.negatives, self.seed, self.item_text, self.domain)
+        return splits
+
+    def _eval_loader(self, name: str, needed_for: str) -> DataLoader:
+        if name != "test":
+            return super()._eval_loader(name, needed_for)
+        records = self._records(name, needed_for)
+        return DataLoader(records, batch_sampler=GroupBatchSampler([r["group"] for r in records]),
+                          collate_fn=Collator(self.tokenizer.pad_token_id), num_workers=self.num_workers)
 
 
 class InstructionDataModule(PromptDataModule):

@@ -75,6 +75,7 @@ def _record(p: list[int], f: list[int], eos: int, sample: Sample, train_on_input
         "label": label,
         "user": str(sample.meta.get("user", "")),
         "item": str(sample.meta.get("item", "")),
+        "group": int(sample.meta.get("group", -1)),  # ranking: the candidates of one window share a group
     }
 
 

@@ -161,7 +161,8 @@ class TALLRecModule(L.LightningModule):
     def _eval_step(self, stage: str, batch: dict) -> None:
         loss, p_yes = self(batch)
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(batch["index"]), sync_dist=True)
-        self._eval.setdefault(stage, []).append(torch.stack([batch["index"].float(), p_yes.detach().float(), batch["label"].float()], 1))
+        cols = [batch["index"].float(), p_yes.detach().float(), batch["label"].float(), batch["group"].float()]
+        self._eval.setdefault(stage, []).append(torch.stack(cols, 1))
 
     @override
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -173,11 +174,18 @@ class TALLRecModule(L.LightningModule):
 
     def _eval_end(self, stage: str) -> None:
         rows = self._eval.pop(stage, [])
-        local = torch.cat(rows) if rows else torch.zeros(0, 3, device=self.device)
-        table = unique_rows(self.all_gather(local).reshape(-1, 3) if self.trainer.world_size > 1 else local)
+        local = torch.cat(rows) if rows else torch.zeros(0, 4, device=self.device)
+        table = unique_rows(self.all_gather(local).reshape(-1, 4) if self.trainer.world_size > 1 else local)
         labelled = table[table[:, 2] >= 0]
         if len(labelled) and 0 < labelled[:, 2].sum() < len(labelled):
             self.log(f"{stage}/auc", binary_auroc(labelled[:, 1], labelled[:, 2].long()), prog_bar=True)
+        ranked = table[table[:, 3] >= 0]
+        if len(ranked):
+            from tallrec_pl.data.ranking import ranking_metrics
+
+            metrics = ranking_metrics(ranked[:, 3].long().tolist(), ranked[:, 1].tolist(), (ranked[:, 2] == 1).tolist())
+            for name, value in metrics.items():
+                self.log(f"{stage}/{name}", value)
 
     @override
     def on_validation_epoch_end(self) -> None:
@@ -190,7 +198,7 @@ class TALLRecModule(L.LightningModule):
     @override
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         _, p_yes = self(batch)
-        return {"index": batch["index"].tolist(), "p_yes": p_yes.float().tolist(), "label": batch["label"].tolist()}
+        return {"index": batch["index"].tolist(), "p_yes": p_yes.float().tolist(), "label": batch["label"].tolist(), "group": batch["group"].tolist()}
 
     # --- optimisation --------------------------------------------------------------------
 
