@@ -16,7 +16,7 @@ def real():
     dm = RecDataModule(shots=4, batch_size=2, eval_batch_size=4, val_limit=8, cache_dir=None)
     dm.setup()
     torch.manual_seed(0)
-    module = TALLRecModule(dtype="bfloat16")
+    module = TALLRecModule(dtype="float32")
     module.configure_model()
     return module, dm
 
@@ -50,4 +50,4 @@ def test_training_step_and_scoring(real):
     rows = torch.arange(len(p_yes))
     ref = torch.softmax(full[rows, val["prompt_len"] - 1][:, [module.yes_id, module.no_id]], -1)[:, 0]
     assert ((p_yes >= 0) & (p_yes <= 1)).all()
-    torch.testing.assert_close(p_yes, ref, atol=2e-2, rtol=0)  # bf16: the two paths round differently
+    torch.testing.assert_close(p_yes, ref, atol=1e-3, rtol=0)  # shared-prefix pass vs full logits

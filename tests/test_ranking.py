@@ -41,7 +41,7 @@ def test_candidate_groups_are_seeded_and_unrated(tiny_backbone, ml100k):
 
 
 def test_shared_prefix_scores_equal_independent_scores(tiny_backbone, ml100k):
-    dm = RankDataModule(path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], negatives=5, cache_dir=None)
+    dm = RankDataModule(path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], negatives=3, cache_dir=None)
     dm.setup()
     module = TALLRecModule(backbone=tiny_backbone)
     module.configure_model()
@@ -51,7 +51,7 @@ def test_shared_prefix_scores_equal_independent_scores(tiny_backbone, ml100k):
                 p.normal_(0, 0.5)
     module.eval()
     batch = next(iter(dm.test_dataloader()))
-    assert batch["group"].unique().numel() == 1 and len(batch["group"]) == 6
+    assert batch["group"].unique().numel() == 1 and len(batch["group"]) == 4
     from tallrec_pl.model.module import shared_prefix_len
 
     n = shared_prefix_len(batch["input_ids"], batch["prompt_len"])
@@ -66,7 +66,7 @@ def test_shared_prefix_scores_equal_independent_scores(tiny_backbone, ml100k):
 
 def test_rank_config_test_and_predict(tiny_backbone, ml100k, tmp_path, capsys):
     out = tmp_path / "rank"
-    args = [*run_args(tiny_backbone, ml100k, out), "--data=tallrec_pl.data.datamodule.RankDataModule", "--data.init_args.negatives=4",
+    args = [*run_args(tiny_backbone, ml100k, out), "--data=tallrec_pl.data.datamodule.RankDataModule", "--data.init_args.negatives=3",
             f"--data.init_args.path={ml100k}", "--data.init_args.history_len=4", "--data.init_args.split_sizes=[0.6,0.2,0.2]", "--data.init_args.cache_dir=null"]
     main(["test", *args])
     text = capsys.readouterr().out
@@ -78,6 +78,6 @@ def test_rank_config_test_and_predict(tiny_backbone, ml100k, tmp_path, capsys):
     for r in rows:
         groups.setdefault(r["group"], []).append(r)
     for members in groups.values():
-        assert sorted(m["rank"] for m in members) == list(range(1, 6))
+        assert sorted(m["rank"] for m in members) == list(range(1, 5))
         best = min(members, key=lambda m: m["rank"])
         assert best["p_yes"] == max(m["p_yes"] for m in members)

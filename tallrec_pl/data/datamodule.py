@@ -11,7 +11,14 @@ import lightning as L
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
-from tallrec_pl.data.batching import Collator, GroupBatchSampler, LengthGroupedSampler, LengthSortedSampler, ResumableLoader, ShuffleSampler
+from tallrec_pl.data.batching import (
+    Collator,
+    GroupBatchSampler,
+    LengthGroupedSampler,
+    LengthSortedSampler,
+    ResumableLoader,
+    ShuffleSampler,
+)
 from tallrec_pl.data.encode import encode_samples
 from tallrec_pl.data.logs import FORMATS, detect_format, read_log, read_samples_json
 from tallrec_pl.data.prompts import ItemText, Sample, json_sample, window_sample

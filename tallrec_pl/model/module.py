@@ -90,6 +90,7 @@ class TALLRecModule(L.LightningModule):
             state, info = read_adapter(hp.init_adapter)
             check_adapter(hp.init_adapter, info, hp.backbone, self.lora)
             base = self._merge(base, state)
+        self._base_seed = torch.initial_seed()  # seed_everything's value, so a resumed run gets the same
         self.model = get_peft_model(base, self.lora.peft_config())
         self.model.train()  # from_pretrained leaves eval mode on; LoRA dropout must be live
         if hp.init_adapter and not hp.merge_init_adapter:
@@ -148,9 +149,9 @@ class TALLRecModule(L.LightningModule):
 
     @override
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
-        if getattr(self, "_pending_rng", None) is not None:
-            torch.set_rng_state(self._pending_rng)
-            self._pending_rng = None
+        # LoRA dropout draws from a stream seeded by (run seed, rank, step), not from whatever
+        # the RNG went through before: a resumed run drops the same units as an unbroken one.
+        torch.manual_seed((self._base_seed * 1_000_003 + self.global_rank * 7919 + self.global_step) % 2**63)
 
     @override
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -226,12 +227,9 @@ class TALLRecModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         keep = {f"model.{n}" for n in trainable_state(self.model)}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
-        checkpoint["torch_rng_state"] = torch.get_rng_state()  # LoRA dropout resumes where it was
 
     @override
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        # applied at the first training batch: the sanity check's loaders draw from the RNG first
-        self._pending_rng = checkpoint.get("torch_rng_state")
         if self.model is None:
             return
         ours = {f"model.{n}": p for n, p in self.model.named_parameters() if p.requires_grad}
