@@ -1,11 +1,13 @@
 # make demo      install into .venv, then rec-tune and test on the embedded defaults
 # make test      install into .venv, then run the test suite (slow tests included)
-# make pipeline  stage 1 (Alpaca) then stage 2 (rec-tuning from stage 1's adapter)
+# make pipeline  stage 1 (Alpaca) then stage 2 (rec-tuning from stage 1's adapter); a quick check:
+#   make pipeline STAGE1_STEPS=8 STAGE2_ARGS='--data.init_args.shots 16 --trainer.max_epochs 1 --data.init_args.val_limit 32' TEST_ARGS='--trainer.limit_test_batches 4'
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 ALPACA ?= $(if $(wildcard ../shared/data/alpaca/alpaca_data_1k.json),../shared/data/alpaca/alpaca_data_1k.json,tatsu-lab/alpaca)
-STAGE1_STEPS ?= 40
+STAGE1_STEPS ?= 40  # training batches of stage 1 (one epoch at most)
 STAGE2_ARGS  ?=
+TEST_ARGS    ?=
 
 .PHONY: install demo test test-fast pipeline bench clean
 
@@ -30,11 +32,11 @@ test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
 pipeline: install
-	$(PY) -m tallrec_pl fit --config configs/alpaca.yaml --data.init_args.path $(ALPACA) --trainer.max_steps $(STAGE1_STEPS)
+	$(PY) -m tallrec_pl fit --config configs/alpaca.yaml --data.init_args.path $(ALPACA) --trainer.limit_train_batches $(STAGE1_STEPS)
 	$(PY) -m tallrec_pl fit --config configs/rec.yaml --model.init_adapter checkpoints/alpaca/adapter \
 		--checkpoint.dirpath checkpoints/rec_from_alpaca --trainer.default_root_dir checkpoints/rec_from_alpaca $(STAGE2_ARGS)
 	$(PY) -m tallrec_pl test --config configs/rec.yaml --model.init_adapter checkpoints/alpaca/adapter \
-		--checkpoint.dirpath checkpoints/rec_from_alpaca --trainer.default_root_dir checkpoints/rec_from_alpaca --ckpt_path best
+		--checkpoint.dirpath checkpoints/rec_from_alpaca --trainer.default_root_dir checkpoints/rec_from_alpaca --ckpt_path best $(TEST_ARGS)
 
 clean:
 	rm -rf checkpoints/*/ data/cache

@@ -82,7 +82,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", type=int, help="run one shot size only (0 zero-shot, -1 full)")
     opts = parser.parse_args()
-    few_shot = [("zero-shot", 0, 0)] + [(f"movie-{n}-s{s}", n, s) for n in (16, 64, 256) for s in SEEDS]
+    # seed 0 of every size first, then the other 256-shot seeds: a partial sweep still answers most
+    order = [(n, 0) for n in (256, 16, 64)] + [(256, s) for s in SEEDS[1:]] + [(n, s) for s in SEEDS[1:] for n in (16, 64)]
+    few_shot = [("zero-shot", 0, 0)] + [(f"movie-{n}-s{s}", n, s) for n, s in order]
     full = [("movie-full-s0", -1, 0)]
     plan = [p for p in few_shot + full if opts.only is None or p[1] == opts.only]
     progress = Progress(len(plan))

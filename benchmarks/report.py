@@ -137,6 +137,44 @@ def speed_section() -> list[str]:
     return lines if found else lines + ["Not measured yet.", ""]
 
 
+def ranking_section() -> list[str]:
+    r = load(RESULTS / "ranking.json")
+    lines = ["## Ranking: 20 candidates a liked test window (configs/rank.yaml)", ""]
+    if not r:
+        return lines + ["Not measured yet.", ""]
+    lines += [f"Command: `python benchmarks/ranking.py --groups {r['groups']}" + (" --adapter <rec-tuned .ckpt>`" if "adapter" in r else "`")
+              + f". The first {r['groups']} liked windows of the TALLRec movie test split, each ranking its true next item among 19 items "
+              "the user never rated (seed 0). Ties count against the true item.", "",
+              "| ranker | HR@1 | HR@5 | HR@10 | NDCG@5 | NDCG@10 | MRR |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, m in r["metrics"].items():
+        lines.append(f"| {name} | {m['hr@1']:.3f} | {m['hr@5']:.3f} | {m['hr@10']:.3f} | {m['ndcg@5']:.3f} | {m['ndcg@10']:.3f} | {m['mrr']:.3f} |")
+    if "prefix_speed" in r:
+        p = r["prefix_speed"]
+        lines += ["", f"Shared-prefix scoring (a window's history once, its key/value cache reused for the 20 candidates) against independent "
+                  f"scoring, bfloat16, same run: {p['shared']:.1f} vs {p['independent']:.1f} candidates/s = **{p['speedup']:.1f}x**."]
+    plot_ranking(r["metrics"])
+    return lines + ["", "![ranking](ranking.png)", ""]
+
+
+def plot_ranking(metrics: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(metrics)
+    fig, ax = plt.subplots(figsize=(5.5, 3.2))
+    width = 0.38
+    for k, key in enumerate(("hr@10", "ndcg@10")):
+        ax.bar([i + k * width for i in range(len(names))], [metrics[n][key] for n in names], width, label=key.upper())
+    ax.set_xticks([i + width / 2 for i in range(len(names))], names, fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(DOCS / "ranking.png", dpi=120)
+    plt.close(fig)
+
+
 def data_section() -> list[str]:
     r = load(RESULTS / "data_build.json")
     if not r:
@@ -150,7 +188,7 @@ def main() -> None:
     deviations = (ROOT / "benchmarks" / "DEVIATIONS.md").read_text() if (ROOT / "benchmarks" / "DEVIATIONS.md").exists() else ""
     lines = ["# Benchmarks", "", "Every figure below is read from `benchmarks/results/` by `python benchmarks/report.py`; "
              "each section names the command that produced it. Machine: 2 CPU cores (AMD EPYC, AVX-512 bf16), no GPU.", ""]
-    lines += quality_section() + ([deviations, ""] if deviations else []) + speed_section() + data_section()
+    lines += quality_section() + ([deviations, ""] if deviations else []) + speed_section() + ranking_section() + data_section()
     (DOCS / "BENCHMARKS.md").write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {DOCS / 'BENCHMARKS.md'}")
 

@@ -31,6 +31,7 @@ class TallrecCLI(LightningCLI):
     @override
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("model.backbone", "data.init_args.tokenizer")
+        parser.link_arguments("model.trust_remote_code", "data.init_args.trust_remote_code")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults({
             "checkpoint.dirpath": "checkpoints/run",
@@ -42,7 +43,9 @@ class TallrecCLI(LightningCLI):
             "checkpoint.enable_version_counter": False,  # one last.ckpt per run folder, always the newest
         })
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
-        parser.set_defaults({"early_stopping.monitor": "val/auc", "early_stopping.mode": "max", "early_stopping.patience": 10})
+        # not strict: a run that ends (max_steps) before its first validation warns instead of failing
+        parser.set_defaults({"early_stopping.monitor": "val/auc", "early_stopping.mode": "max", "early_stopping.patience": 10,
+                             "early_stopping.strict": False})
         parser.add_lightning_class_args(AdapterExport, "adapter_export")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
 

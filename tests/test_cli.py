@@ -106,6 +106,7 @@ def test_test_predict_and_peft_export(tiny_backbone, ml100k, tmp_path, capsys):
         (["--data.init_args.shots=5000"], "data.shots=5000 is larger than the train split"),
         (["--data.init_args.max_length=4"], "data.max_length=4 is too small"),
         (["--ckpt_path=last"], "no checkpoint in"),
+        (["--data.init_args.split_sizes=[40,0,0]"], "the valid split is empty"),
         (["--ckpt_path=/nope.ckpt"], "checkpoint not found: /nope.ckpt"),
     ],
 )
@@ -142,3 +143,14 @@ def test_corrupt_and_foreign_checkpoints_are_refused(tiny_backbone, ml100k, tmp_
         main(["test", *run_args(tiny_backbone, ml100k, out, "--model.lora.r=4"), "--ckpt_path=last"])
     err = capsys.readouterr().err
     assert "Traceback" not in err and "tallrec_pl: error: checkpoint was made for another model" in err
+
+
+def test_backbone_with_own_code_needs_consent(tmp_path, ml100k, tiny_backbone, capsys):
+    folder = tmp_path / "custom"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "x", "auto_map": {"AutoModelForCausalLM": "modeling_x.XModel"}}))
+    (folder / "model.safetensors").write_bytes(b"")
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", *run_args(tiny_backbone, ml100k, tmp_path / "run"), f"--model.backbone={folder}"])
+    assert exc.value.code == 2
+    assert "ships its own code (AutoModelForCausalLM); read that code, then set model.trust_remote_code: true" in capsys.readouterr().err

@@ -102,3 +102,12 @@ def test_adapter_of_another_backbone_is_refused(tiny_backbone, alpaca, tmp_path)
     module = TALLRecModule(backbone=tiny_backbone, init_adapter=str(s1 / "adapter"))
     with pytest.raises(TallrecError, match="was trained on backbone 'meta-llama/Llama-2-7b-hf'"):
         module.configure_model()
+
+
+def test_instruction_sample_that_cannot_fit_is_left_out(tiny_backbone, tmp_path):
+    records = [{"instruction": "Say it.", "input": "", "output": "Yes."}, {"instruction": "Say it. " * 40, "input": "", "output": "No."}] * 3
+    path = tmp_path / "a.json"
+    path.write_text(json.dumps(records))
+    dm = InstructionDataModule(path=str(path), tokenizer=tiny_backbone, val_size=2, max_length=60, cache_dir=None)
+    dm.setup()
+    assert len(dm.encoded["train"]) == 2 and all(len(r["input_ids"]) <= 60 for r in dm.encoded["train"])

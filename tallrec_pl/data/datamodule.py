@@ -48,6 +48,7 @@ class PromptDataModule(L.LightningDataModule):
         num_workers: int = 0,
         seed: int = 0,
         cache_dir: str | None = "data/cache",
+        trust_remote_code: bool = False,
     ) -> None:
         """
         Args:
@@ -63,6 +64,7 @@ class PromptDataModule(L.LightningDataModule):
             num_workers: DataLoader worker processes.
             seed: seed of the few-shot sample and of the training order.
             cache_dir: folder for tokenised splits (``datasets`` format); null disables the cache.
+            trust_remote_code: let the tokenizer run its own code (linked to model.trust_remote_code by the CLI).
         """
         super().__init__()
         if max_length < 8:
@@ -80,10 +82,13 @@ class PromptDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self.cache_dir = cache_dir
+        self.trust_remote_code = trust_remote_code
         self.tokenizer = None
         self.encoded: dict[str, list[dict]] = {}
 
     # --- what subclasses provide ---------------------------------------------------------
+
+    skip_unfit = False  # rec samples that cannot fit are errors; instruction data skips them
 
     def build_samples(self, sampled: bool = True) -> dict[str, list[Sample]]:
         """Text samples per split; ``sampled`` False skips the few-shot draw (whole train split)."""
@@ -98,7 +103,7 @@ class PromptDataModule(L.LightningDataModule):
         if self.tokenizer is None:
             from tallrec_pl.model.backbone import load_tokenizer
 
-            self.tokenizer = load_tokenizer(self.tokenizer_name)
+            self.tokenizer = load_tokenizer(self.tokenizer_name, self.trust_remote_code)
         return self.tokenizer
 
     def _cache_key(self, split_name: str, samples: list[Sample]) -> str:
@@ -118,7 +123,11 @@ class PromptDataModule(L.LightningDataModule):
             import datasets
 
             return datasets.load_from_disk(str(folder)).to_list()
-        records = encode_samples(samples, self.tokenizer, self.max_length, self.train_on_inputs, source=f"{self.describe()} {split_name}")
+        records = encode_samples(samples, self.tokenizer, self.max_length, self.train_on_inputs, source=f"{self.describe()} {split_name}",
+                                 skip_unfit=self.skip_unfit)
+        if len(records) < len(samples):
+            rank_zero_info(f"{self.describe()} {split_name}: left out {len(samples) - len(records)} samples longer than "
+                           f"data.max_length={self.max_length} even with an empty input")
         for i, r in enumerate(records):
             r["index"] = i
         if folder is not None:
@@ -307,7 +316,13 @@ class RankDataModule(RecDataModule):
 
 
 class InstructionDataModule(PromptDataModule):
-    """Stage 1: Alpaca-format instruction data, from a local JSON / JSONL file or a Hub dataset."""
+    """Stage 1: Alpaca-format instruction data, from a local JSON / JSONL file or a Hub dataset.
+
+    Over-long samples lose the end of their input; a sample whose instruction and response
+    alone exceed ``max_length`` is left out (and counted in the log).
+    """
+
+    skip_unfit = True
 
     def __init__(self, path: str = "tatsu-lab/alpaca", val_size: int = 100, limit: int | None = None, **common) -> None:
         """

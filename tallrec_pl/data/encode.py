@@ -38,12 +38,13 @@ def _tokenize(tokenizer, texts: list[str]) -> list[list[int]]:
 
 
 def encode_samples(samples: list[Sample], tokenizer, max_length: int, train_on_inputs: bool = False,
-                   source: str = "", batch: int = 512) -> list[dict]:
+                   source: str = "", batch: int = 512, skip_unfit: bool = False) -> list[dict]:
     """Encode ``samples`` in order; over-long ones lose their oldest history items first.
 
     Each result holds ``input_ids``, ``labels`` (IGNORE on the prompt unless
     ``train_on_inputs``), ``prompt_len`` (the answer starts there) and ``label``
-    (1 Yes, 0 No, -1 other answers).
+    (1 Yes, 0 No, -1 other answers). With ``skip_unfit``, samples that cannot fit even
+    shortened are left out (instruction data) instead of stopping with an error.
     """
     eos = tokenizer.eos_token_id
     if eos is None:
@@ -57,7 +58,12 @@ def encode_samples(samples: list[Sample], tokenizer, max_length: int, train_on_i
         for k, sample in enumerate(chunk):
             p, f = p_ids[k], f_ids[k]
             if len(f) + 1 > max_length:
-                p, f = _shorten(sample, tokenizer, max_length, f"{source} sample {start + k}")
+                try:
+                    p, f = _shorten(sample, tokenizer, max_length, f"{source} sample {start + k}")
+                except TallrecError:
+                    if skip_unfit:
+                        continue
+                    raise
             out.append(_record(p, f, eos, sample, train_on_inputs, f"{source} sample {start + k}"))
     return out
 

@@ -106,7 +106,7 @@ def window_sample(window: Window, item_fields: dict, text: ItemText, domain: str
         history=history,
         target=text.render(window.target, item_fields, source),
         domain=domain,
-        meta={"user": window.user, "item": window.target},
+        meta={"user": window.user, "item": window.target, "history": [i for i, _ in window.history]},
     )
 
 

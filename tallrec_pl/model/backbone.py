@@ -84,6 +84,22 @@ def resolve(backbone: str) -> str:
     return backbone
 
 
+def _check_remote_code(path: str, backbone: str, trust_remote_code: bool) -> None:
+    """A local backbone whose config maps to its own Python code needs the user's consent."""
+    config = os.path.join(path, "config.json")
+    if trust_remote_code or not os.path.exists(config):
+        return
+    import json
+
+    try:
+        with open(config) as fh:
+            auto_map = json.load(fh).get("auto_map")
+    except (OSError, ValueError):
+        return
+    if auto_map:
+        raise TallrecError(f"backbone {backbone} ships its own code ({', '.join(sorted(auto_map))})", "read that code, then set model.trust_remote_code: true")
+
+
 def _remote_code_hint(err: Exception, backbone: str) -> TallrecError | None:
     if "trust_remote_code" in str(err):
         return TallrecError(f"backbone {backbone} ships its own code", "read that code, then set model.trust_remote_code: true")
@@ -95,6 +111,7 @@ def load_tokenizer(backbone: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
     path = resolve(backbone)
+    _check_remote_code(path, backbone, trust_remote_code)
     try:
         tok = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
     except (OSError, ValueError) as err:
@@ -116,6 +133,7 @@ def load_model(backbone: str, dtype: str = "float32", load_in_8bit: bool = False
     if dtype not in DTYPES:
         raise TallrecError(f"model.dtype {dtype!r} is not supported", f"use one of {', '.join(DTYPES)}")
     path = resolve(backbone)
+    _check_remote_code(path, backbone, trust_remote_code)
     kwargs = {"dtype": DTYPES[dtype], "trust_remote_code": trust_remote_code}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import math
 from dataclasses import asdict
 
@@ -129,9 +130,12 @@ class TALLRecModule(L.LightningModule):
             return decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
         # the shared prefix once, its key/value cache repeated for every row, then the rest
         prefix = decoder(input_ids=input_ids[:1, :n], use_cache=True)
-        cache = prefix.past_key_values
+        # transformers >= 5.20 names the cache `cache`; earlier releases `past_key_values`
+        new_api = "cache" in inspect.signature(decoder.forward).parameters
+        cache = prefix.cache if new_api else prefix.past_key_values
         cache.batch_repeat_interleave(input_ids.shape[0])
-        rest = decoder(input_ids=input_ids[:, n:], attention_mask=attention_mask, past_key_values=cache, use_cache=True).last_hidden_state
+        kwargs = {"cache" if new_api else "past_key_values": cache}
+        rest = decoder(input_ids=input_ids[:, n:], attention_mask=attention_mask, use_cache=True, **kwargs).last_hidden_state
         return torch.cat([prefix.last_hidden_state.expand(input_ids.shape[0], -1, -1), rest], dim=1)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
