@@ -112,7 +112,7 @@ def speed_section() -> list[str]:
         found = True
         lines += [f"### {cfg['dtype']} on both sides", "",
                   f"Command: `python benchmarks/speed.py --dtype {cfg['dtype']} --n {cfg['n']} --train_n {cfg['train_n']} --micro {cfg['micro']}"
-                  + (" --adapter <rec-tuned .ckpt>`" if "score_tuned" in r else "`") + f" (each side in its own process; one run).", "",
+                  + (" --adapter <rec-tuned .ckpt>`" if "score_tuned" in r else "`") + " (each side in its own process; one run).", "",
                   "| what | ours samples/s | TALLRec samples/s | speed-up | ours peak RSS MB | TALLRec peak RSS MB | RSS ratio |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]
         names = {"score_untuned": f"scoring {cfg['n']} test prompts, untuned backbone", "score_tuned": f"scoring {cfg['n']} test prompts, rec-tuned adapter",

