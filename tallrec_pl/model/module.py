@@ -104,20 +104,14 @@ class TALLRecModule(L.LightningModule):
         from peft import get_peft_model
 
         staged = get_peft_model(base, self.lora.peft_config())
-        params = {n: p for n, p in staged.named_parameters() if "lora_" in n}
-        with torch.no_grad():
-            for name, value in match_state(self.hparams.init_adapter, state, params).items():
-                params[name].copy_(value)
+        copy_lora(self.hparams.init_adapter, state, staged)
         return staged.merge_and_unload()
 
     def load_adapter(self, path: str) -> None:
         """Copy a stage-1 adapter's LoRA weights into this model (checked first)."""
         state, info = read_adapter(path)
         check_adapter(path, info, self.hparams.backbone, self.lora)
-        params = {n: p for n, p in self.model.named_parameters() if p.requires_grad}
-        with torch.no_grad():
-            for name, value in match_state(path, state, params).items():
-                params[name].copy_(value)
+        copy_lora(path, state, self.model)
         rank_zero_info(f"tallrec_pl: started from adapter {path}")
 
     # --- forward -------------------------------------------------------------------------
@@ -245,6 +239,14 @@ class TALLRecModule(L.LightningModule):
                 f"checkpoint was made for another model (backbone {hp.get('backbone', '?')!r}, {len(theirs)} weights; this one has {len(ours)})",
                 "pass a checkpoint of this backbone and LoRA shape, or change model.* to match it",
             )
+
+
+def copy_lora(path: str, state: dict[str, torch.Tensor], peft_model: torch.nn.Module) -> None:
+    """Copy PEFT-named LoRA weights from ``path`` into ``peft_model`` (any mismatch is refused)."""
+    params = {n: p for n, p in peft_model.named_parameters() if "lora_" in n}
+    with torch.no_grad():
+        for name, value in match_state(path, state, params).items():
+            params[name].copy_(value)
 
 
 MIN_SHARED_PREFIX = 8  # below this, a second decoder call costs more than it saves
