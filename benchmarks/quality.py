@@ -48,7 +48,9 @@ def run(name: str, shots: int, seed: int) -> dict:
             train = [f"--data.init_args.shots={shots}", f"--trainer.max_epochs={EPOCHS[shots]}", *VALIDATE[shots]]
         else:
             train = ["--data.init_args.shots=-1", f"--trainer.max_steps={FULL_STEPS}", "--trainer.max_epochs=1", "--trainer.val_check_interval=50"]
-        cli("fit", "--config", CONFIG, *common, *TRAIN, *train, log=log)
+        if not (ckpt / "fit.done").exists():  # a finished fit is rescored, not retrained
+            cli("fit", "--config", CONFIG, *common, *TRAIN, *train, log=log)
+            (ckpt / "fit.done").write_text("")
         result = predict_auc(name, ckpt, [*common, "--ckpt_path=best"], log)
     result.update({"name": name, "shots": shots, "seed": seed})
     save_json(path, result)

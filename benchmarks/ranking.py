@@ -97,13 +97,17 @@ def main() -> None:
     opts = parser.parse_args()
     out = RESULTS / "ranking.json"
     result = json.loads(out.read_text()) if out.exists() else {}
+    if result.get("groups") != opts.groups:
+        result = {}
     test, train_windows = groups_and_log(opts.groups)
     result["groups"] = opts.groups
     result.setdefault("metrics", {}).update(baselines(test, train_windows))
     save_json(out, result)
-    result["metrics"]["LLM zero-shot"] = llm("zero", opts.groups, None)
+    # resumable: an LLM row already measured on the same groups is read back
+    if "LLM zero-shot" not in result["metrics"]:
+        result["metrics"]["LLM zero-shot"] = llm("zero", opts.groups, None)
     save_json(out, result)
-    if opts.adapter:
+    if opts.adapter and "LLM rec-tuned" not in result["metrics"]:
         result["metrics"]["LLM rec-tuned"] = llm("tuned", opts.groups, opts.adapter)
         result["adapter"] = opts.adapter
         save_json(out, result)
