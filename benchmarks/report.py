@@ -188,7 +188,9 @@ def main() -> None:
     deviations = (ROOT / "benchmarks" / "DEVIATIONS.md").read_text() if (ROOT / "benchmarks" / "DEVIATIONS.md").exists() else ""
     lines = ["# Benchmarks", "", "Every figure below is read from `benchmarks/results/` by `python benchmarks/report.py`; "
              "each section names the command that produced it. Machine: 2 CPU cores (AMD EPYC, AVX-512 bf16), no GPU.", ""]
+    notes = (ROOT / "benchmarks" / "NOTES.md").read_text() if (ROOT / "benchmarks" / "NOTES.md").exists() else ""
     lines += quality_section() + ([deviations, ""] if deviations else []) + speed_section() + ranking_section() + data_section()
+    lines += [notes] if notes else []
     (DOCS / "BENCHMARKS.md").write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {DOCS / 'BENCHMARKS.md'}")
 
