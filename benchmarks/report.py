@@ -64,7 +64,7 @@ def plot_auc(points, zero) -> None:
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     xs = [p[0] for p in points]
-    ax.errorbar(xs, [p[1] for p in points], yerr=[p[2] for p in points], marker="o", capsize=3, label="tallrec_pl, SmolLM2-135M (mean ± std, 3 seeds)")
+    ax.errorbar(xs, [p[1] for p in points], yerr=[p[2] for p in points], marker="o", capsize=3, label="tallrec_pl, SmolLM2-135M (mean ± std over the seeds run)")
     ax.plot(list(PAPER["movie"]), [v / 100 for v in PAPER["movie"].values()], "s--", label="TALLRec paper, LLaMA-7B")
     if zero is not None:
         ax.axhline(zero, color="gray", ls=":", label="zero-shot SmolLM2-135M")
