@@ -16,7 +16,10 @@ from test_cli import run_args
 def fit_process(*args: str) -> subprocess.CompletedProcess:
     """``python -m tallrec_pl fit ARGS`` in its own process, as a user runs it."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, ["tests", os.environ.get("PYTHONPATH")]))}
-    return subprocess.run([sys.executable, "-m", "tallrec_pl", "fit", *args], capture_output=True, text=True, env=env)
+    # a shell starts background jobs with SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler: give the child the default disposition, as a terminal would
+    return subprocess.run([sys.executable, "-m", "tallrec_pl", "fit", *args], capture_output=True, text=True, env=env,
+                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
