@@ -249,6 +249,7 @@ class RecDataModule(PromptDataModule):
         self.split_sizes, self.shots = list(split_sizes), shots
         self.columns, self.items_path, self.item_id_column = columns, items_path, item_id_column
         self.overrides = {"train": train_path, "valid": valid_path, "test": test_path}
+        self._windows_cache = None  # (format, log, windows) from log_windows
 
     def describe(self) -> str:
         return str(self.path or "MovieLens-100K (recbole wheel)")
@@ -268,9 +269,14 @@ class RecDataModule(PromptDataModule):
         return {name: [window_sample(w, log.item_fields, self.item_text, self.domain, log.source) for w in ws] for name, ws in windows.items()}
 
     def log_windows(self, fmt: str | None = None):
-        """The log and its windows split train / valid / test (interaction logs only)."""
-        log = read_log(self.path, fmt or self.format, self.columns, self.items_path, self.item_id_column)
-        return log, split(build_windows(log, self.history_len, self.like_threshold, self.keep_last), self.split_sizes)
+        """The log and its windows split train / valid / test (interaction logs only); read once
+        per data module (the ranking split needs them after the text splits did)."""
+        key = fmt or self.format
+        if self._windows_cache is None or self._windows_cache[0] != key:
+            log = read_log(self.path, key, self.columns, self.items_path, self.item_id_column)
+            windows = split(build_windows(log, self.history_len, self.like_threshold, self.keep_last), self.split_sizes)
+            self._windows_cache = (key, log, windows)
+        return self._windows_cache[1], self._windows_cache[2]
 
     def build_samples(self, sampled: bool = True) -> dict[str, list[Sample]]:
         needed = [n for n in SPLITS if not self.overrides[n]]
