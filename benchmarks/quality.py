@@ -49,7 +49,8 @@ def run(name: str, shots: int, seed: int) -> dict:
         else:
             train = ["--data.init_args.shots=-1", f"--trainer.max_steps={FULL_STEPS}", "--trainer.max_epochs=1", "--trainer.val_check_interval=50"]
         if not (ckpt / "fit.done").exists():  # a finished fit is rescored, not retrained
-            cli("fit", "--config", CONFIG, *common, *TRAIN, *train, log=log)
+            resume = ["--ckpt_path=last"] if (ckpt / "last.ckpt").exists() else []  # an interrupted fit goes on
+            cli("fit", "--config", CONFIG, *common, *TRAIN, *train, *resume, log=log)
             (ckpt / "fit.done").write_text("")
         result = predict_auc(name, ckpt, [*common, "--ckpt_path=best"], log)
     result.update({"name": name, "shots": shots, "seed": seed})
