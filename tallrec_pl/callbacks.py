@@ -61,7 +61,8 @@ class PredictionWriter(BasePredictionWriter):
     def __init__(self, output: str = "predictions/predictions.jsonl") -> None:
         """
         Args:
-            output: JSONL file with index, p_yes, label (where known), user and item.
+            output: JSONL file with index, p_yes, label (where known), user, item, history length,
+                whether the item was seen in training, and ranking group and rank.
         """
         super().__init__(write_interval="epoch")
         self.output = output
@@ -100,6 +101,9 @@ class PredictionWriter(BasePredictionWriter):
                 if index < len(records):
                     for key in ("user", "item"):
                         if records[index].get(key):
+                            out[key] = records[index][key]
+                    for key in ("hist_len", "seen"):  # the slices (see TALLRecModule's test/slice/* metrics)
+                        if records[index].get(key, -1) >= 0:
                             out[key] = records[index][key]
                 fh.write(json.dumps(out) + "\n")
         os.replace(tmp, self.output)

@@ -127,3 +127,65 @@ def test_shared_prefix_gradients_match(setup):
     module.model.zero_grad()
     for n in grads[0]:
         torch.testing.assert_close(grads[0][n], grads[1][n], atol=1e-5, rtol=1e-3)
+
+
+def _adapted_weights(module):
+    from peft.tuners.lora import LoraLayer
+
+    return [m.get_base_layer().weight for m in module.model.modules() if isinstance(m, LoraLayer)]
+
+
+def test_merged_adapter_scores_equal_unmerged_and_weights_come_back_exactly(setup):
+    module, batch = setup
+    before = [w.detach().clone() for w in _adapted_weights(module)]
+    with torch.no_grad():
+        _, p_plain = module(batch)
+        assert module.merge_adapter()
+        assert any(not torch.equal(w, b) for w, b in zip(_adapted_weights(module), before))  # the update is in the weights
+        _, p_merged = module(batch)
+        module.unmerge_adapter()
+        _, p_again = module(batch)
+    torch.testing.assert_close(p_plain, p_merged, atol=1e-5, rtol=0)
+    assert all(torch.equal(w, b) for w, b in zip(_adapted_weights(module), before))  # bit for bit, not W + d - d
+    assert torch.equal(p_plain, p_again)
+
+
+def test_validation_merges_and_training_resumes_on_original_weights(tiny_backbone, tmp_path):
+    import lightning as L
+    from conftest import write_ml100k
+
+    ml = write_ml100k(tmp_path / "ml")
+    dm = RecDataModule(path=str(ml), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], batch_size=4, eval_batch_size=4, cache_dir=None)
+    module = TALLRecModule(backbone=tiny_backbone, warmup_steps=0)
+    seen = {"val": [], "train": []}
+
+    class Watch(L.Callback):
+        def on_validation_batch_start(self, trainer, pl_module, *a):
+            seen["val"].append(pl_module._unmerged is not None and pl_module.model.config._attn_implementation == "eager")
+
+        def on_train_batch_start(self, trainer, pl_module, *a):
+            seen["train"].append(pl_module._unmerged is not None or pl_module.model.config._attn_implementation != "sdpa")
+            # the frozen weights are the checkpoint's, unchanged by the validations before
+            assert all(torch.equal(w, b) for w, b in zip(_adapted_weights(pl_module), frozen))
+
+    module.configure_model()
+    frozen = [w.detach().clone() for w in _adapted_weights(module)]
+    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, callbacks=[Watch()])
+    trainer.fit(module, datamodule=dm)
+    assert seen["val"] and all(seen["val"]) and seen["train"] and not any(seen["train"])
+    assert module._unmerged is None
+
+
+def test_auto_attention_is_eager_for_cpu_evaluation_only(setup):
+    module, batch = setup
+    config = module.model.get_base_model().config
+    assert module.hparams.attn_implementation == "auto" and config._attn_implementation == "sdpa"
+    with torch.no_grad():
+        _, p_sdpa = module(batch)
+        module.begin_eval()
+        assert config._attn_implementation == "eager" and module._unmerged is not None
+        _, p_eval = module(batch)
+        module.end_eval()
+    assert config._attn_implementation == "sdpa" and module._unmerged is None
+    torch.testing.assert_close(p_sdpa, p_eval, atol=1e-5, rtol=0)

@@ -39,6 +39,8 @@ class Collator:
             "label": torch.tensor([r["label"] for r in records]),
             "index": torch.tensor([r["index"] for r in records]),
             "group": torch.tensor([r.get("group", -1) for r in records]),
+            "hist_len": torch.tensor([r.get("hist_len", -1) for r in records]),
+            "seen": torch.tensor([r.get("seen", -1) for r in records]),
         }
 
 

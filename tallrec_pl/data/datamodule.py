@@ -21,12 +21,12 @@ from tallrec_pl.data.batching import (
 )
 from tallrec_pl.data.encode import encode_samples
 from tallrec_pl.data.logs import FORMATS, detect_format, read_log, read_samples_json
-from tallrec_pl.data.prompts import ItemText, Sample, json_sample, window_sample
+from tallrec_pl.data.prompts import ItemText, Sample, UserProfile, json_sample, window_sample
 from tallrec_pl.data.windows import build_windows, few_shot_indices, split
 from tallrec_pl.errors import TallrecError, require_path
 
 SPLITS = ("train", "valid", "test")
-_ENCODING_VERSION = 2  # bump when encode_samples changes what it writes
+_ENCODING_VERSION = 3  # bump when encode_samples changes what it writes
 
 
 class PromptDataModule(L.LightningDataModule):
@@ -111,7 +111,7 @@ class PromptDataModule(L.LightningDataModule):
         h = hashlib.sha256()
         h.update(json.dumps([_ENCODING_VERSION, type(tok).__name__, tok.name_or_path, len(tok), self.max_length, self.train_on_inputs]).encode())
         for s in samples:
-            h.update(json.dumps([s.prompt(), s.output, s.meta.get("user"), s.meta.get("item"), s.meta.get("group")]).encode())
+            h.update(json.dumps([s.prompt(), s.output, *(s.meta.get(k) for k in ("user", "item", "group", "hist_len", "seen"))]).encode())
         return f"{split_name}-{h.hexdigest()[:20]}"
 
     def _encode(self, split_name: str, samples: list[Sample]) -> list[dict]:
@@ -192,6 +192,18 @@ class PromptDataModule(L.LightningDataModule):
         return self._eval_loader(self.predict_split, "predict")
 
 
+def mark_seen(train: list[Sample], others: list[Sample]) -> None:
+    """Set ``meta["seen"]``: does the sample's target item occur in the (whole, not few-shot)
+    train split, as a target or in a history? Log samples compare item ids, JSON samples titles."""
+    ids = {i for s in train for i in [s.meta.get("item"), *s.meta.get("history", [])] if i is not None}
+    titles = {s.target for s in train} | {t.strip('"') for s in train for t, _ in (s.history or [])}
+    for s in others:
+        if "item" in s.meta:
+            s.meta["seen"] = int(s.meta["item"] in ids)
+        elif s.history is not None:
+            s.meta["seen"] = int(s.target in titles)
+
+
 def spread(items: list, n: int) -> list:
     """``n`` items at evenly spaced positions (first included), in order."""
     return [items[i * len(items) // n] for i in range(n)]
@@ -208,6 +220,9 @@ class RecDataModule(PromptDataModule):
         item_template: str = "{title} ({year})",
         history_format: str = '"{}"',
         history_len: int = 10,
+        min_history: int | None = None,
+        profile_below: int = 0,
+        profile_template: str | None = None,
         like_threshold: float = 3.0,
         keep_last: int = 10000,
         split_sizes: list[float] = [8000, 1000, 1000],
@@ -229,6 +244,12 @@ class RecDataModule(PromptDataModule):
             item_template: how an item's fields become its text.
             history_format: how an item's text is written in the history lists.
             history_len: how many earlier ratings form a window's history.
+            min_history: also build windows with fewer earlier ratings, down to this many (0: every
+                user's first rating too); null: only full windows (TALLRec's rule).
+            profile_below: users whose history has fewer items than this get a "User Profile:" line
+                from the user table (MovieLens: age, gender, occupation) where one exists; 0: never.
+            profile_template: how a user's fields become the profile line, e.g. "{age}-year-old
+                {occupation}"; null lists every field as "name: value".
             like_threshold: a rating above this is a like ("Yes.").
             keep_last: keep only the last N windows (0: all).
             split_sizes: train / valid / test sizes, counts or fractions, cut in order.
@@ -245,11 +266,17 @@ class RecDataModule(PromptDataModule):
             raise TallrecError(f"unknown data.format {format!r}", f"use one of {', '.join(FORMATS)}")
         self.path, self.format, self.domain = path, format, domain
         self.item_text = ItemText(item_template, history_format)
+        if min_history is not None and not 0 <= min_history <= history_len:
+            raise TallrecError(f"data.min_history={min_history} must be between 0 and data.history_len={history_len}",
+                               "set data.min_history in that range, or null for full windows only")
         self.history_len, self.like_threshold, self.keep_last = history_len, like_threshold, keep_last
+        self.min_history = min_history
+        self.profile = UserProfile(profile_below, profile_template)
         self.split_sizes, self.shots = list(split_sizes), shots
         self.columns, self.items_path, self.item_id_column = columns, items_path, item_id_column
         self.overrides = {"train": train_path, "valid": valid_path, "test": test_path}
         self._windows_cache = None  # (format, log, windows) from log_windows
+        self._whole_train: list[Sample] = []
 
     def describe(self) -> str:
         return str(self.path or "MovieLens-100K (recbole wheel)")
@@ -266,7 +293,12 @@ class RecDataModule(PromptDataModule):
                 }
             return split([json_sample(r) for r in read_samples_json(self.path)], self.split_sizes)
         log, windows = self.log_windows(fmt)
-        return {name: [window_sample(w, log.item_fields, self.item_text, self.domain, log.source) for w in ws] for name, ws in windows.items()}
+        return {name: [self.window_sample(w, log) for w in ws] for name, ws in windows.items()}
+
+    def window_sample(self, window, log) -> Sample:
+        """A window as a prompt sample, with the cold-start profile line where it applies."""
+        profile = self.profile.render(window.user, len(window.history), log.user_fields, log.source)
+        return window_sample(window, log.item_fields, self.item_text, self.domain, log.source, profile)
 
     def log_windows(self, fmt: str | None = None):
         """The log and its windows split train / valid / test (interaction logs only); read once
@@ -274,7 +306,7 @@ class RecDataModule(PromptDataModule):
         key = fmt or self.format
         if self._windows_cache is None or self._windows_cache[0] != key:
             log = read_log(self.path, key, self.columns, self.items_path, self.item_id_column)
-            windows = split(build_windows(log, self.history_len, self.like_threshold, self.keep_last), self.split_sizes)
+            windows = split(build_windows(log, self.history_len, self.like_threshold, self.keep_last, self.min_history), self.split_sizes)
             self._windows_cache = (key, log, windows)
         return self._windows_cache[1], self._windows_cache[2]
 
@@ -285,6 +317,8 @@ class RecDataModule(PromptDataModule):
             if file:
                 splits[name] = [json_sample(r) for r in read_samples_json(file)]
         train = splits.get("train", [])
+        self._whole_train = train  # before the few-shot draw: "seen" means seen in the train split
+        mark_seen(train, [s for name in ("valid", "test") for s in splits.get(name, [])])
         if sampled and train:
             splits["train"] = [train[i] for i in few_shot_indices(len(train), self.shots, self.seed)]
         return splits
@@ -294,13 +328,15 @@ class RankDataModule(RecDataModule):
     """Ranking protocol: each liked test window becomes a group of candidates (the true item and
     ``negatives`` items the user never rated), ranked by p(Yes) under the same history."""
 
-    def __init__(self, negatives: int = 19, **rec) -> None:
+    def __init__(self, negatives: int = 19, limit_groups: int | None = None, **rec) -> None:
         """
         Args:
             negatives: sampled unrated items per group (seeded by data.seed); -1 ranks the whole unrated catalogue.
+            limit_groups: rank only N groups, spread evenly over the test split (windows are listed
+                user by user, so the first N would cover a few users); null: all.
         """
         super().__init__(**rec)
-        self.negatives = negatives
+        self.negatives, self.limit_groups = negatives, limit_groups
 
     def build_samples(self, sampled: bool = True) -> dict[str, list[Sample]]:
         from tallrec_pl.data.ranking import candidate_groups
@@ -310,7 +346,11 @@ class RankDataModule(RecDataModule):
         if fmt == "tallrec-json":
             raise TallrecError("ranking needs an interaction log (it samples unrated items)", "point data.path at a log, not TALLRec JSON")
         log, windows = self.log_windows(fmt)
-        splits["test"] = candidate_groups(windows["test"], log, self.negatives, self.seed, self.item_text, self.domain)
+        liked = [w for w in windows["test"] if w.label]
+        if self.limit_groups is not None and len(liked) > self.limit_groups:
+            liked = spread(liked, self.limit_groups)
+        splits["test"] = candidate_groups(liked, log, self.negatives, self.seed, lambda w: self.window_sample(w, log))
+        mark_seen(self._whole_train, splits["test"])
         return splits
 
     def _eval_loader(self, name: str, needed_for: str) -> DataLoader:

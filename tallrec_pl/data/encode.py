@@ -82,6 +82,9 @@ def _record(p: list[int], f: list[int], eos: int, sample: Sample, train_on_input
         "user": str(sample.meta.get("user", "")),
         "item": str(sample.meta.get("item", "")),
         "group": int(sample.meta.get("group", -1)),  # ranking: the candidates of one window share a group
+        # slices: history items before any truncation (-1: not a rec sample); item seen in training (1 / 0, -1 unknown)
+        "hist_len": int(sample.meta.get("hist_len", len(sample.history) if sample.history is not None else -1)),
+        "seen": int(sample.meta.get("seen", -1)),
     }
 
 

@@ -19,6 +19,7 @@ FORMATS = ("auto", "ml-100k", "recbole", "csv", "tallrec-json")
 # Field names that other sources use for an item's title and year; the first present wins.
 TITLE_ALIASES = ("title", "movie_title", "book_title", "item_name", "name")
 YEAR_ALIASES = ("year", "release_year", "year_of_publication")
+GENRE_ALIASES = ("genre", "genres", "class", "category", "categories")
 ML100K_GENRES = (
     "unknown Action Adventure Animation Children's Comedy Crime Documentary Drama Fantasy "
     "Film-Noir Horror Musical Mystery Romance Sci-Fi Thriller War Western"
@@ -94,10 +95,14 @@ def item_title(fields: dict[str, str]) -> str:
 
 
 def _with_aliases(fields: dict[str, str]) -> dict[str, str]:
-    """Add ``title`` and ``year`` so one item template serves every source."""
+    """Add ``title``, ``year`` and ``genre`` so one item template serves every source
+    (RecBole's space-separated ``class`` becomes "Action, Comedy")."""
     out = dict(fields)
     out.setdefault("title", item_title(fields))
     out.setdefault("year", next((fields[k] for k in YEAR_ALIASES if fields.get(k)), ""))
+    genre = next((k for k in GENRE_ALIASES if fields.get(k)), None)
+    if "genre" not in fields:
+        out["genre"] = ", ".join(fields[genre].split()) if genre == "class" else fields[genre] if genre else ""
     return out
 
 

@@ -25,7 +25,7 @@ REC_INSTRUCTION = (
     "Given the user's preference and unpreference, identify whether the user will like the target {domain} "
     'by answering "Yes." or "No.".'
 )
-_INPUT_RE = re.compile(r"User Preference: (.*)\nUser Unpreference: (.*)\nWhether the user will like the target (\w+) \"(.*)\"\?", re.S)
+_INPUT_RE = re.compile(r"(?:User Profile: (.*?)\n)?User Preference: (.*)\nUser Unpreference: (.*)\nWhether the user will like the target (\w+) \"(.*)\"\?", re.S)
 _ITEM_SPLIT = re.compile(r', (?=")')  # items in a list start with a quote: split only there
 
 
@@ -46,6 +46,7 @@ class Sample:
     domain: str = "movie"
     time_ordered: bool = True
     meta: dict = field(default_factory=dict)
+    profile: str = ""  # a "User Profile:" line (cold start), empty for none
 
     def render_input(self) -> str:
         if self.history is None:
@@ -53,7 +54,7 @@ class Sample:
         liked = ", ".join(t for t, ok in self.history if ok)
         disliked = ", ".join(t for t, ok in self.history if not ok)
         return (
-            f"User Preference: {liked}\nUser Unpreference: {disliked}\n"
+            (f"User Profile: {self.profile}\n" if self.profile else "") + f"User Preference: {liked}\nUser Unpreference: {disliked}\n"
             f'Whether the user will like the target {self.domain} "{self.target}"?'
         )
 
@@ -98,7 +99,7 @@ class ItemText:
             ) from None
 
 
-def window_sample(window: Window, item_fields: dict, text: ItemText, domain: str, source: str) -> Sample:
+def window_sample(window: Window, item_fields: dict, text: ItemText, domain: str, source: str, profile: str = "") -> Sample:
     history = [(text.history_format.format(text.render(i, item_fields, source)), ok) for i, ok in window.history]
     return Sample(
         instruction=REC_INSTRUCTION.format(domain=domain),
@@ -106,8 +107,32 @@ def window_sample(window: Window, item_fields: dict, text: ItemText, domain: str
         history=history,
         target=text.render(window.target, item_fields, source),
         domain=domain,
-        meta={"user": window.user, "item": window.target, "history": [i for i, _ in window.history]},
+        meta={"user": window.user, "item": window.target, "history": [i for i, _ in window.history], "hist_len": len(window.history)},
+        profile=profile,
     )
+
+
+@dataclass
+class UserProfile:
+    """The cold-start line: users with fewer than ``below`` history items get their user-table
+    fields in the prompt (``template`` over them; null lists every field as "name: value")."""
+
+    below: int = 0
+    template: str | None = None
+
+    def render(self, user: str, history_len: int, user_fields: dict[str, dict[str, str]], source: str) -> str:
+        fields = user_fields.get(user)
+        if history_len >= self.below or not fields:
+            return ""
+        if self.template is None:
+            return ", ".join(f"{k}: {v}" for k, v in fields.items() if v)
+        try:
+            return self.template.format(**fields).strip()
+        except KeyError as err:
+            raise TallrecError(
+                f"data.profile_template {self.template!r} uses field {err.args[0]!r}, which users of {source} lack",
+                f"use only {', '.join(sorted(fields))}",
+            ) from None
 
 
 def json_sample(record: dict[str, str]) -> Sample:
@@ -115,9 +140,10 @@ def json_sample(record: dict[str, str]) -> Sample:
     m = _INPUT_RE.fullmatch(record["input"])
     if not m:
         return Sample(instruction=record["instruction"], output=record["output"], input=record["input"])
-    liked, disliked, domain, target = m.groups()
+    profile, liked, disliked, domain, target = m.groups()
     history = [(t, True) for t in _ITEM_SPLIT.split(liked) if t] + [(t, False) for t in _ITEM_SPLIT.split(disliked) if t]
-    sample = Sample(record["instruction"], record["output"], history=history, target=target, domain=domain, time_ordered=False)
+    sample = Sample(record["instruction"], record["output"], history=history, target=target, domain=domain, time_ordered=False,
+                    profile=profile or "")
     if sample.render_input() != record["input"]:  # an unusual list that does not round-trip: keep it whole
         return Sample(instruction=record["instruction"], output=record["output"], input=record["input"])
     return sample

@@ -4,16 +4,17 @@ per test window, scored by p(Yes) under the same history. No tokenizer here."""
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 
 from tallrec_pl.data.logs import Log
-from tallrec_pl.data.prompts import ItemText, Sample, window_sample
+from tallrec_pl.data.prompts import Sample
 from tallrec_pl.data.windows import Window
 from tallrec_pl.errors import TallrecError
 
 
-def candidate_groups(windows: list[Window], log: Log, negatives: int, seed: int, text: ItemText, domain: str) -> list[Sample]:
+def candidate_groups(windows: list[Window], log: Log, negatives: int, seed: int, make_sample: Callable[[Window], Sample]) -> list[Sample]:
     """For each liked test window: the true item first, then ``negatives`` unrated items
     (all unrated items when ``negatives`` < 0). Samples carry ``group`` and ``positive``."""
     rated: dict[str, set[str]] = {}
@@ -31,7 +32,7 @@ def candidate_groups(windows: list[Window], log: Log, negatives: int, seed: int,
             raise TallrecError(f"user {w.user} has only {len(pool)} unrated items, fewer than data.negatives={negatives}", "lower data.negatives")
         picked = pool if negatives < 0 else rng.choice(pool, size=negatives, replace=False)
         for k, item in enumerate([w.target, *picked.tolist()]):
-            s = window_sample(Window(w.user, w.history, item, k == 0), log.item_fields, text, domain, log.source)
+            s = make_sample(Window(w.user, w.history, item, k == 0))
             s.meta.update(group=group, positive=k == 0)
             samples.append(s)
         group += 1

