@@ -113,7 +113,8 @@ def speed_section() -> list[str]:
         lines += [f"### {cfg['dtype']} on both sides", "",
                   f"Command: `python benchmarks/speed.py --dtype {cfg['dtype']} --n {cfg['n']} --train_n {cfg['train_n']} --micro {cfg['micro']}"
                   + (" --adapter <rec-tuned .ckpt>" if "score_tuned" in r else "") + (" --ref_eager_row" if "score_tuned_ref_eager" in r else "")
-                  + f"` (each side in its own process; one run; scoring: the faster of {cfg.get('passes', 1)} passes a side; "
+                  + f"` (each side in its own process; one run; scoring: both sides loaded, then one warm-up pass each and {cfg.get('passes', 1)} "
+                  "alternated rounds, ours then TALLRec's; samples/s and speed-up are medians over the rounds; "
                   f"TALLRec side attention: {cfg.get('ref_attn', 'sdpa')}, ours: the product's default).", "",
                   "| what | ours samples/s | TALLRec samples/s | speed-up | ours peak RSS MB | TALLRec peak RSS MB | RSS ratio |",
                   "| --- | --- | --- | --- | --- | --- | --- |"]

@@ -1,6 +1,8 @@
 """Speed and memory: our scorer and fit step against TALLRec's evaluate.py and finetune_rec.py
 procedures, on the same backbone, data and precision, each side in its own process (so peak
-RSS is its own), measured in one run of this script.
+RSS is its own), measured in one run of this script. Scoring passes alternate between the two
+processes (a warm-up pass each, then ``--passes`` rounds), so drift in the machine's speed hits
+both sides alike; the speed-up is the median of the per-round ratios.
 
     python benchmarks/speed.py --adapter checkpoints/rec/best-*.ckpt   # writes results/speed.json
 
@@ -52,7 +54,8 @@ def test_samples(n: int, seed: int = 0):
     return dm, splits["test"][:n], splits["train"]
 
 
-def score_ours(args) -> dict:
+def score_ours(args):
+    """One scoring pass of ours over the first ``args.n`` test prompts, as a function."""
     import torch
 
     from tallrec_pl.data.batching import Collator, LengthSortedSampler
@@ -65,6 +68,7 @@ def score_ours(args) -> dict:
     _, samples, _ = test_samples(args.n)
 
     def one_pass():
+        start = time.perf_counter()
         records = encode_samples(samples, tok, 512)  # tokenising is part of the timed work
         for i, r in enumerate(records):
             r["index"] = i
@@ -78,24 +82,14 @@ def score_ours(args) -> dict:
                 tokens += int(batch["attention_mask"].sum())
                 for i, v in zip(batch["index"].tolist(), p.tolist()):
                     p_yes[i] = v
-        return p_yes, tokens
+        seconds = time.perf_counter() - start
+        return {"samples_per_s": len(samples) / seconds, "seconds": seconds, "prompt_tokens": tokens, "p_yes": p_yes}
 
-    (p_yes, tokens), seconds = best_of(one_pass, args.passes)
-    return {"samples_per_s": len(samples) / seconds, "seconds": seconds, "prompt_tokens": tokens, "p_yes": p_yes}
-
-
-def best_of(work, passes: int):
-    """``work()``'s result and its fastest wall time over ``passes`` runs: the first pass also
-    warms up, and the machine's other load only ever slows a pass down. Both sides get the same."""
-    times, result = [], None
-    for _ in range(passes):
-        start = time.perf_counter()
-        result = work()
-        times.append(time.perf_counter() - start)
-    return result, min(times)
+    return one_pass
 
 
-def score_tallrec(args) -> dict:
+def score_tallrec(args):
+    """One pass of TALLRec's evaluate.py procedure over the same prompts, as a function."""
     import torch
 
     from tallrec_pl.model.backbone import load_tokenizer
@@ -114,6 +108,7 @@ def score_tallrec(args) -> dict:
     model.config.use_cache = True
 
     def one_pass():
+        start = time.perf_counter()
         p_yes, steps = [], []
         with torch.no_grad():
             for b in range(0, len(prompts), 32):
@@ -123,10 +118,10 @@ def score_tallrec(args) -> dict:
                 scores = out.scores[0].softmax(dim=-1)
                 p_yes += scores[:, [yes, no]].float().softmax(dim=-1)[:, 0].tolist()
                 steps.append(len(out.scores))
-        return p_yes, steps
+        seconds = time.perf_counter() - start
+        return {"samples_per_s": len(prompts) / seconds, "seconds": seconds, "generated_steps_per_batch": steps, "p_yes": p_yes}
 
-    (p_yes, steps), seconds = best_of(one_pass, args.passes)
-    return {"samples_per_s": len(prompts) / seconds, "seconds": seconds, "generated_steps_per_batch": steps, "p_yes": p_yes}
+    return one_pass
 
 
 def train_ours(args) -> dict:
@@ -219,15 +214,71 @@ WORKERS = {"score_ours": score_ours, "score_tallrec": score_tallrec, "train_ours
 
 
 def child(args) -> None:
+    if args.worker.startswith("score"):  # serve passes on request, so that the parent can alternate the two sides
+        one_pass = WORKERS[args.worker](args)
+        print("READY", flush=True)
+        for line in sys.stdin:
+            if line.strip() != "run":
+                break
+            print("RESULT " + json.dumps(one_pass()), flush=True)
+        print("RESULT " + json.dumps({"peak_rss_mb": peak_rss_mb()}), flush=True)
+        return
     result = WORKERS[args.worker](args)
     result["peak_rss_mb"] = peak_rss_mb()
     print("RESULT " + json.dumps(result), flush=True)
 
 
-def spawn(worker: str, args, adapter: str | None, ref_attn: str | None = None) -> dict:
-    cmd = [sys.executable, __file__, "--worker", worker, "--dtype", args.dtype, "--n", str(args.n), "--batch", str(args.batch),
-           "--train_n", str(args.train_n), "--micro", str(args.micro), "--passes", str(args.passes),
-           "--ref_attn", ref_attn or args.ref_attn] + (["--adapter", adapter] if adapter else [])
+def alternate(args, adapter: str | None, ref_attn: str) -> dict:
+    """Ours and TALLRec's scoring, each in its own process, passes alternated (one warm-up pass
+    each, then ``args.passes`` rounds): both sides see the same machine state, round by round."""
+    import statistics
+
+    procs = {}
+    for side, worker, attn in (("ours", "score_ours", args.ref_attn), ("tallrec", "score_tallrec", ref_attn)):
+        procs[side] = subprocess.Popen(_cmd(worker, args, adapter, attn), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        _expect(procs[side], "READY", worker)
+
+    def request(side: str) -> dict:
+        procs[side].stdin.write("run\n")
+        procs[side].stdin.flush()
+        return json.loads(_expect(procs[side], "RESULT ", side)[7:])
+
+    runs = {"ours": [], "tallrec": []}
+    for round_ in range(args.passes + 1):
+        for side in ("ours", "tallrec"):
+            result = request(side)
+            if round_:  # round 0 warms both up
+                runs[side].append(result)
+    row = {}
+    for side, proc in procs.items():
+        proc.stdin.write("quit\n")
+        proc.stdin.flush()
+        rss = json.loads(_expect(proc, "RESULT ", side)[7:])["peak_rss_mb"]
+        proc.wait()
+        last = runs[side][-1]
+        rates = [r["samples_per_s"] for r in runs[side]]
+        row[side] = {**{k: v for k, v in last.items() if k not in ("samples_per_s", "seconds")}, "samples_per_s": statistics.median(rates),
+                     "samples_per_s_rounds": rates, "seconds": statistics.median(r["seconds"] for r in runs[side]), "peak_rss_mb": rss}
+    ratios = [a["samples_per_s"] / b["samples_per_s"] for a, b in zip(runs["ours"], runs["tallrec"])]
+    row["speedup_rounds"] = ratios
+    row["speedup"] = statistics.median(ratios)
+    return row
+
+
+def _expect(proc, prefix: str, what: str) -> str:
+    for line in proc.stdout:
+        if line.startswith(prefix):
+            return line
+    raise SystemExit(f"{what} ended without {prefix.strip()!r} (exit {proc.wait()})")
+
+
+def _cmd(worker: str, args, adapter: str | None, ref_attn: str) -> list[str]:
+    return [sys.executable, __file__, "--worker", worker, "--dtype", args.dtype, "--n", str(args.n), "--batch", str(args.batch),
+            "--train_n", str(args.train_n), "--micro", str(args.micro), "--ref_attn", ref_attn] + (["--adapter", adapter] if adapter else [])
+
+
+def spawn(worker: str, args, adapter: str | None) -> dict:
+    cmd = _cmd(worker, args, adapter, args.ref_attn)
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     if line is None:
@@ -245,7 +296,7 @@ def main() -> None:
     parser.add_argument("--train_n", type=int, default=64, help="training samples (one epoch)")
     parser.add_argument("--micro", type=int, default=8)
     parser.add_argument("--only", choices=["score", "train"], default=None)
-    parser.add_argument("--passes", type=int, default=2, help="timed scoring passes per side; the fastest counts")
+    parser.add_argument("--passes", type=int, default=3, help="timed scoring rounds (ours, then TALLRec's, alternated); medians count")
     parser.add_argument("--ref_attn", default="sdpa", help="attention kernel of the TALLRec side (transformers' default: sdpa)")
     parser.add_argument("--ref_eager_row", action="store_true", help="also score the tuned TALLRec side with eager attention, as ours uses on CPU")
     args = parser.parse_args()
@@ -263,18 +314,13 @@ def main() -> None:
     if args.only in (None, "train"):
         plan += [("train", None)]
     for name, adapter in plan:
-        if name == "score_tuned_ref_eager":  # ours as measured in score_tuned; the reference again with eager attention
-            ours, ref = dict(results["score_tuned"]["ours"]), spawn("score_tallrec", args, adapter, "eager")
-            ref.pop("p_yes")
-            row = {"ours": ours, "tallrec": ref}
-        elif name.startswith("score"):
-            ours, ref = spawn("score_ours", args, adapter), spawn("score_tallrec", args, adapter)
-            diff = max(abs(a - b) for a, b in zip(ours.pop("p_yes"), ref.pop("p_yes")))
-            row = {"ours": ours, "tallrec": ref, "max_p_yes_diff": diff}
+        if name.startswith("score"):  # score_tuned_ref_eager: the reference side with eager attention, as ours evaluates on a CPU
+            row = alternate(args, adapter, "eager" if name == "score_tuned_ref_eager" else args.ref_attn)
+            row["max_p_yes_diff"] = max(abs(a - b) for a, b in zip(row["ours"].pop("p_yes"), row["tallrec"].pop("p_yes")))
         else:
             ours, ref = spawn("train_ours", args, None), spawn("train_tallrec", args, None)
             row = {"ours": ours, "tallrec": ref}
-        row["speedup"] = row["ours"]["samples_per_s"] / row["tallrec"]["samples_per_s"]
+            row["speedup"] = row["ours"]["samples_per_s"] / row["tallrec"]["samples_per_s"]
         row["rss_ratio"] = row["ours"]["peak_rss_mb"] / row["tallrec"]["peak_rss_mb"]
         results[name] = row
         print(f"{name}: ours {row['ours']['samples_per_s']:.2f}/s vs TALLRec {row['tallrec']['samples_per_s']:.2f}/s "

@@ -369,7 +369,7 @@ def slices(table: torch.Tensor) -> dict[str, torch.Tensor]:
     if grouped.any():  # every candidate takes its group's positive row's values
         groups = table[grouped, 3].long()
         pos = grouped & (table[:, 2] == 1)
-        by_group_hist = torch.full((int(groups.max()) + 1,), -1.0, device=table.device)
+        by_group_hist = torch.full((int(groups.max()) + 1,), -1.0, dtype=table.dtype, device=table.device)
         by_group_seen = by_group_hist.clone()
         by_group_hist[table[pos, 3].long()] = table[pos, 4]
         by_group_seen[table[pos, 3].long()] = table[pos, 5]
