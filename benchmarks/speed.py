@@ -109,17 +109,22 @@ def score_tallrec(args):
 
     def one_pass():
         start = time.perf_counter()
-        p_yes, steps = [], []
+        p_yes, tallrec, steps = [], [], []
         with torch.no_grad():
             for b in range(0, len(prompts), 32):
                 enc = tok(prompts[b:b + 32], return_tensors="pt", padding=True)
                 out = model.generate(**enc, max_new_tokens=128, do_sample=False, num_beams=1, return_dict_in_generate=True, output_scores=True,
                                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
                 scores = out.scores[0].softmax(dim=-1)
-                p_yes += scores[:, [yes, no]].float().softmax(dim=-1)[:, 0].tolist()
+                # evaluate.py's own formula: a softmax over the two *probabilities*, not logits
+                # (sigmoid of p_yes - p_no, squashed toward 0.5); kept, as it is the procedure
+                tallrec += scores[:, [yes, no]].float().softmax(dim=-1)[:, 0].tolist()
+                pair = scores[:, [yes, no]].float()
+                p_yes += (pair[:, 0] / pair.sum(dim=1)).tolist()  # = softmax over the two logits: ours
                 steps.append(len(out.scores))
         seconds = time.perf_counter() - start
-        return {"samples_per_s": len(prompts) / seconds, "seconds": seconds, "generated_steps_per_batch": steps, "p_yes": p_yes}
+        return {"samples_per_s": len(prompts) / seconds, "seconds": seconds, "generated_steps_per_batch": steps, "p_yes": p_yes,
+                "tallrec_formula": tallrec}
 
     return one_pass
 
@@ -316,7 +321,9 @@ def main() -> None:
     for name, adapter in plan:
         if name.startswith("score"):  # score_tuned_ref_eager: the reference side with eager attention
             row = alternate(args, adapter, "eager" if name == "score_tuned_ref_eager" else args.ref_attn)
-            row["max_p_yes_diff"] = max(abs(a - b) for a, b in zip(row["ours"].pop("p_yes"), row["tallrec"].pop("p_yes")))
+            ours_p, ref_p, formula = row["ours"].pop("p_yes"), row["tallrec"].pop("p_yes"), row["tallrec"].pop("tallrec_formula")
+            row["max_p_yes_diff"] = max(abs(a - b) for a, b in zip(ours_p, ref_p))
+            row["max_diff_vs_tallrec_formula"] = max(abs(a - b) for a, b in zip(ours_p, formula))
         else:
             ours, ref = spawn("train_ours", args, None), spawn("train_tallrec", args, None)
             row = {"ours": ours, "tallrec": ref}
