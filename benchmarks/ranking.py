@@ -93,7 +93,7 @@ def prefix_speed(groups: int) -> dict:
     module.eval()
     loader = dm.test_dataloader()
     batches = [b for _, b in zip(range(groups), loader)]
-    module.begin_eval()  # as the product's test / predict do
+    module.merge_adapter()  # as the product's test / predict do
     n = sum(len(b["index"]) for b in batches)
     result = {"shared": 0.0, "independent": 0.0}
     for _ in range(2):  # alternated, best of two each: the machine's other load only slows a pass down

@@ -63,7 +63,7 @@ def score_ours(args):
     from tallrec_pl.model.backbone import load_tokenizer
 
     module = load(args.dtype, args.adapter)
-    module.begin_eval()  # as the product's test / predict do
+    module.merge_adapter()  # as the product's test / predict do
     tok = load_tokenizer("embedded")
     _, samples, _ = test_samples(args.n)
 

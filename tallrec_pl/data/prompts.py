@@ -90,13 +90,15 @@ class ItemText:
     def render(self, item: str, fields: dict[str, dict[str, str]], source: str) -> str:
         if item not in fields:
             raise TallrecError(f"{source}: item {item} is rated in the log but missing from the item table", "add it to the item table")
-        try:
-            return self.template.format(**fields[item]).strip()
-        except KeyError as err:
-            raise TallrecError(
-                f"data.item_template {self.template!r} uses field {err.args[0]!r}, which items of {source} lack",
-                f"use only {', '.join(sorted(fields[item]))}",
-            ) from None
+        return fill_template(self.template, fields[item], "data.item_template", f"items of {source}")
+
+
+def fill_template(template: str, fields: dict[str, str], option: str, whose: str) -> str:
+    """``template`` over ``fields``; a field they lack is a one-line error naming the ones there are."""
+    try:
+        return template.format(**fields).strip()
+    except KeyError as err:
+        raise TallrecError(f"{option} {template!r} uses field {err.args[0]!r}, which {whose} lack", f"use only {', '.join(sorted(fields))}") from None
 
 
 def window_sample(window: Window, item_fields: dict, text: ItemText, domain: str, source: str, profile: str = "") -> Sample:
@@ -126,13 +128,7 @@ class UserProfile:
             return ""
         if self.template is None:
             return ", ".join(f"{k}: {v}" for k, v in fields.items() if v)
-        try:
-            return self.template.format(**fields).strip()
-        except KeyError as err:
-            raise TallrecError(
-                f"data.profile_template {self.template!r} uses field {err.args[0]!r}, which users of {source} lack",
-                f"use only {', '.join(sorted(fields))}",
-            ) from None
+        return fill_template(self.template, fields, "data.profile_template", f"users of {source}")
 
 
 def json_sample(record: dict[str, str]) -> Sample:

@@ -35,15 +35,16 @@ def build_windows(log: Log, history_len: int = 10, like_threshold: float = 3.0, 
     by_user: dict[str, list[int]] = {}
     for row, user in enumerate(log.users):
         by_user.setdefault(user, []).append(row)
+    first = history_len if min_history is None else min(min_history, history_len)  # earliest target position
     windows: list[Window] = []
     for user, rows in by_user.items():
         rows.sort(key=lambda r: log.times[r])
         seq = [(log.items[r], log.ratings[r] > like_threshold) for r in rows]
-        for i in range(history_len if min_history is None else min(min_history, history_len), len(seq)):
+        for i in range(first, len(seq)):
             windows.append(Window(user, tuple(seq[max(0, i - history_len):i]), seq[i][0], seq[i][1]))
     if not windows:
         raise TallrecError(
-            f"{log.source}: no user has more than {history_len if min_history is None else min_history} ratings, so no sample can be built",
+            f"{log.source}: no user has more than {first} ratings, so no sample can be built",
             "lower data.history_len or use a log with longer user histories",
         )
     return windows[-keep_last:] if keep_last > 0 else windows

@@ -122,14 +122,6 @@ class TALLRecModule(L.LightningModule):
 
     # --- evaluation: the adapter folded into the weights ------------------------------------
 
-    def begin_eval(self) -> None:
-        """What validation, test and predict run under (``end_eval`` undoes it): the adapter
-        merged into the weights (``merge_for_eval``)."""
-        self.merge_adapter()
-
-    def end_eval(self) -> None:
-        self.unmerge_adapter()
-
     def merge_adapter(self) -> bool:
         """Fold the LoRA update into the adapted weights (for evaluation only). The original
         weights are copied to CPU first and put back bit for bit by ``unmerge_adapter``:
@@ -164,31 +156,31 @@ class TALLRecModule(L.LightningModule):
 
     @override
     def on_validation_start(self) -> None:
-        self.begin_eval()
+        self.merge_adapter()
 
     @override
     def on_validation_end(self) -> None:
-        self.end_eval()
+        self.unmerge_adapter()
 
     @override
     def on_test_start(self) -> None:
-        self.begin_eval()
+        self.merge_adapter()
 
     @override
     def on_test_end(self) -> None:
-        self.end_eval()
+        self.unmerge_adapter()
 
     @override
     def on_predict_start(self) -> None:
-        self.begin_eval()
+        self.merge_adapter()
 
     @override
     def on_predict_end(self) -> None:
-        self.end_eval()
+        self.unmerge_adapter()
 
     @override
     def on_train_start(self) -> None:
-        self.end_eval()  # never train on merged weights, whatever ran before
+        self.unmerge_adapter()  # never train on merged weights, whatever ran before
 
     # --- forward -------------------------------------------------------------------------
 
