@@ -2,7 +2,7 @@
 (implicit) on the same candidate groups, per slice (history length 0 / 1-4 / 5+, true item seen
 / unseen in training), and the shared-prefix speed-up at 20 candidates.
 
-    python benchmarks/ranking.py --adapter benchmarks/runs/movie-256-s0/best-*.ckpt --groups 100
+    python benchmarks/ranking.py --adapter benchmarks/runs/movie-256-e2-s0/best-*.ckpt --groups 100
 
 Groups: N liked windows spread evenly over the test split of `configs/rank.yaml` (ML-100K,
 cold-start windows included: `data.min_history: 0`, profile line below 5 history items), each
