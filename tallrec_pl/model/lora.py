@@ -46,6 +46,49 @@ class LoraOptions:
                           target_modules=list(self.target_modules), bias="none")
 
 
+class FastDropout(torch.nn.Module):
+    """Dropout whose mask costs one random 64-bit word per four elements.
+
+    ``torch.nn.Dropout`` draws one random number per element; on a CPU that made the 60 LoRA
+    dropouts of a rec-tuning step (q and v in 30 layers) about 7 % of the step. Here each
+    element keeps its input iff a uniform 16-bit lane of a random 64-bit word is at least
+    round(p * 65536), and the kept ones are scaled by 65536 / (65536 - that), so the output's
+    expectation is the input exactly. The draws come from torch's generator, so seeding
+    repeats them (resumed runs rely on it). On other devices it is ``F.dropout``.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+        self.cut = round(p * 65536)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.cut == 0:
+            return x
+        if x.device.type != "cpu":
+            return torch.nn.functional.dropout(x, self.p, True)
+        n = x.numel()
+        words = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)
+        keep = (words.view(torch.int16)[:n] >= self.cut - 32768).view(x.shape)
+        return torch.where(keep, x * (65536 / (65536 - self.cut)), 0.0)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def use_fast_dropout(model: torch.nn.Module) -> int:
+    """Swap the LoRA layers' ``nn.Dropout`` for :class:`FastDropout`; returns how many."""
+    swapped = 0
+    for module in model.modules():
+        drops = getattr(module, "lora_dropout", None)
+        if isinstance(drops, torch.nn.ModuleDict):
+            for name, drop in list(drops.items()):
+                if type(drop) is torch.nn.Dropout:
+                    drops[name] = FastDropout(drop.p)
+                    swapped += 1
+    return swapped
+
+
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The parameters that training changes, by their names in ``model``."""
     return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}

@@ -16,7 +16,7 @@ from typing_extensions import override
 from tallrec_pl.data.encode import IGNORE, answer_token_ids
 from tallrec_pl.errors import TallrecError
 from tallrec_pl.model import backbone as bb
-from tallrec_pl.model.lora import LoraOptions, check_adapter, match_state, read_adapter, trainable_state
+from tallrec_pl.model.lora import LoraOptions, check_adapter, match_state, read_adapter, trainable_state, use_fast_dropout
 from tallrec_pl.model.scoring import answer_logits, gather_rows
 
 
@@ -99,6 +99,7 @@ class TALLRecModule(L.LightningModule):
             base = self._merge(base, state)
         self._base_seed = torch.initial_seed()  # seed_everything's value, so a resumed run gets the same
         self.model = get_peft_model(base, self.lora.peft_config())
+        use_fast_dropout(self.model)
         self.model.train()  # from_pretrained leaves eval mode on; LoRA dropout must be live
         if hp.init_adapter and not hp.merge_init_adapter:
             self.load_adapter(hp.init_adapter)
