@@ -10,6 +10,7 @@ import statistics
 from pathlib import Path
 
 from common import RESULTS, ROOT, RUNS, read_predictions
+from quality import EPOCHS
 
 DOCS = ROOT / "docs"
 PAPER = {"movie": {16: 67.24, 64: 67.48, 256: 71.98}, "book": {16: 56.36, 64: 60.39, 256: 64.38}}
@@ -29,18 +30,20 @@ def quality_section() -> list[str]:
     lines += ["| training set | runs (seeds) | test AUC mean | std | per seed | TALLRec LLaMA-7B (paper) |", "| --- | --- | --- | --- | --- | --- |"]
     if zero:
         lines.append(f"| zero-shot (no tuning) | 1 | {zero['test_auc']:.4f} | - | - | - |")
-    points = []
+    points, earlier = [], []
     for n in (16, 64, 256, -1):
-        vals = [r["test_auc"] for r in runs if r["shots"] == n]
-        if not vals:
-            continue
-        mean = statistics.mean(vals)
-        std = statistics.stdev(vals) if len(vals) > 1 else 0.0
-        label = f"{n} shots" if n > 0 else "full train split (capped, see deviations)"
-        paper = f"{PAPER['movie'][n] / 100:.4f}" if n in PAPER["movie"] else "-"
-        lines.append(f"| {label} | {len(vals)} | {mean:.4f} | {std:.4f} | {', '.join(f'{v:.4f}' for v in vals)} | {paper} |")
-        if n > 0:
-            points.append((n, mean, std))
+        budgets = sorted({r.get("epochs") for r in runs if r["shots"] == n}, key=lambda e: (e != EPOCHS.get(n), e or 0))
+        for epochs in budgets:  # the current budget (quality.EPOCHS) first, then earlier ones
+            vals = [r["test_auc"] for r in runs if r["shots"] == n and r.get("epochs") == epochs]
+            mean = statistics.mean(vals)
+            std = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            label = (f"{n} shots, {epochs} epochs ({epochs * n // 8} steps)" if n > 0 else "full train split (capped, see deviations)")
+            if n > 0 and epochs != EPOCHS[n]:
+                label += ", earlier budget"
+            paper = f"{PAPER['movie'][n] / 100:.4f}" if n in PAPER["movie"] else "-"
+            lines.append(f"| {label} | {len(vals)} | {mean:.4f} | {std:.4f} | {', '.join(f'{v:.4f}' for v in vals)} | {paper} |")
+            if n > 0:
+                (points if epochs == EPOCHS[n] else earlier).append((n, mean, std))
     lines += ["", "Sequential baselines in the paper (GRU4Rec, Caser, SASRec) sit near 0.50-0.54 at these sizes.", ""]
     cross = load(RESULTS / "quality" / "book-from-movie.json")
     if cross and "book_auc" in cross:
@@ -48,15 +51,15 @@ def quality_section() -> list[str]:
                   f"AUC {cross['book_auc']:.4f} (untuned backbone: {cross['book_auc_zero_shot']:.4f}; paper, LLaMA-7B trained on books: "
                   f"{PAPER['book'][16] / 100:.4f} / {PAPER['book'][64] / 100:.4f} / {PAPER['book'][256] / 100:.4f} at 16 / 64 / 256 shots).", ""]
     if points:
-        plot_auc(points, zero["test_auc"] if zero else None)
+        plot_auc(points, earlier, zero["test_auc"] if zero else None)
         lines += ["![test AUC against shots](auc_vs_shots.png)", ""]
-    best = max((r for r in runs if r["shots"] != 0), key=lambda r: r["test_auc"], default=None)
+    best = max((r for r in runs if r["shots"] > 0 and r.get("epochs") == EPOCHS[r["shots"]]), key=lambda r: r["test_auc"], default=None)
     if best and plot_roc(best["name"]):
         lines += [f"![ROC of the best run ({best['name']})](roc_best.png)", ""]
     return lines
 
 
-def plot_auc(points, zero) -> None:
+def plot_auc(points, earlier, zero) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -65,6 +68,9 @@ def plot_auc(points, zero) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.5))
     xs = [p[0] for p in points]
     ax.errorbar(xs, [p[1] for p in points], yerr=[p[2] for p in points], marker="o", capsize=3, label="tallrec_pl, SmolLM2-135M (mean ± std over the seeds run)")
+    if earlier:
+        ax.errorbar([p[0] for p in earlier], [p[1] for p in earlier], yerr=[p[2] for p in earlier], fmt="x", color="gray", capsize=3,
+                    label="earlier, shorter epoch budgets")
     ax.plot(list(PAPER["movie"]), [v / 100 for v in PAPER["movie"].values()], "s--", label="TALLRec paper, LLaMA-7B")
     if zero is not None:
         ax.axhline(zero, color="gray", ls=":", label="zero-shot SmolLM2-135M")
@@ -139,15 +145,16 @@ def speed_section() -> list[str]:
         if "train" in r:
             t = r["train"]
             lines.append(f"\ntrain: peak RSS ratio {t['rss_ratio']:.2f} (target <= 0.6), speed-up {t['speedup']:.2f}x (target >= 2).")
-        if "utilisation" in r:
-            u = r["utilisation"]
-            lines.append(f"\nUtilisation: scoring's effective FLOP/s (every prompt token counted as computed, 2 x 106M non-embedding "
-                         f"parameters a token) = {u['scoring_effective_flops'] / 1e9:.0f} GFLOP/s; dense {cfg['dtype']} matmul at the model's "
-                         f"shapes (4096x576 @ 576x1536) in the same run = {u['matmul_flops'] / 1e9:.0f} GFLOP/s "
-                         f"(ratio {u['scoring_effective_flops'] / u['matmul_flops']:.2f})"
-                         + (f"; training's effective FLOP/s (forward 2N + backward to the activations 2N a token, the frozen weights get no "
-                            f"gradient) = {u['train_effective_flops'] / 1e9:.0f} GFLOP/s (ratio {u['train_effective_flops'] / u['matmul_flops']:.2f})"
-                            if "train_effective_flops" in u else "") + ".")
+        util = {key: r[key]["utilisation"] for key in ("score_untuned", "score_tuned", "train") if key in r and "utilisation" in r[key]}
+        if util:
+            lines.append(f"\nUtilisation against dense {cfg['dtype']} matmul at the model's shapes (4096x576 @ 576x1536), measured in the same "
+                         "process right after each timed pass (target for scoring: ratio >= 1):")
+        for key, u in util.items():
+            what = ("training: forward 2N + backward to the activations 2N a token (the frozen weights get no gradient), N = 106M "
+                    "non-embedding parameters" if key == "train" else f"{key}: every prompt token counted as computed (2N a token)")
+            rounds = f", per round {', '.join(f'{x:.2f}' for x in u['rounds'])}" if "rounds" in u else ""
+            lines.append(f"- {what}: effective {u['effective_flops'] / 1e9:.0f} GFLOP/s vs matmul {u['matmul_flops'] / 1e9:.0f} GFLOP/s, "
+                         f"ratio **{u['ratio']:.2f}**{rounds}.")
         lines.append("")
     return lines if found else lines + ["Not measured yet.", ""]
 

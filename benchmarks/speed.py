@@ -29,21 +29,41 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def load(dtype: str, adapter: str | None, attn: str = "sdpa"):
-    import torch
-
+def load(dtype: str, adapter: str | None):
+    """Ours: the product's module (its defaults), with ``adapter``'s LoRA weights if given."""
     from tallrec_pl.model.module import TALLRecModule
 
-    module = TALLRecModule(dtype=dtype, attn_implementation=attn)
+    module = TALLRecModule(dtype=dtype)
     module.configure_model()
     if adapter:
-        state = torch.load(adapter, map_location="cpu", weights_only=True)["state_dict"]
-        params = {f"model.{n}": p for n, p in module.model.named_parameters() if p.requires_grad}
-        with torch.no_grad():
-            for k, p in params.items():
-                p.copy_(state[k])
+        copy_adapter(adapter, module.model)
     module.eval()
     return module
+
+
+def load_reference(dtype: str, adapter: str | None, attn: str = "sdpa"):
+    """TALLRec's side: the backbone from transformers and a stock peft LoRA (r 8, alpha 16,
+    dropout 0.05 on q_proj, v_proj), nothing of the product's model code."""
+    from peft import get_peft_model
+
+    from tallrec_pl.model.backbone import load_model
+    from tallrec_pl.model.lora import LoraOptions
+
+    model = get_peft_model(load_model("embedded", dtype, attn_implementation=attn), LoraOptions().peft_config())
+    if adapter:
+        copy_adapter(adapter, model)
+    return model
+
+
+def copy_adapter(path: str, model) -> None:
+    """LoRA weights from a Lightning checkpoint of the product (keys `model.<peft name>`)."""
+    import torch
+
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.requires_grad:
+                p.copy_(state["model." + name])
 
 
 def test_samples(n: int, seed: int = 0):
@@ -83,7 +103,8 @@ def score_ours(args):
                 for i, v in zip(batch["index"].tolist(), p.tolist()):
                     p_yes[i] = v
         seconds = time.perf_counter() - start
-        return {"samples_per_s": len(samples) / seconds, "seconds": seconds, "prompt_tokens": tokens, "p_yes": p_yes}
+        return {"samples_per_s": len(samples) / seconds, "seconds": seconds, "prompt_tokens": tokens, "p_yes": p_yes,
+                "matmul_flops": matmul_flops(args.dtype)}  # the machine's peak right after the pass, same process
 
     return one_pass
 
@@ -99,7 +120,7 @@ def score_tallrec(args):
 
     # evaluate.py: the plain backbone, or PeftModel.from_pretrained(backbone, adapter) unmerged;
     # transformers' default attention (sdpa) unless --ref_attn says otherwise
-    model = load(args.dtype, args.adapter, args.ref_attn).model if args.adapter else load_model("embedded", args.dtype, attn_implementation=args.ref_attn).eval()
+    model = load_reference(args.dtype, args.adapter, args.ref_attn).eval() if args.adapter else load_model("embedded", args.dtype, attn_implementation=args.ref_attn).eval()
     tok = load_tokenizer("embedded")
     tok.padding_side = "left"
     yes, no = answer_token_ids(tok)
@@ -156,7 +177,8 @@ def train_ours(args) -> dict:
     trainer.fit(module, datamodule=dm)
     steps = len(times) - 1
     seconds = times[-1] - times[1]  # the first step warms up: timed from the second
-    return {"samples_per_s": (steps - 1) * args.micro / seconds, "seconds": seconds, "steps": steps, "timed_tokens": sum(tokens[1:])}
+    return {"samples_per_s": (steps - 1) * args.micro / seconds, "seconds": seconds, "steps": steps, "timed_tokens": sum(tokens[1:]),
+            "matmul_flops": matmul_flops(args.dtype)}
 
 
 def train_tallrec(args) -> dict:
@@ -166,8 +188,7 @@ def train_tallrec(args) -> dict:
     from tallrec_pl.model.backbone import load_tokenizer
 
     torch.manual_seed(0)
-    module = load(args.dtype, None, args.ref_attn)
-    model = module.model
+    model = load_reference(args.dtype, None, args.ref_attn)
     model.train()
     tok = load_tokenizer("embedded")
     _, _, train = test_samples(0)
@@ -199,6 +220,9 @@ def train_tallrec(args) -> dict:
     steps = len(times) - 1
     seconds = times[-1] - times[1]
     return {"samples_per_s": (steps - 1) * args.micro / seconds, "seconds": seconds, "steps": steps}
+
+
+PER_TOKEN = 2 * 106e6  # forward FLOPs a token: 2 x the backbone's non-embedding parameters
 
 
 def matmul_flops(dtype: str) -> float:
@@ -266,6 +290,12 @@ def alternate(args, adapter: str | None, ref_attn: str) -> dict:
                      "samples_per_s_rounds": rates, "seconds": statistics.median(r["seconds"] for r in runs[side]), "peak_rss_mb": rss}
     ratios = [a["samples_per_s"] / b["samples_per_s"] for a, b in zip(runs["ours"], runs["tallrec"])]
     row["speedup_rounds"] = ratios
+    # utilisation per round: that pass's effective FLOP/s (every prompt token counted as computed)
+    # over the matmul FLOP/s measured right after it
+    util = [r["prompt_tokens"] * PER_TOKEN / r["seconds"] / r["matmul_flops"] for r in runs["ours"]]
+    row["utilisation"] = {"ratio": statistics.median(util), "rounds": util,
+                          "effective_flops": statistics.median(r["prompt_tokens"] * PER_TOKEN / r["seconds"] for r in runs["ours"]),
+                          "matmul_flops": statistics.median(r["matmul_flops"] for r in runs["ours"])}
     row["speedup"] = statistics.median(ratios)
     return row
 
@@ -333,20 +363,20 @@ def main() -> None:
         print(f"{name}: ours {row['ours']['samples_per_s']:.2f}/s vs TALLRec {row['tallrec']['samples_per_s']:.2f}/s "
               f"= {row['speedup']:.2f}x, peak RSS {row['ours']['peak_rss_mb']:.0f} vs {row['tallrec']['peak_rss_mb']:.0f} MB", flush=True)
         save_json(out, results)
-    flops = matmul_flops(args.dtype)
-    results["matmul_flops"] = flops
-    # every token counted as computed: ~2 x (non-embedding params) FLOPs a token in a forward pass
-    per_token = 2 * 106e6
-    if "score_untuned" in results:
-        r = results["score_untuned"]["ours"]
-        results["utilisation"] = {"scoring_effective_flops": r["prompt_tokens"] * per_token / r["seconds"], "matmul_flops": flops}
-    if "train" in results and "timed_tokens" in results["train"]["ours"]:
+    if "train" in plan_names(plan):
         r = results["train"]["ours"]
         # forward 2N + backward to the activations 2N a token (the frozen weights get no gradient)
-        results.setdefault("utilisation", {"matmul_flops": flops})["train_effective_flops"] = r["timed_tokens"] * 2 * per_token / r["seconds"]
+        effective = r["timed_tokens"] * 2 * PER_TOKEN / r["seconds"]
+        results["train"]["utilisation"] = {"ratio": effective / r["matmul_flops"], "effective_flops": effective, "matmul_flops": r["matmul_flops"]}
+    results.pop("utilisation", None)  # older layout: one matmul figure for rows measured at other times
+    results.pop("matmul_flops", None)
     save_json(out, results)
     print(json.dumps({k: v for k, v in results.items() if k != "config"}, indent=1, default=str)[:3000])
     del math
+
+
+def plan_names(plan) -> set[str]:
+    return {name for name, _ in plan}
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing_extensions import override
 from tallrec_pl.data.encode import IGNORE, answer_token_ids
 from tallrec_pl.errors import TallrecError
 from tallrec_pl.model import backbone as bb
+from tallrec_pl.model import lean
 from tallrec_pl.model.lora import LoraOptions, check_adapter, match_state, read_adapter, trainable_state, use_fast_dropout
 from tallrec_pl.model.scoring import answer_logits, gather_rows
 
@@ -40,6 +41,7 @@ class TALLRecModule(L.LightningModule):
         merge_init_adapter: bool = False,
         share_prefix: bool = True,
         merge_for_eval: bool = True,
+        lean_activations: bool = True,
     ) -> None:
         """
         Args:
@@ -62,6 +64,9 @@ class TALLRecModule(L.LightningModule):
                 backbone's weights (one matmul per projection instead of three); the original
                 weights are restored before training goes on. Skipped for 8-bit backbones and
                 sharded strategies (FSDP, DeepSpeed).
+            lean_activations: keep less for backward in LLaMA-family backbones (SDPA on the
+                key/value heads, SwiGLU and RMSNorm that recompute their cheap parts; same
+                outputs): tallrec_pl/model/lean.py.
         """
         super().__init__()
         if schedule not in ("linear", "cosine", "constant"):
@@ -90,6 +95,8 @@ class TALLRecModule(L.LightningModule):
         tokenizer = bb.load_tokenizer(hp.backbone, hp.trust_remote_code)
         self.yes_id, self.no_id = answer_token_ids(tokenizer)
         base = bb.load_model(hp.backbone, hp.dtype, hp.load_in_8bit, hp.attn_implementation, hp.trust_remote_code)
+        if hp.lean_activations:
+            lean.apply(base)
         if hp.gradient_checkpointing:
             base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             base.enable_input_require_grads()
