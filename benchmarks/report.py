@@ -65,7 +65,7 @@ def plot_auc(points, earlier, zero) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = plt.subplots(figsize=(5.5, 4.4))
     xs = [p[0] for p in points]
     ax.errorbar(xs, [p[1] for p in points], yerr=[p[2] for p in points], marker="o", capsize=3, label="tallrec_pl, SmolLM2-135M (mean ± std over the seeds run)")
     if earlier:
@@ -78,7 +78,7 @@ def plot_auc(points, earlier, zero) -> None:
     ax.set_xscale("log", base=2)
     ax.set_xlabel("training samples (shots)")
     ax.set_ylabel("movie test AUC")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     fig.tight_layout()
     fig.savefig(DOCS / "auc_vs_shots.png", dpi=120)
     plt.close(fig)
