@@ -264,3 +264,22 @@ def test_lean_swiglu_and_rmsnorm_gradients_are_autograd_ones():
     assert torch.autograd.gradcheck(_SwiGLU.apply, (gate, up))
     x, w = torch.randn(3, 5, 16, dtype=torch.float64, requires_grad=True), torch.randn(16, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b: _RMSNorm.apply(a, b, 1e-5), (x, w))
+
+
+def test_lean_model_pickles_and_copies_to_itself():
+    import copy
+    import pickle
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tallrec_pl.model import lean
+
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=4, num_key_value_heads=2))
+    assert lean.apply(model) == 4  # MLP and three RMSNorms
+    x = torch.randint(0, 50, (2, 7))
+    expected = model(x).logits
+    for clone in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        mlp = clone.model.layers[0].mlp
+        assert mlp.forward.args[0] is mlp  # the patched forward belongs to the copy, not the original
+        assert torch.equal(clone(x).logits, expected)

@@ -20,7 +20,7 @@ false`` turns it off.
 
 from __future__ import annotations
 
-import types
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -102,10 +102,10 @@ def apply(model: torch.nn.Module) -> int:
     for module in model.modules():
         name = type(module).__name__
         if name in _MLPS and type(getattr(module, "act_fn", None)).__name__ in ("SiLU", "SiLUActivation"):
-            module.forward = types.MethodType(_mlp_forward, module)
+            module.forward = functools.partial(_mlp_forward, module)  # a partial pickles; a bound method would not
             patched += 1
         elif name in _NORMS and hasattr(module, "variance_epsilon"):
-            module.forward = types.MethodType(_norm_forward, module)
+            module.forward = functools.partial(_norm_forward, module)
             patched += 1
     config = getattr(model, "config", None)
     if patched and config is not None and getattr(config, "_attn_implementation", None) == "sdpa":
