@@ -68,8 +68,9 @@ def run(name: str, shots: int, seed: int) -> dict:
 def cross_domain(best: str) -> dict:
     """The best movie adapter scored on TALLRec's book split (first 1000 samples)."""
     path = OUT / "book-from-movie.json"
-    if path.exists() and json.loads(path.read_text()).get("adapter") == best:  # a new best movie run is rescored
-        return json.loads(path.read_text())
+    done = json.loads(path.read_text()) if path.exists() else {}
+    if done.get("adapter") == best:  # a new best movie run is rescored
+        return done
     book = SHARED / "tallrec" / "book" / "valid.json"
     if not book.exists():
         return {"skipped": f"{book} is absent"}

@@ -53,7 +53,8 @@ def quality_section() -> list[str]:
     if points:
         plot_auc(points, earlier, zero["test_auc"] if zero else None)
         lines += ["![test AUC against shots](auc_vs_shots.png)", ""]
-    best = max((r for r in runs if r["shots"] > 0 and r.get("epochs") == EPOCHS[r["shots"]]), key=lambda r: r["test_auc"], default=None)
+    current = [r for r in runs if r["shots"] == -1 or (r["shots"] > 0 and r.get("epochs") == EPOCHS[r["shots"]])]  # full run too
+    best = max(current, key=lambda r: r["test_auc"], default=None)
     if best and plot_roc(best["name"]):
         lines += [f"![ROC of the best run ({best['name']})](roc_best.png)", ""]
     return lines

@@ -17,7 +17,7 @@ from common import RESULTS, save_json
 
 def main() -> None:
     from tallrec_pl.data.datamodule import RecDataModule
-    from tallrec_pl.model.lora import FastDropout
+    from tallrec_pl.model.lora import FastDropout, lora_dropout_slots
     from tallrec_pl.model.module import TALLRecModule
 
     torch.manual_seed(0)
@@ -50,11 +50,8 @@ def main() -> None:
         return sum(seen.values()) / 2**20
 
     def set_dropout(module, fast: bool) -> None:
-        for m in module.model.modules():
-            drops = getattr(m, "lora_dropout", None)
-            if isinstance(drops, torch.nn.ModuleDict):
-                for name in list(drops):
-                    drops[name] = FastDropout(0.05) if fast else torch.nn.Dropout(0.05)
+        for drops, name in lora_dropout_slots(module.model):
+            drops[name] = FastDropout(0.05) if fast else torch.nn.Dropout(0.05)
         module.model.train()
 
     def ab(sides: dict) -> dict:

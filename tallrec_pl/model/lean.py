@@ -13,9 +13,8 @@ What autograd keeps for a rec-tuning step of the embedded backbone (batch 8, bfl
 
 Forward outputs equal transformers' modules' (bit for bit in the checks made: MLP and RMSNorm
 run the same ops; SDPA on 3 or on 9 repeated key/value heads gave identical outputs in float32
-and bfloat16 on this CPU). Applied by :func:`apply` to the
-LLaMA, Mistral and Qwen2 classes only (others are left as they are); ``model.lean_activations:
-false`` turns it off.
+and bfloat16 on this CPU). Applied by :func:`apply` to the LLaMA, Mistral and Qwen2 classes
+only (others are left as they are); ``model.lean_activations: false`` turns it off.
 """
 
 from __future__ import annotations

@@ -76,16 +76,21 @@ class FastDropout(torch.nn.Module):
         return f"p={self.p}"
 
 
-def use_fast_dropout(model: torch.nn.Module) -> int:
-    """Swap the LoRA layers' ``nn.Dropout`` for :class:`FastDropout`; returns how many."""
-    swapped = 0
+def lora_dropout_slots(model: torch.nn.Module):
+    """(ModuleDict, adapter name) of every LoRA layer's dropout in ``model``."""
     for module in model.modules():
         drops = getattr(module, "lora_dropout", None)
         if isinstance(drops, torch.nn.ModuleDict):
-            for name, drop in list(drops.items()):
-                if type(drop) is torch.nn.Dropout:
-                    drops[name] = FastDropout(drop.p)
-                    swapped += 1
+            yield from ((drops, name) for name in list(drops))
+
+
+def use_fast_dropout(model: torch.nn.Module) -> int:
+    """Swap the LoRA layers' ``nn.Dropout`` for :class:`FastDropout`; returns how many."""
+    swapped = 0
+    for drops, name in lora_dropout_slots(model):
+        if type(drops[name]) is torch.nn.Dropout:
+            drops[name] = FastDropout(drops[name].p)
+            swapped += 1
     return swapped
 
 
