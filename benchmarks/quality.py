@@ -1,6 +1,8 @@
 """Quality table: movie test AUC of the embedded backbone, zero-shot and rec-tuned at 16 / 64 /
 256 shots (seeds 0, 1, 2) and on a capped full train split, plus the best movie adapter on
-books. Resumable: a finished run's result file is read back, not redone.
+books; and TALLRec's two stages: one Alpaca stage-1 adapter (scored alone, like the paper's
+Alpaca-LoRA row), then 256-shot rec-tuning from it (seeds 0, 1, 2). Resumable: a finished run's
+result file is read back, not redone.
 
     python benchmarks/quality.py            # all runs, then docs/BENCHMARKS.md quality section
     python benchmarks/quality.py --only 16  # one shot size
@@ -21,6 +23,8 @@ CONFIG = "configs/rec.yaml"
 EPOCHS = {16: 8, 64: 4, 256: 8}
 VALIDATE = {16: ["--trainer.check_val_every_n_epoch=2"], 64: ["--trainer.check_val_every_n_epoch=1"], 256: ["--trainer.check_val_every_n_epoch=1"]}
 TRAIN = ["--model.lr=5e-4", "--trainer.accumulate_grad_batches=1", "--trainer.enable_progress_bar=false"]
+STAGE1 = "alpaca-stage1"  # one epoch of configs/alpaca.yaml on the 1k Alpaca sample in ../shared
+TWO_STAGE_SHOTS = 256
 FULL_STEPS = 250  # the 8000-sample split: 250 optimizer steps of 8 (2000 samples), not 200 epochs
 SEEDS = (0, 1, 2)
 OUT = RESULTS / "quality"
@@ -34,21 +38,36 @@ def predict_auc(name: str, ckpt_dir, extra: list[str], log) -> dict:
     return {"test_auc": auc(scores, labels), "n_test": len(scores)}
 
 
-def run_name(shots: int, seed: int) -> str:
-    return f"movie-{shots}-e{EPOCHS[shots]}-s{seed}"
+def run_name(shots: int, seed: int, two_stage: bool = False) -> str:
+    return f"movie-{shots}-e{EPOCHS[shots]}{'-alpaca' if two_stage else ''}-s{seed}"
 
 
-def run(name: str, shots: int, seed: int) -> dict:
+def stage1_adapter() -> str:
+    """TALLRec's stage 1, trained once: a LoRA adapter instruction-tuned on Alpaca (PEFT folder)."""
+    ckpt = RUNS / STAGE1
+    if not (ckpt / "fit.done").exists():
+        alpaca = SHARED / "alpaca" / "alpaca_data_1k.json"
+        if not alpaca.exists():
+            raise SystemExit(f"{alpaca} is absent: the two-stage runs need the Alpaca sample (or drop them with --only)")
+        resume = ["--ckpt_path=last"] if (ckpt / "last.ckpt").exists() else []
+        cli("fit", "--config", "configs/alpaca.yaml", f"--data.init_args.path={alpaca}", f"--checkpoint.dirpath={ckpt}",
+            f"--trainer.default_root_dir={ckpt}", "--trainer.enable_progress_bar=false", *resume, log=ckpt / "log.txt")
+        (ckpt / "fit.done").write_text("")
+    return str(ckpt / "adapter")
+
+
+def run(name: str, shots: int, seed: int, two_stage: bool = False) -> dict:
     path = OUT / f"{name}.json"
     if path.exists():
         return json.loads(path.read_text())
     ckpt = RUNS / name
     log = ckpt / "log.txt"
+    start = [f"--model.init_adapter={stage1_adapter()}"] if two_stage else []
     if shots == 0:
-        result = predict_auc(name, ckpt, [], log)
+        result = predict_auc(name, ckpt, start, log)
     else:
         common = [f"--checkpoint.dirpath={ckpt}", f"--trainer.default_root_dir={ckpt}", f"--data.init_args.seed={seed}",
-                  f"--seed_everything={seed}"]
+                  f"--seed_everything={seed}", *start]
         if shots > 0:
             train = [f"--data.init_args.shots={shots}", f"--trainer.max_epochs={EPOCHS[shots]}", *VALIDATE[shots]]
         else:
@@ -59,6 +78,8 @@ def run(name: str, shots: int, seed: int) -> dict:
             (ckpt / "fit.done").write_text("")
         result = predict_auc(name, ckpt, [*common, "--ckpt_path=best"], log)
     result.update({"name": name, "shots": shots, "seed": seed})
+    if two_stage:
+        result["stage1"] = STAGE1
     if shots > 0:
         result["epochs"] = EPOCHS[shots]
     save_json(path, result)
@@ -82,8 +103,10 @@ def cross_domain(best: str) -> dict:
     log = RUNS / "book-from-movie" / "log.txt"
     cli("predict", "--config", CONFIG, f"--checkpoint.dirpath={ckpt}", "--ckpt_path=best", *common, log=log)
     tuned = auc(*read_predictions(out))
-    cli("predict", "--config", CONFIG, f"--checkpoint.dirpath={RUNS / 'book-zero'}", *common, log=log)
-    zero = auc(*read_predictions(out))
+    zero = done.get("book_auc_zero_shot")  # the untuned backbone's score does not depend on the adapter
+    if zero is None:
+        cli("predict", "--config", CONFIG, f"--checkpoint.dirpath={RUNS / 'book-zero'}", *common, log=log)
+        zero = auc(*read_predictions(out))
     result = {"adapter": best, "book_auc": tuned, "book_auc_zero_shot": zero, "n": 1000}
     save_json(path, result)
     return result
@@ -95,24 +118,26 @@ def main() -> None:
     opts = parser.parse_args()
     # seed 0 of every size first, then the other 256-shot seeds: a partial sweep still answers most
     order = [(n, 0) for n in (256, 16, 64)] + [(256, s) for s in SEEDS[1:]] + [(n, s) for s in SEEDS[1:] for n in (16, 64)]
-    few_shot = [("zero-shot", 0, 0)] + [(run_name(n, s), n, s) for n, s in order]
-    full = [("movie-full-s0", -1, 0)]
-    plan = [p for p in few_shot + full if opts.only is None or p[1] == opts.only]
+    few_shot = [("zero-shot", 0, 0, False)] + [(run_name(n, s), n, s, False) for n, s in order]
+    two_stage = [("alpaca-only", 0, 0, True)] + [(run_name(TWO_STAGE_SHOTS, s, True), TWO_STAGE_SHOTS, s, True) for s in SEEDS]
+    full = [("movie-full-s0", -1, 0, False)]
+    plan = [p for p in few_shot + two_stage + full if opts.only is None or p[1] == opts.only]
     progress = Progress(len(plan))
     results = []
-    for name, shots, seed in plan:
-        if opts.only is None and (name, shots, seed) == full[0]:  # books first: the capped full run is the longest
+    for name, shots, seed, staged in plan:
+        if opts.only is None and name == full[0][0]:  # books first: the capped full run is the longest
             best = max((r for r in results if r["shots"] > 0), key=lambda r: r["test_auc"])["name"]  # the current protocol's runs
             print(f"book from movie: {cross_domain(best)}", flush=True)
         cached = (OUT / f"{name}.json").exists()
-        r = run(name, shots, seed)
+        r = run(name, shots, seed, staged)
         results.append(r)
         progress.line(name, f"test AUC {r['test_auc']:.4f}" + (" (read back)" if cached else ""))
     summary = {}
     for n in (16, 64, 256):
-        vals = [r["test_auc"] for r in results if r["shots"] == n]  # the current protocol (EPOCHS) only
-        if vals:
-            summary[n] = {"mean": statistics.mean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "runs": vals}
+        for staged in (False, True):
+            vals = [r["test_auc"] for r in results if r["shots"] == n and ("stage1" in r) == staged]  # the current EPOCHS only
+            if vals:
+                summary[f"{n}{' after stage 1' if staged else ''}"] = {"mean": statistics.mean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "runs": vals}
     print(json.dumps(summary, indent=2))
 
 
