@@ -23,6 +23,7 @@ from tallrec_pl.data.datamodule import SPLITS, PromptDataModule
 from tallrec_pl.errors import TallrecError, require_path
 from tallrec_pl.model.lora import load_lightning_state
 from tallrec_pl.model.module import TALLRecModule
+from tallrec_pl.quiet import silence_known_noise
 
 
 class TallrecCLI(LightningCLI):
@@ -126,6 +127,7 @@ def main(args: list[str] | None = None) -> None:
     argv = sys.argv[1:] if args is None else list(args)
     # called from Python (tests, notebooks) while sys.argv holds the caller's own flags
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+    silence_known_noise()  # third-party messages with nothing to act on (tallrec_pl/quiet.py)
     try:
         if argv and argv[0] == "prompts":
             prompts_command(argv[1:])

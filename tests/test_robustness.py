@@ -55,3 +55,16 @@ def test_kill_9_leaves_last_checkpoint_loadable(tiny_backbone, ml100k, tmp_path)
     state = torch.load(out / "last.ckpt", map_location="cpu", weights_only=True)
     assert state["global_step"] >= 1 and state["state_dict"]
     assert not [p for p in os.listdir(out) if p.endswith(".ckpt") and p not in ("last.ckpt",) and not p.startswith("best")]
+
+
+def test_third_party_noise_is_silenced(tiny_backbone, ml100k, tmp_path):
+    """What tallrec_pl/quiet.py drops stays out of a real run's output; everything else still shows."""
+    from tallrec_pl.quiet import RECORDS, WARNINGS
+
+    # logger=true: Lightning's default logger, which is where its tensorboardX warning and tips come from
+    done = fit_process(*run_args(tiny_backbone, ml100k, tmp_path / "run", "--trainer.logger=true", "--trainer.max_epochs=1"))
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-2000:]
+    heard = [m for _, m in WARNINGS if m.replace("\\", "")[:30] in out] + [m for _, m in RECORDS if m in out]
+    assert not heard, out[-3000:]
+    assert "trainable LoRA parameters" in out  # the product's own lines still print

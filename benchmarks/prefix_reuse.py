@@ -1,0 +1,70 @@
+"""How many prompt tokens a scoring pass must compute over the TALLRec movie test prompts:
+without reuse, with the product's reuse (the prefix every row of a length-sorted batch shares,
+computed once per batch), and with an ideal prefix tree (every distinct prefix of the whole
+split computed once, the most any key/value reuse across prompts can save). Tokeniser only, no
+model is run.
+
+    python benchmarks/prefix_reuse.py          # writes results/prefix_reuse.json
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from common import RESULTS, save_json
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def count(prompts: list[list[int]], batch: int) -> dict:
+    import torch
+
+    from tallrec_pl.data.batching import LengthSortedSampler
+    from tallrec_pl.model.module import MIN_SHARED_PREFIX, shared_prefix_len
+
+    total = sum(map(len, prompts))
+    product = 0  # what TALLRecModule.hidden_states computes: the batch's shared prefix once, the rest per row
+    order = list(LengthSortedSampler([len(p) for p in prompts]))
+    for b in range(0, len(order), batch):
+        rows = [prompts[i] for i in order[b:b + batch]]
+        width = max(map(len, rows))
+        ids = torch.tensor([r + [-1] * (width - len(r)) for r in rows])
+        n = shared_prefix_len(ids, torch.tensor([len(r) for r in rows]))
+        n = n if n >= MIN_SHARED_PREFIX else 0
+        product += n + sum(len(r) - n for r in rows)
+    ranked = sorted(prompts)  # neighbours in sorted order share the longest prefixes: tree nodes = sum of new suffixes
+    tree = len(ranked[0]) + sum(len(b) - common_prefix(a, b) for a, b in zip(ranked, ranked[1:]))
+    return {"prompts": len(prompts), "prompt_tokens": total, "computed_product": product, "computed_prefix_tree": tree,
+            "product_fraction": product / total, "tree_fraction": tree / total,
+            "tree_gain_over_product": product / tree}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--batch", type=int, default=32, help="scoring batch (speed.py's default)")
+    opts = parser.parse_args()
+    from speed import test_samples
+
+    from tallrec_pl.data.encode import encode_samples
+    from tallrec_pl.model.backbone import load_tokenizer
+
+    _, samples, _ = test_samples(1000)
+    records = encode_samples(samples, load_tokenizer("embedded"), 512)
+    prompts = [r["input_ids"][:r["prompt_len"]] for r in records]  # what scoring reads: up to the answer position
+    result = {"batch": opts.batch, "first_128": count(prompts[:128], opts.batch), "all_1000": count(prompts, opts.batch)}
+    save_json(RESULTS / "prefix_reuse.json", result)
+    for key in ("first_128", "all_1000"):
+        r = result[key]
+        print(f"{key}: {r['prompt_tokens']} prompt tokens; product computes {r['product_fraction']:.3f} of them, "
+              f"an ideal prefix tree {r['tree_fraction']:.3f} ({r['tree_gain_over_product']:.2f}x fewer than the product)")
+
+
+if __name__ == "__main__":
+    main()
