@@ -56,11 +56,18 @@ def stage1_adapter() -> str:
         alpaca = SHARED / "alpaca" / "alpaca_data_1k.json"
         if not alpaca.exists():
             raise SystemExit(f"{alpaca} is absent: the two-stage runs need the Alpaca sample (or drop them with --only)")
-        resume = ["--ckpt_path=last"] if (ckpt / "last.ckpt").exists() else []
-        cli("fit", "--config", "configs/alpaca.yaml", f"--data.init_args.path={alpaca}", f"--checkpoint.dirpath={ckpt}",
-            f"--trainer.default_root_dir={ckpt}", "--trainer.enable_progress_bar=false", *resume, log=ckpt / "log.txt")
-        (ckpt / "fit.done").write_text("")
+        fit_once(ckpt, "--config", "configs/alpaca.yaml", f"--data.init_args.path={alpaca}", f"--checkpoint.dirpath={ckpt}",
+                 f"--trainer.default_root_dir={ckpt}", "--trainer.enable_progress_bar=false")
     return str(ckpt / "adapter")
+
+
+def fit_once(ckpt, *args: str) -> None:
+    """``fit ARGS`` into run folder ``ckpt``: a finished fit is not redone, an interrupted one goes on from last.ckpt."""
+    if (ckpt / "fit.done").exists():
+        return
+    resume = ["--ckpt_path=last"] if (ckpt / "last.ckpt").exists() else []
+    cli("fit", *args, *resume, log=ckpt / "log.txt")
+    (ckpt / "fit.done").write_text("")
 
 
 def run(name: str, shots: int, seed: int, two_stage: bool = False) -> dict:
@@ -84,10 +91,7 @@ def run(name: str, shots: int, seed: int, two_stage: bool = False) -> dict:
             train = [f"--data.init_args.shots={shots}", f"--trainer.max_epochs={EPOCHS[shots]}", *VALIDATE[shots]]
         else:
             train = ["--data.init_args.shots=-1", f"--trainer.max_steps={FULL_STEPS}", "--trainer.max_epochs=1", "--trainer.val_check_interval=50"]
-        if not (ckpt / "fit.done").exists():  # a finished fit is rescored, not retrained
-            resume = ["--ckpt_path=last"] if (ckpt / "last.ckpt").exists() else []  # an interrupted fit goes on
-            cli("fit", "--config", CONFIG, *common, *TRAIN, *train, *resume, log=log)
-            (ckpt / "fit.done").write_text("")
+        fit_once(ckpt, "--config", CONFIG, *common, *TRAIN, *train)  # a finished fit is rescored, not retrained
         result = predict_auc(name, ckpt, [*common, "--ckpt_path=best"], log)
     result.update({"name": name, "shots": shots, "seed": seed})
     if two_stage:

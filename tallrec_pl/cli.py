@@ -9,7 +9,6 @@ import json
 import os
 import signal
 import sys
-import warnings
 from argparse import ArgumentError
 from pathlib import Path
 
@@ -125,9 +124,7 @@ def prompts_command(args: list[str]) -> None:
 
 def main(args: list[str] | None = None) -> None:
     argv = sys.argv[1:] if args is None else list(args)
-    # called from Python (tests, notebooks) while sys.argv holds the caller's own flags
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-    silence_known_noise()  # third-party messages with nothing to act on (tallrec_pl/quiet.py)
+    silence_known_noise()  # messages with nothing to act on (tallrec_pl/quiet.py)
     try:
         if argv and argv[0] == "prompts":
             prompts_command(argv[1:])

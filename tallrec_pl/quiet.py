@@ -6,18 +6,21 @@ Each is matched by its own text, so any other message from the same packages sti
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 
-# (category, start of the message): Python warnings
+# (category, start of the message, as printed): Python warnings
 WARNINGS = (
+    # main(args=...) from Python (tests, notebooks) while sys.argv holds the caller's own flags
+    (Warning, "LightningCLI's args parameter is intended"),
     # transformers 5 renamed the property; peft still reads the old name on every model load
-    (FutureWarning, r"`is_gradient_checkpointing` is deprecated"),
+    (FutureWarning, "`is_gradient_checkpointing` is deprecated"),
     # Lightning's own use of torch's pytree API under torch 2.13
-    (Warning, r"`isinstance\(treespec, LeafSpec\)` is deprecated"),
+    (Warning, "`isinstance(treespec, LeafSpec)` is deprecated"),
     # without tensorboard installed the metrics go to CSV (lightning_logs/version_N/metrics.csv), as intended
-    (Warning, r"Starting from v1\.9\.0, `tensorboardX` has been removed"),
+    (Warning, "Starting from v1.9.0, `tensorboardX` has been removed"),
     # GroupBatchSampler yields every index once (tests/test_ranking.py checks every candidate is scored)
-    (Warning, r"You are using a custom batch sampler `GroupBatchSampler` for prediction"),
+    (Warning, "You are using a custom batch sampler `GroupBatchSampler` for prediction"),
 )
 # (logger name, start of the message): log records
 RECORDS = (
@@ -42,7 +45,7 @@ class _DropStartingWith(logging.Filter):
 def silence_known_noise() -> None:
     """Install the filters (idempotent: a second call adds nothing)."""
     for category, message in WARNINGS:
-        warnings.filterwarnings("ignore", message=message, category=category)
+        warnings.filterwarnings("ignore", message=re.escape(message), category=category)
     for name, prefix in RECORDS:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropStartingWith) and f.prefix == prefix for f in logger.filters):
