@@ -27,7 +27,7 @@ def count(prompts: list[list[int]], batch: int) -> dict:
     import torch
 
     from tallrec_pl.data.batching import LengthSortedSampler
-    from tallrec_pl.model.module import MIN_SHARED_PREFIX, shared_prefix_len
+    from tallrec_pl.model.module import reused_prefix_len
 
     total = sum(map(len, prompts))
     product = 0  # what TALLRecModule.hidden_states computes: the batch's shared prefix once, the rest per row
@@ -36,8 +36,7 @@ def count(prompts: list[list[int]], batch: int) -> dict:
         rows = [prompts[i] for i in order[b:b + batch]]
         width = max(map(len, rows))
         ids = torch.tensor([r + [-1] * (width - len(r)) for r in rows])
-        n = shared_prefix_len(ids, torch.tensor([len(r) for r in rows]))
-        n = n if n >= MIN_SHARED_PREFIX else 0
+        n = reused_prefix_len(ids, torch.tensor([len(r) for r in rows]))
         product += n + sum(len(r) - n for r in rows)
     ranked = sorted(prompts)  # neighbours in sorted order share the longest prefixes: tree nodes = sum of new suffixes
     tree = len(ranked[0]) + sum(len(b) - common_prefix(a, b) for a, b in zip(ranked, ranked[1:]))

@@ -14,7 +14,7 @@ import argparse
 import json
 import statistics
 
-from common import RESULTS, RUNS, SHARED, Progress, auc, cli, read_predictions, save_json
+from common import RESULTS, ROOT, RUNS, SHARED, Progress, auc, cli, read_predictions, save_json
 
 CONFIG = "configs/rec.yaml"
 # 2-core CPU budget (TALLRec trains up to 200 epochs with early stopping): epochs per shot size
@@ -45,6 +45,14 @@ def kept_predictions(path) -> dict:
     report can redraw its ROC from a fresh checkout."""
     scores, labels = read_predictions(path)
     return {"p_yes": [round(s, 6) for s in scores], "label": labels}
+
+
+def steps(shots: int, epochs: int) -> int:
+    """Optimizer steps of a run: CONFIG's batch size, one step per batch (no accumulation, TRAIN)."""
+    import yaml
+
+    batch = yaml.safe_load((ROOT / CONFIG).read_text())["data"]["init_args"]["batch_size"]
+    return epochs * -(-shots // batch)
 
 
 def run_name(shots: int, seed: int, two_stage: bool = False) -> str:

@@ -10,7 +10,7 @@ import statistics
 from pathlib import Path
 
 from common import RESULTS, ROOT, RUNS, read_predictions
-from quality import EPOCHS
+from quality import EPOCHS, steps
 
 DOCS = ROOT / "docs"
 PAPER = {"movie": {16: 67.24, 64: 67.48, 256: 71.98}, "book": {16: 56.36, 64: 60.39, 256: 64.38}}
@@ -41,7 +41,7 @@ def quality_section() -> list[str]:
             vals = [r["test_auc"] for r in runs if r["shots"] == n and r.get("epochs") == epochs and ("stage1" in r) == staged]
             mean = statistics.mean(vals)
             std = statistics.stdev(vals) if len(vals) > 1 else 0.0
-            label = (f"{n} shots, {epochs} epochs ({epochs * n // 8} steps)" if n > 0 else "full train split (capped, see deviations)")
+            label = (f"{n} shots, {epochs} epochs ({steps(n, epochs)} steps)" if n > 0 else "full train split (capped, see deviations)")
             if n > 0 and epochs != EPOCHS[n]:
                 label += ", earlier budget"
             if staged:

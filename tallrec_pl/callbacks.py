@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from tallrec_pl.model.lora import export_adapter, load_lightning_state
@@ -17,6 +19,31 @@ from tallrec_pl.model.lora import export_adapter, load_lightning_state
 
 def checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
     return next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+
+
+class RunCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint that warns about a used folder only when it holds an earlier run's checkpoints.
+
+    Lightning's own check warns whenever the folder is not empty; with the logger writing into the
+    same folder (``trainer.default_root_dir`` = ``checkpoint.dirpath``, as in configs/), every new
+    run was warned about its own ``lightning_logs``. A resumed run (``--ckpt_path``) is not warned.
+    """
+
+    @property
+    def state_key(self) -> str:  # ModelCheckpoint's key, so checkpoints of either class resume alike
+        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+
+    @override
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+            super().setup(trainer, pl_module, stage)
+        if stage != "fit" or not trainer.is_global_zero or not self.dirpath or self.save_top_k == 0 or trainer.ckpt_path:
+            return
+        earlier = sorted(p.name for p in Path(self.dirpath).glob("*.ckpt")) if os.path.isdir(self.dirpath) else []
+        if earlier:
+            rank_zero_warn(f"checkpoint folder {self.dirpath} already holds {', '.join(earlier)} from an earlier run, which this run "
+                           "will replace; to continue that run pass --ckpt_path last, to keep it pick another --checkpoint.dirpath")
 
 
 class AdapterExport(L.Callback):

@@ -12,12 +12,12 @@ import sys
 from argparse import ArgumentError
 from pathlib import Path
 
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from typing_extensions import override
 
-from tallrec_pl.callbacks import AdapterExport, PredictionWriter, SaveOnInterrupt, SaveRunConfig
+from tallrec_pl.callbacks import AdapterExport, PredictionWriter, RunCheckpoint, SaveOnInterrupt, SaveRunConfig
 from tallrec_pl.data.datamodule import SPLITS, PromptDataModule
 from tallrec_pl.errors import TallrecError, require_path
 from tallrec_pl.model.lora import load_lightning_state
@@ -32,7 +32,7 @@ class TallrecCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("model.backbone", "data.init_args.tokenizer")
         parser.link_arguments("model.trust_remote_code", "data.init_args.trust_remote_code")
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults({
             "checkpoint.dirpath": "checkpoints/run",
             "checkpoint.filename": "best-{epoch}-{step}",

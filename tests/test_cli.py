@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,19 @@ def test_backbone_with_own_code_needs_consent(tmp_path, ml100k, tiny_backbone, c
         main(["fit", *run_args(tiny_backbone, ml100k, tmp_path / "run"), f"--model.backbone={folder}"])
     assert exc.value.code == 2
     assert "ships its own code (AutoModelForCausalLM); read that code, then set model.trust_remote_code: true" in capsys.readouterr().err
+
+
+def test_new_run_is_not_warned_about_its_own_files(tiny_backbone, ml100k, tmp_path):
+    out = tmp_path / "run"
+    args = run_args(tiny_backbone, ml100k, out, "--trainer.logger=true")
+
+    def dir_warnings() -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            main(["fit", *args])
+        return [str(w.message) for w in caught if "not empty" in str(w.message) or "already holds" in str(w.message)]
+
+    assert dir_warnings() == []  # a new run: the folder holds only what this run (and its logger) wrote
+    assert (out / "config-fit.yaml").exists() and list(out.glob("lightning_logs/*/config.yaml"))
+    second = dir_warnings()  # a new fit into a folder with checkpoints is warned about, with the fix
+    assert len(second) == 1 and "last.ckpt" in second[0] and "--ckpt_path last" in second[0]

@@ -195,8 +195,9 @@ class TALLRecModule(L.LightningModule):
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: torch.Tensor | None = None) -> torch.Tensor:
         """Last hidden states [batch, seq, hidden]; the LM head is applied later, where needed."""
         decoder = self.model.get_base_model().get_decoder()
-        n = shared_prefix_len(input_ids, prompt_len) if self.hparams.share_prefix and prompt_len is not None else 0
-        if n < MIN_SHARED_PREFIX or self.hparams.gradient_checkpointing:
+        reuse = self.hparams.share_prefix and prompt_len is not None and not self.hparams.gradient_checkpointing
+        n = reused_prefix_len(input_ids, prompt_len) if reuse else 0
+        if n == 0:
             return decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
         # the shared prefix once, its key/value cache repeated for every row, then the rest
         prefix = decoder(input_ids=input_ids[:1, :n], use_cache=True)
@@ -332,6 +333,12 @@ def shared_prefix_len(input_ids: torch.Tensor, prompt_len: torch.Tensor) -> int:
         return 0
     same = (input_ids == input_ids[:1]).all(dim=0).int()
     return min(int(same.cumprod(0).sum()), int(prompt_len.min()) - 1)
+
+
+def reused_prefix_len(input_ids: torch.Tensor, prompt_len: torch.Tensor) -> int:
+    """The shared prefix ``hidden_states`` computes once per batch: 0 when it is too short to pay."""
+    n = shared_prefix_len(input_ids, prompt_len)
+    return n if n >= MIN_SHARED_PREFIX else 0
 
 
 HISTORY_SLICES = {"hist_0": (0, 0), "hist_1-4": (1, 4), "hist_5+": (5, 1 << 30)}
