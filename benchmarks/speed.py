@@ -76,10 +76,6 @@ def test_samples(n: int, seed: int = 0):
 
 def score_ours(args):
     """One scoring pass of ours over the first ``args.n`` test prompts, as a function."""
-    import torch
-
-    from tallrec_pl.data.batching import Collator, LengthSortedSampler
-    from tallrec_pl.data.encode import encode_samples
     from tallrec_pl.model.backbone import load_tokenizer
 
     module = load(args.dtype, args.adapter)
@@ -89,24 +85,36 @@ def score_ours(args):
 
     def one_pass():
         start = time.perf_counter()
-        records = encode_samples(samples, tok, 512)  # tokenising is part of the timed work
-        for i, r in enumerate(records):
-            r["index"] = i
-        order = list(LengthSortedSampler([len(r["input_ids"]) for r in records]))
-        collate = Collator(tok.pad_token_id)
-        p_yes, tokens = [0.0] * len(records), 0
-        with torch.inference_mode():
-            for b in range(0, len(order), args.batch):
-                batch = collate([records[i] for i in order[b:b + args.batch]])
-                _, p = module(batch)
-                tokens += int(batch["attention_mask"].sum())
-                for i, v in zip(batch["index"].tolist(), p.tolist()):
-                    p_yes[i] = v
+        p_yes, tokens = score_batches(module, tok, samples, args.batch)  # tokenising is part of the timed work
         seconds = time.perf_counter() - start
         return {"samples_per_s": len(samples) / seconds, "seconds": seconds, "prompt_tokens": tokens, "p_yes": p_yes,
                 "matmul_flops": matmul_flops(args.dtype)}  # the machine's peak right after the pass, same process
 
     return one_pass
+
+
+def score_batches(module, tok, samples, batch: int) -> tuple[list[float], int]:
+    """Our scoring of ``samples``: tokenise, length-sorted batches, one forward each.
+    Returns p(Yes) in file order and the prompt tokens scored."""
+    import torch
+
+    from tallrec_pl.data.batching import Collator, LengthSortedSampler
+    from tallrec_pl.data.encode import encode_samples
+
+    records = encode_samples(samples, tok, 512)
+    for i, r in enumerate(records):
+        r["index"] = i
+    order = list(LengthSortedSampler([len(r["input_ids"]) for r in records]))
+    collate = Collator(tok.pad_token_id)
+    p_yes, tokens = [0.0] * len(records), 0
+    with torch.inference_mode():
+        for b in range(0, len(order), batch):
+            rows = collate([records[i] for i in order[b:b + batch]])
+            _, p = module(rows)
+            tokens += int(rows["attention_mask"].sum())
+            for i, v in zip(rows["index"].tolist(), p.tolist()):
+                p_yes[i] = v
+    return p_yes, tokens
 
 
 def score_tallrec(args):
