@@ -178,6 +178,22 @@ def speed_section() -> list[str]:
     return lines if found else lines + ["Not measured yet.", ""]
 
 
+def profile_section() -> list[str]:
+    r = load(RESULTS / "profile_scoring.json")
+    if not r:
+        return []
+    sh = r["shares"]
+    adapter = "a rec-tuned adapter (merged)" if r["adapter"] else "the untuned backbone"
+    return ["### Where our scoring pass spends its time", "",
+            f"Command: `python benchmarks/profile_scoring.py{' --adapter <rec-tuned .ckpt>' if r['adapter'] else ''}` (`torch.profiler`, "
+            f"{r['dtype']}, {adapter}, the first {r['n']} test prompts in batches of {r['batch']}, as in the scoring rows above).", "",
+            "| matmuls | attention (SDPA) | everything else (norms, SwiGLU, rotary, copies) |", "| --- | --- | --- |",
+            f"| {sh['matmul']:.1%} | {sh['attention']:.1%} | {sh['other']:.1%} |", "",
+            f"The matmuls run near the machine's measured matmul peak, so if attention and every element-wise operator took no time "
+            f"at all, the pass would be at most {r['speedup_bound_if_only_matmuls_cost']:.2f}x faster; together with the prefix-tree bound "
+            "below, that is the room left for the scoring speed-up and the effective-FLOP/s ratio on this CPU.", ""]
+
+
 def prefix_section() -> list[str]:
     r = load(RESULTS / "prefix_reuse.json")
     if not r:
@@ -286,7 +302,7 @@ def main() -> None:
     lines = ["# Benchmarks", "", "Every figure below is read from `benchmarks/results/` by `python benchmarks/report.py`; "
              "each section names the command that produced it. Machine: 2 CPU cores (AMD EPYC, AVX-512 bf16), no GPU.", ""]
     notes = (ROOT / "benchmarks" / "NOTES.md").read_text() if (ROOT / "benchmarks" / "NOTES.md").exists() else ""
-    lines += quality_section() + ([deviations, ""] if deviations else []) + speed_section() + prefix_section() + ranking_section() + data_section()
+    lines += quality_section() + ([deviations, ""] if deviations else []) + speed_section() + profile_section() + prefix_section() + ranking_section() + data_section()
     lines += [notes] if notes else []
     (DOCS / "BENCHMARKS.md").write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {DOCS / 'BENCHMARKS.md'}")
