@@ -26,8 +26,12 @@ class RunCheckpoint(ModelCheckpoint):
 
     Lightning's own check warns whenever the folder is not empty; with the logger writing into the
     same folder (``trainer.default_root_dir`` = ``checkpoint.dirpath``, as in configs/), every new
-    run was warned about its own ``lightning_logs``. A resumed run (``--ckpt_path``) is not warned.
+    run was warned about its own ``lightning_logs``. A resumed run (``--ckpt_path``) is not warned:
+    the folder's checkpoints are listed at ``setup`` and the warning waits for ``on_train_start``,
+    after Lightning has restored this callback's state from the checkpoint (which clears the list).
     """
+
+    _earlier: list[str] = []
 
     @property
     def state_key(self) -> str:  # ModelCheckpoint's key, so checkpoints of either class resume alike
@@ -38,12 +42,21 @@ class RunCheckpoint(ModelCheckpoint):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
             super().setup(trainer, pl_module, stage)
-        if stage != "fit" or not trainer.is_global_zero or not self.dirpath or self.save_top_k == 0 or trainer.ckpt_path:
-            return
-        earlier = sorted(p.name for p in Path(self.dirpath).glob("*.ckpt")) if os.path.isdir(self.dirpath) else []
-        if earlier:
-            rank_zero_warn(f"checkpoint folder {self.dirpath} already holds {', '.join(earlier)} from an earlier run, which this run "
-                           "will replace; to continue that run pass --ckpt_path last, to keep it pick another --checkpoint.dirpath")
+        watch = stage == "fit" and trainer.is_global_zero and self.dirpath and self.save_top_k != 0 and os.path.isdir(self.dirpath)
+        self._earlier = sorted(p.name for p in Path(self.dirpath).glob("*.ckpt")) if watch else []
+
+    @override
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self._earlier = []  # resumed: the checkpoints are this run's own
+
+    @override
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        if self._earlier:
+            rank_zero_warn(f"checkpoint folder {self.dirpath} already holds {', '.join(self._earlier)} from an earlier run, which this "
+                           "run will replace; to continue that run pass --ckpt_path last, to keep it pick another --checkpoint.dirpath")
+            self._earlier = []
 
 
 class AdapterExport(L.Callback):

@@ -171,3 +171,5 @@ def test_new_run_is_not_warned_about_its_own_files(tiny_backbone, ml100k, tmp_pa
     assert (out / "config-fit.yaml").exists() and list(out.glob("lightning_logs/*/config.yaml"))
     second = dir_warnings()  # a new fit into a folder with checkpoints is warned about, with the fix
     assert len(second) == 1 and "last.ckpt" in second[0] and "--ckpt_path last" in second[0]
+    args += ["--trainer.max_epochs=2", "--ckpt_path=last"]
+    assert dir_warnings() == []  # resuming continues the folder's own run
