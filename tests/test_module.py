@@ -283,3 +283,16 @@ def test_lean_model_pickles_and_copies_to_itself():
         mlp = clone.model.layers[0].mlp
         assert mlp.forward.args[0] is mlp  # the patched forward belongs to the copy, not the original
         assert torch.equal(clone(x).logits, expected)
+
+
+def test_short_shared_prefix_is_not_reused():
+    from tallrec_pl.model.module import MIN_SHARED_PREFIX, reused_prefix_len, shared_prefix_len
+
+    ids = torch.arange(40).repeat(3, 1)
+    ids[1, MIN_SHARED_PREFIX - 1] = -1  # rows share MIN_SHARED_PREFIX - 1 tokens only
+    lens = torch.tensor([40, 40, 40])
+    assert shared_prefix_len(ids, lens) == MIN_SHARED_PREFIX - 1 and reused_prefix_len(ids, lens) == 0
+    ids[1, MIN_SHARED_PREFIX - 1] = MIN_SHARED_PREFIX - 1
+    ids[2, 30] = -1
+    assert reused_prefix_len(ids, lens) == 30
+    assert reused_prefix_len(ids, torch.tensor([40, 12, 40])) == 11  # stops before a row's last prompt token
