@@ -11,7 +11,7 @@ import argparse
 import time
 
 from common import RESULTS, save_json
-from speed import load, score_batches, test_samples
+from speed import our_scorer
 
 GROUPS = {"matmul": ("aten::mm", "aten::bmm", "aten::addmm"), "attention": ("aten::_scaled_dot_product",)}
 
@@ -25,18 +25,13 @@ def main() -> None:
     opts = parser.parse_args()
     from torch.profiler import ProfilerActivity, profile
 
-    from tallrec_pl.model.backbone import load_tokenizer
-
-    module = load(opts.dtype, opts.adapter)
-    module.merge_adapter()
-    tok = load_tokenizer("embedded")
-    _, samples, _ = test_samples(opts.n)
-    score_batches(module, tok, samples, opts.batch)  # warm-up
+    score = our_scorer(opts.dtype, opts.adapter, opts.n, opts.batch)
+    score()  # warm-up
     start = time.perf_counter()
-    score_batches(module, tok, samples, opts.batch)
+    score()
     plain = time.perf_counter() - start
     with profile(activities=[ProfilerActivity.CPU]) as prof:
-        score_batches(module, tok, samples, opts.batch)
+        score()
     self_us = {e.key: e.self_cpu_time_total for e in prof.key_averages()}
     total = sum(self_us.values())
     shares = {g: sum(t for k, t in self_us.items() if k.startswith(names)) / total for g, names in GROUPS.items()}

@@ -76,21 +76,28 @@ def test_samples(n: int, seed: int = 0):
 
 def score_ours(args):
     """One scoring pass of ours over the first ``args.n`` test prompts, as a function."""
-    from tallrec_pl.model.backbone import load_tokenizer
-
-    module = load(args.dtype, args.adapter)
-    module.merge_adapter()  # as the product's test / predict do
-    tok = load_tokenizer("embedded")
-    _, samples, _ = test_samples(args.n)
+    score = our_scorer(args.dtype, args.adapter, args.n, args.batch)
 
     def one_pass():
         start = time.perf_counter()
-        p_yes, tokens = score_batches(module, tok, samples, args.batch)  # tokenising is part of the timed work
+        p_yes, tokens = score()  # tokenising is part of the timed work
         seconds = time.perf_counter() - start
-        return {"samples_per_s": len(samples) / seconds, "seconds": seconds, "prompt_tokens": tokens, "p_yes": p_yes,
+        return {"samples_per_s": len(p_yes) / seconds, "seconds": seconds, "prompt_tokens": tokens, "p_yes": p_yes,
                 "matmul_flops": matmul_flops(args.dtype)}  # the machine's peak right after the pass, same process
 
     return one_pass
+
+
+def our_scorer(dtype: str, adapter: str | None, n: int, batch: int):
+    """Ours set up as the product's test / predict run it (adapter merged): a function that scores
+    the first ``n`` test prompts and returns (p(Yes) in file order, prompt tokens scored)."""
+    from tallrec_pl.model.backbone import load_tokenizer
+
+    module = load(dtype, adapter)
+    module.merge_adapter()
+    tok = load_tokenizer("embedded")
+    _, samples, _ = test_samples(n)
+    return lambda: score_batches(module, tok, samples, batch)
 
 
 def score_batches(module, tok, samples, batch: int) -> tuple[list[float], int]:
