@@ -11,6 +11,7 @@ result file is read back, not redone.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 
@@ -47,12 +48,16 @@ def kept_predictions(path) -> dict:
     return {"p_yes": [round(s, 6) for s in scores], "label": labels}
 
 
-def steps(shots: int, epochs: int) -> int:
-    """Optimizer steps of a run: CONFIG's batch size, one step per batch (no accumulation, TRAIN)."""
+@functools.cache
+def config_batch() -> int:
     import yaml
 
-    batch = yaml.safe_load((ROOT / CONFIG).read_text())["data"]["init_args"]["batch_size"]
-    return epochs * -(-shots // batch)
+    return yaml.safe_load((ROOT / CONFIG).read_text())["data"]["init_args"]["batch_size"]
+
+
+def steps(shots: int, epochs: int) -> int:
+    """Optimizer steps of a run: CONFIG's batch size, one step per batch (no accumulation, TRAIN)."""
+    return epochs * -(-shots // config_batch())
 
 
 def run_name(shots: int, seed: int, two_stage: bool = False) -> str:

@@ -201,12 +201,15 @@ def prefix_section() -> list[str]:
     lines = ["### How far key/value reuse across prompts can go", "",
              f"Command: `python benchmarks/prefix_reuse.py` (tokeniser only). Prompt tokens a scoring pass computes over the movie test "
              f"prompts (up to the answer position): the product's reuse (the prefix all rows of a length-sorted batch of {r['batch']} share, "
-             "computed once per batch) against an ideal prefix tree (every distinct prefix of the whole set computed once: the most "
-             "any reuse of keys and values across prompts can save).", "",
-             "| prompts | prompt tokens | product computes | ideal prefix tree computes | tree vs product |", "| --- | --- | --- | --- | --- |"]
+             "computed once per batch), one more level of reuse (prompts sorted, neighbours sharing at least 16 more tokens grouped, "
+             "each group's prefix computed once; batch boundaries ignored) and an ideal prefix tree (every distinct prefix of the "
+             "whole set computed once: the most any reuse of keys and values across prompts can save).", "",
+             "| prompts | prompt tokens | product computes | one more level | ideal prefix tree | tree vs product |",
+             "| --- | --- | --- | --- | --- | --- |"]
     for key in ("first_128", "all_1000"):
         c = r[key]
-        lines.append(f"| {c['prompts']} | {c['prompt_tokens']} | {c['computed_product']} ({c['product_fraction']:.3f}) | "
+        level = (f"{c['computed_one_level']} ({c['one_level_gain_over_product']:.2f}x fewer)" if "computed_one_level" in c else "not counted")
+        lines.append(f"| {c['prompts']} | {c['prompt_tokens']} | {c['computed_product']} ({c['product_fraction']:.3f}) | {level} | "
                      f"{c['computed_prefix_tree']} ({c['tree_fraction']:.3f}) | {c['tree_gain_over_product']:.2f}x fewer |")
     c = r["first_128"]
     lines += ["", f"Beyond the template, consecutive windows of a user share a prefix only up to the first item that changed, so even the "
@@ -214,6 +217,41 @@ def prefix_section() -> list[str]:
               "If a pass's time fell in proportion (it falls less: attention still reads the whole prefix), that would lift the "
               "scoring speed-up and the effective-FLOP/s ratio above by the same factor at most.", ""]
     return lines
+
+
+def levers_section() -> list[str]:
+    r = load(RESULTS / "scoring_levers.json")
+    if not r:
+        return []
+    sh, proj, att, elem = r["shape"], r["projections_s"], r["attention_s"], r["elementwise_s"]
+    lines = ["### The levers left for scoring, measured", "",
+             f"Command: `python benchmarks/scoring_levers.py` (random bfloat16 inputs at the shapes of the speed table's first scoring "
+             f"batch: {sh['rows']} rows, a {sh['prefix']}-token shared prefix, {sh['rest']} more tokens a row; one layer's work; "
+             f"sides alternated, medians of {r['rounds']} rounds of the best of 7 calls).", "",
+             "| part of a layer | as the product runs it | alternative | alternative / product |", "| --- | --- | --- | --- |",
+             f"| the seven projections | separate q, k, v, o, gate, up, down: {proj['separate'] * 1e3:.1f} ms | fused q/k/v and gate/up: "
+             f"{proj['fused'] * 1e3:.1f} ms | {proj['fused'] / proj['separate']:.2f} |",
+             f"| attention | prefix repeated per row + boolean mask: {att['product'] * 1e3:.1f} ms | same call without a mask (wrong output; "
+             f"the mask's cost): {att['no_mask'] * 1e3:.1f} ms | {att['no_mask'] / att['product']:.2f} |",
+             f"| attention | | split: the rest's own keys with a causal kernel + the prefix as one matmul a key/value head, merged "
+             f"by log-sum-exp (max abs diff {r['split_max_abs_err']:.3g}): {att['split'] * 1e3:.1f} ms | {att['split'] / att['product']:.2f} |",
+             f"| attention | | the split's causal call alone (as if the prefix part were free): {att['rest_causal'] * 1e3:.1f} ms | "
+             f"{att['rest_causal'] / att['product']:.2f} |"]
+    if "compiled" in elem:
+        lines.append(f"| norms, SwiGLU product, residual adds | eager: {elem['eager'] * 1e3:.1f} ms | `torch.compile` (needs a C compiler "
+                     f"at run time): {elem['compiled'] * 1e3:.1f} ms | {elem['compiled'] / elem['eager']:.2f} |")
+    p = r.get("projection")
+    if p:
+        lines += ["", f"Applied to the rec-tuned scoring row ({p['measured_ratio']:.2f}x) through the profile's shares above, each share "
+                  "scaled by its lever where the lever measured faster (the compiled ratio applied to all of \"everything else\", and time "
+                  "taken in proportion to tokens for reuse, both of which flatter the levers):", "",
+                  "| levers | projected scoring ratio (target 2.5x) |", "| --- | --- |",
+                  f"| the kernel levers that measured faster | {p['ratio_with_levers']:.2f}x |",
+                  f"| those + one more level of prefix reuse ({p['one_level_gain']:.2f}x fewer tokens) | {p['ratio_with_levers_and_one_level']:.2f}x |",
+                  f"| those + an ideal prefix tree ({p['tree_gain']:.2f}x fewer tokens) | {p['ratio_with_levers_and_tree']:.2f}x |",
+                  f"| bound: the prefix part of attention free, compiled element-wise work, an ideal prefix tree | {p['ratio_bound_with_tree']:.2f}x |",
+                  "", "The effective-FLOP/s ratio moves by the same factors from its measured value."]
+    return lines + [""]
 
 
 SLICES = {"hist_0": "history 0", "hist_1-4": "history 1-4", "hist_5+": "history 5+", "item_seen": "item seen", "item_unseen": "item unseen"}
@@ -302,7 +340,7 @@ def main() -> None:
     lines = ["# Benchmarks", "", "Every figure below is read from `benchmarks/results/` by `python benchmarks/report.py`; "
              "each section names the command that produced it. Machine: 2 CPU cores (AMD EPYC, AVX-512 bf16), no GPU.", ""]
     notes = (ROOT / "benchmarks" / "NOTES.md").read_text() if (ROOT / "benchmarks" / "NOTES.md").exists() else ""
-    lines += quality_section() + ([deviations, ""] if deviations else []) + speed_section() + profile_section() + prefix_section() + ranking_section() + data_section()
+    lines += quality_section() + ([deviations, ""] if deviations else []) + speed_section() + profile_section() + prefix_section() + levers_section() + ranking_section() + data_section()
     lines += [notes] if notes else []
     (DOCS / "BENCHMARKS.md").write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {DOCS / 'BENCHMARKS.md'}")

@@ -54,7 +54,8 @@ class RunCheckpoint(ModelCheckpoint):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         if self._earlier:
-            rank_zero_warn(f"checkpoint folder {self.dirpath} already holds {', '.join(self._earlier)} from an earlier run, which this "
+            names = ", ".join(self._earlier[:3]) + (f" and {len(self._earlier) - 3} more" if len(self._earlier) > 3 else "")
+            rank_zero_warn(f"checkpoint folder {self.dirpath} already holds {names} from an earlier run, which this "
                            "run will replace; to continue that run pass --ckpt_path last, to keep it pick another --checkpoint.dirpath")
             self._earlier = []
 

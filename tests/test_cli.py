@@ -169,7 +169,10 @@ def test_new_run_is_not_warned_about_its_own_files(tiny_backbone, ml100k, tmp_pa
 
     assert dir_warnings() == []  # a new run: the folder holds only what this run (and its logger) wrote
     assert (out / "config-fit.yaml").exists() and list(out.glob("lightning_logs/*/config.yaml"))
+    for i in range(4):  # a busy folder: the warning names a few files, not every one
+        (out / f"old-{i}.ckpt").write_bytes(b"")
     second = dir_warnings()  # a new fit into a folder with checkpoints is warned about, with the fix
     assert len(second) == 1 and "last.ckpt" in second[0] and "--ckpt_path last" in second[0]
+    assert "and 3 more" in second[0] and "old-3" not in second[0]
     args += ["--trainer.max_epochs=2", "--ckpt_path=last"]
     assert dir_warnings() == []  # resuming continues the folder's own run
