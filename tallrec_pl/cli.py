@@ -15,6 +15,7 @@ from pathlib import Path
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from typing_extensions import override
 
 from tallrec_pl.callbacks import AdapterExport, PredictionWriter, RunCheckpoint, SaveOnInterrupt, SaveRunConfig
@@ -64,6 +65,9 @@ class TallrecCLI(LightningCLI):
             cfg["weights_only"] = True  # checkpoints are plain tensors: never unpickle code
         ckpt = cfg.get("ckpt_path")
         if ckpt is None:
+            if self.config.subcommand != "fit" and not cfg["model"].get("init_adapter"):
+                rank_zero_info(f"tallrec_pl: {self.config.subcommand} without --ckpt_path scores the backbone with a fresh (untrained) "
+                               "adapter, i.e. zero-shot; pass --ckpt_path best (or last, or a .ckpt file) for a rec-tuned run")
             return
         cfg["ckpt_path"] = resolve_ckpt_path(ckpt, cfg["checkpoint"]["dirpath"])
         if "state_dict" not in load_lightning_state(cfg["ckpt_path"]):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import json
 import warnings
 from pathlib import Path
@@ -108,6 +109,12 @@ def test_test_predict_and_peft_export(tiny_backbone, ml100k, tmp_path, capsys):
         (["--data.init_args.max_length=4"], "data.max_length=4 is too small"),
         (["--ckpt_path=last"], "no checkpoint in"),
         (["--data.init_args.split_sizes=[40,0,0]"], "the valid split is empty"),
+        (["--data.init_args.shots=0"], "data.shots=0 draws no training samples; set data.shots to 1 or more"),
+        (["--model.lr=-1"], "model.lr=-1.0 must be positive"),
+        (["--model.lora.alpha=0"], "model.lora.alpha=0 must be positive"),
+        (["--data.init_args.batch_size=0"], "data.batch_size=0 must be at least 1"),
+        (["--data.init_args.val_limit=0"], "data.val_limit=0 leaves no validation samples"),
+        (["--model.lora.target_modules=[q_proj,v_prj]"], "target_modules ['v_prj'] not found in"),
         (["--ckpt_path=/nope.ckpt"], "checkpoint not found: /nope.ckpt"),
     ],
 )
@@ -176,3 +183,15 @@ def test_new_run_is_not_warned_about_its_own_files(tiny_backbone, ml100k, tmp_pa
     assert "and 3 more" in second[0] and "old-3" not in second[0]
     args += ["--trainer.max_epochs=2", "--ckpt_path=last"]
     assert dir_warnings() == []  # resuming continues the folder's own run
+
+
+def test_evaluating_without_checkpoint_says_it_is_zero_shot(tiny_backbone, ml100k, tmp_path, caplog):
+    out = tmp_path / "run"
+    with caplog.at_level(logging.INFO):
+        main(["validate", *run_args(tiny_backbone, ml100k, out)])
+    assert any("without --ckpt_path" in r.getMessage() and "zero-shot" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    main(["fit", *run_args(tiny_backbone, ml100k, out)])
+    with caplog.at_level(logging.INFO):
+        main(["validate", *run_args(tiny_backbone, ml100k, out), "--ckpt_path=best"])
+    assert not any("zero-shot" in r.getMessage() for r in caplog.records)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 
 import pytest
 from conftest import shared_file, write_ml100k
@@ -260,3 +261,18 @@ def test_val_limit_spreads_over_the_split(tiny_backbone, ml100k):
     want = [full.encoded["valid"][i * n // 5]["input_ids"] for i in range(5)]
     assert [r["input_ids"] for r in part.encoded["valid"]] == want
     assert len({r["user"] for r in part.encoded["valid"]}) > 1
+
+
+def test_one_class_split_is_warned_about(tiny_backbone, ml100k):
+    def warned(threshold: float) -> list[str]:
+        dm = RecDataModule(path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], like_threshold=threshold,
+                           cache_dir=None)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            dm.setup()
+        return [str(w.message) for w in caught if "every" in str(w.message)]
+
+    assert warned(3.0) == []  # both answers occur
+    msgs = warned(5.0)  # no rating is above 5: every answer is "No."
+    assert len(msgs) == 2 and "every train sample answers 'No.'" in msgs[0] and "data.like_threshold" in msgs[0]
+    assert "validation AUC is undefined" in msgs[1]

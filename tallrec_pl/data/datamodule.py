@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import lightning as L
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
 from tallrec_pl.data.batching import (
@@ -71,6 +71,13 @@ class PromptDataModule(L.LightningDataModule):
             raise TallrecError(f"data.max_length={max_length} is too small for any prompt", "use data.max_length >= 64")
         if predict_split not in SPLITS:
             raise TallrecError(f"data.predict_split {predict_split!r} is not a split", f"use one of {', '.join(SPLITS)}")
+        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+            if value < 1:
+                raise TallrecError(f"data.{name}={value} must be at least 1", f"use e.g. data.{name}: {8 if name == 'batch_size' else 16}")
+        if val_limit is not None and val_limit < 1:
+            raise TallrecError(f"data.val_limit={val_limit} leaves no validation samples", "use a positive number, or null for the whole split")
+        if num_workers < 0:
+            raise TallrecError(f"data.num_workers={num_workers} must be 0 or more", "use 0 to load in the main process")
         self.tokenizer_name = tokenizer
         self.max_length = max_length
         self.train_on_inputs = train_on_inputs
@@ -89,6 +96,7 @@ class PromptDataModule(L.LightningDataModule):
     # --- what subclasses provide ---------------------------------------------------------
 
     skip_unfit = False  # rec samples that cannot fit are errors; instruction data skips them
+    yes_no = True  # rec samples answer Yes. / No.: a split of one answer only is warned about
 
     def build_samples(self, sampled: bool = True) -> dict[str, list[Sample]]:
         """Text samples per split; ``sampled`` False skips the few-shot draw (whole train split)."""
@@ -149,11 +157,20 @@ class PromptDataModule(L.LightningDataModule):
             self.encoded[name] = self._encode(name, samples.get(name, []))
         sizes = ", ".join(f"{n} {len(self.encoded[n])}" for n in SPLITS)
         rank_zero_info(f"{self.describe()}: {sizes} samples")
+        for name in ("train", "valid") if self.yes_no else ():
+            labels = {r["label"] for r in self.encoded[name]}
+            if len(labels) == 1 and labels <= {0, 1}:  # Yes / No samples of one class only
+                answer = "Yes." if labels == {1} else "No."
+                rank_zero_warn(f"{self.describe()}: every {name} sample answers {answer!r}, so "
+                               f"{'training learns no preference' if name == 'train' else 'validation AUC is undefined'}; "
+                               "for interaction logs a rating above data.like_threshold is a like, so check that threshold")
 
     # --- loaders -------------------------------------------------------------------------
 
     def _records(self, name: str, needed_for: str) -> list[dict]:
         records = self.encoded.get(name)
+        if not records and name == "train" and self.shots == 0:
+            raise TallrecError("data.shots=0 draws no training samples", "set data.shots to 1 or more, or -1 for the whole train split")
         if not records:
             raise TallrecError(f"{self.describe()}: the {name} split is empty, so {needed_for} has nothing to run on", "check data.path and data.split_sizes")
         return records
@@ -369,6 +386,7 @@ class InstructionDataModule(PromptDataModule):
     """
 
     skip_unfit = True
+    yes_no = False
 
     def __init__(self, path: str = "tatsu-lab/alpaca", val_size: int = 100, limit: int | None = None, **common) -> None:
         """

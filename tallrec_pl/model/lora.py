@@ -34,6 +34,8 @@ class LoraOptions:
     def __post_init__(self) -> None:
         if self.r < 1:
             raise TallrecError(f"model.lora.r={self.r} must be at least 1", "use e.g. model.lora.r: 8")
+        if not self.alpha > 0:
+            raise TallrecError(f"model.lora.alpha={self.alpha} must be positive (the update is scaled by alpha / r)", "use e.g. model.lora.alpha: 16")
         if not 0 <= self.dropout < 1:
             raise TallrecError(f"model.lora.dropout={self.dropout} must be in [0, 1)", "use e.g. 0.05")
         if not self.target_modules:
@@ -44,6 +46,17 @@ class LoraOptions:
 
         return LoraConfig(task_type="CAUSAL_LM", r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
                           target_modules=list(self.target_modules), bias="none")
+
+
+def check_targets(model: torch.nn.Module, targets: list[str], backbone: str) -> None:
+    """Every name in ``model.lora.target_modules`` must name a module of ``model`` as peft matches
+    plain names (the whole name, or its last dotted parts), else a one-line error that lists the
+    backbone's linear layer names."""
+    names = [name for name, _ in model.named_modules()]
+    missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+    if missing:
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+        raise TallrecError(f"model.lora.target_modules {missing} not found in {backbone}", f"its linear layers are named {', '.join(linear)}")
 
 
 class FastDropout(torch.nn.Module):

@@ -17,7 +17,7 @@ from tallrec_pl.data.encode import IGNORE, answer_token_ids
 from tallrec_pl.errors import TallrecError
 from tallrec_pl.model import backbone as bb
 from tallrec_pl.model import lean
-from tallrec_pl.model.lora import LoraOptions, check_adapter, match_state, read_adapter, trainable_state, use_fast_dropout
+from tallrec_pl.model.lora import LoraOptions, check_adapter, check_targets, match_state, read_adapter, trainable_state, use_fast_dropout
 from tallrec_pl.model.scoring import answer_logits, gather_rows
 
 
@@ -71,6 +71,11 @@ class TALLRecModule(L.LightningModule):
         super().__init__()
         if schedule not in ("linear", "cosine", "constant"):
             raise TallrecError(f"model.schedule {schedule!r} is unknown", "use linear, cosine or constant")
+        if not lr > 0:
+            raise TallrecError(f"model.lr={lr} must be positive", "use e.g. model.lr: 3.0e-4")
+        if weight_decay < 0 or warmup_steps < 0:
+            raise TallrecError(f"model.weight_decay={weight_decay} and model.warmup_steps={warmup_steps} must be 0 or more",
+                               "use e.g. model.weight_decay: 0 and model.warmup_steps: 20")
         if merge_init_adapter and not init_adapter:
             raise TallrecError("model.merge_init_adapter is set but model.init_adapter is not", "set model.init_adapter or drop merge_init_adapter")
         # plain types only, so that checkpoints load with torch.load(weights_only=True)
@@ -105,6 +110,7 @@ class TALLRecModule(L.LightningModule):
             check_adapter(hp.init_adapter, info, hp.backbone, self.lora)
             base = self._merge(base, state)
         self._base_seed = torch.initial_seed()  # seed_everything's value, so a resumed run gets the same
+        check_targets(base, self.lora.target_modules, hp.backbone)
         self.model = get_peft_model(base, self.lora.peft_config())
         use_fast_dropout(self.model)
         self.model.train()  # from_pretrained leaves eval mode on; LoRA dropout must be live
