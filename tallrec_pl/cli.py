@@ -12,6 +12,7 @@ import sys
 from argparse import ArgumentError
 from pathlib import Path
 
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningCLI
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -159,7 +160,7 @@ def main(args: list[str] | None = None) -> None:
 
 def find_user_error(err: BaseException) -> TallrecError | None:
     """The ``TallrecError`` that caused ``err``, if any (jsonargparse wraps errors raised while
-    it instantiates classes)."""
+    it instantiates classes); Lightning's ``MisconfigurationException`` counts as one."""
     seen = set()
     stack = [err]
     while stack:
@@ -169,5 +170,8 @@ def find_user_error(err: BaseException) -> TallrecError | None:
         seen.add(id(e))
         if isinstance(e, TallrecError):
             return e
+        if isinstance(e, MisconfigurationException):  # Lightning refusing a trainer.* setting
+            return TallrecError(f"Lightning refused the trainer settings: {' '.join(str(e).split())}",
+                                "check the trainer.* keys (--print_config shows them); trainer.accelerator auto picks what this machine has")
         stack += [e.__cause__, e.__context__, *[x for x in getattr(e, "args", ()) if isinstance(x, BaseException)]]
     return None

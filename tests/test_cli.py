@@ -112,6 +112,7 @@ def test_test_predict_and_peft_export(tiny_backbone, ml100k, tmp_path, capsys):
         (["--data.init_args.shots=0"], "data.shots=0 draws no training samples; set data.shots to 1 or more"),
         (["--model.lr=-1"], "model.lr=-1.0 must be positive"),
         (["--model.lora.alpha=0"], "model.lora.alpha=0 must be positive"),
+        (["--trainer.devices=0"], "Lightning refused the trainer settings: `Trainer(devices='0')`"),
         (["--data.init_args.batch_size=0"], "data.batch_size=0 must be at least 1"),
         (["--data.init_args.val_limit=0"], "data.val_limit=0 leaves no validation samples"),
         (["--model.lora.target_modules=[q_proj,v_prj]"], "target_modules ['v_prj'] not found in"),
