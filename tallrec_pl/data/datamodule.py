@@ -169,7 +169,7 @@ class PromptDataModule(L.LightningDataModule):
 
     def _records(self, name: str, needed_for: str) -> list[dict]:
         records = self.encoded.get(name)
-        if not records and name == "train" and self.shots == 0:
+        if not records and name == "train" and getattr(self, "shots", None) == 0:  # rec data only: it has shots
             raise TallrecError("data.shots=0 draws no training samples", "set data.shots to 1 or more, or -1 for the whole train split")
         if not records:
             raise TallrecError(f"{self.describe()}: the {name} split is empty, so {needed_for} has nothing to run on", "check data.path and data.split_sizes")
