@@ -34,23 +34,16 @@ HIDDEN, HEADS, KV_HEADS, HEAD_DIM, FFN = 576, 9, 3, 64, 1536
 
 def batch_shape(n: int, batch: int) -> dict:
     """Rows, reused prefix and padded width of the first scoring batch speed.py times."""
-    from speed import test_samples
+    from speed import scoring_batches, test_samples
 
-    from tallrec_pl.data.batching import Collator, LengthSortedSampler
-    from tallrec_pl.data.encode import encode_samples
     from tallrec_pl.model.backbone import load_tokenizer
     from tallrec_pl.model.module import reused_prefix_len
 
-    tok = load_tokenizer("embedded")
     _, samples, _ = test_samples(n)
-    records = encode_samples(samples, tok, 512)
-    for i, r in enumerate(records):
-        r["index"] = i
-    order = list(LengthSortedSampler([len(r["input_ids"]) for r in records]))
-    rows = Collator(tok.pad_token_id)([records[i] for i in order[:batch]])
+    rows = next(scoring_batches(load_tokenizer("embedded"), samples, batch))
     width = rows["input_ids"].shape[1]
     prefix = reused_prefix_len(rows["input_ids"], rows["prompt_len"])
-    return {"rows": len(order[:batch]), "prefix": prefix, "rest": width - prefix,
+    return {"rows": len(rows["index"]), "prefix": prefix, "rest": width - prefix,
             "rest_lengths": (rows["attention_mask"].sum(1) - prefix).tolist()}
 
 

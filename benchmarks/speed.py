@@ -100,11 +100,9 @@ def our_scorer(dtype: str, adapter: str | None, n: int, batch: int):
     return lambda: score_batches(module, tok, samples, batch)
 
 
-def score_batches(module, tok, samples, batch: int) -> tuple[list[float], int]:
-    """Our scoring of ``samples``: tokenise, length-sorted batches, one forward each.
-    Returns p(Yes) in file order and the prompt tokens scored."""
-    import torch
-
+def scoring_batches(tok, samples, batch: int):
+    """Our scoring batches of ``samples``, collated, in the order the scorer runs them: tokenised,
+    indexed in file order, length-sorted (tokenising happens at the first batch, inside any timing)."""
     from tallrec_pl.data.batching import Collator, LengthSortedSampler
     from tallrec_pl.data.encode import encode_samples
 
@@ -113,10 +111,18 @@ def score_batches(module, tok, samples, batch: int) -> tuple[list[float], int]:
         r["index"] = i
     order = list(LengthSortedSampler([len(r["input_ids"]) for r in records]))
     collate = Collator(tok.pad_token_id)
-    p_yes, tokens = [0.0] * len(records), 0
+    for b in range(0, len(order), batch):
+        yield collate([records[i] for i in order[b:b + batch]])
+
+
+def score_batches(module, tok, samples, batch: int) -> tuple[list[float], int]:
+    """Our scoring of ``samples``: tokenise, length-sorted batches, one forward each.
+    Returns p(Yes) in file order and the prompt tokens scored."""
+    import torch
+
+    p_yes, tokens = [0.0] * len(samples), 0  # encode_samples keeps every rec sample or raises
     with torch.inference_mode():
-        for b in range(0, len(order), batch):
-            rows = collate([records[i] for i in order[b:b + batch]])
+        for rows in scoring_batches(tok, samples, batch):
             _, p = module(rows)
             tokens += int(rows["attention_mask"].sum())
             for i, v in zip(rows["index"].tolist(), p.tolist()):

@@ -71,9 +71,9 @@ class PromptDataModule(L.LightningDataModule):
             raise TallrecError(f"data.max_length={max_length} is too small for any prompt", "use data.max_length >= 64")
         if predict_split not in SPLITS:
             raise TallrecError(f"data.predict_split {predict_split!r} is not a split", f"use one of {', '.join(SPLITS)}")
-        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+        for name, value, example in (("batch_size", batch_size, 8), ("eval_batch_size", eval_batch_size, 16)):
             if value < 1:
-                raise TallrecError(f"data.{name}={value} must be at least 1", f"use e.g. data.{name}: {8 if name == 'batch_size' else 16}")
+                raise TallrecError(f"data.{name}={value} must be at least 1", f"use e.g. data.{name}: {example}")
         if val_limit is not None and val_limit < 1:
             raise TallrecError(f"data.val_limit={val_limit} leaves no validation samples", "use a positive number, or null for the whole split")
         if num_workers < 0:
@@ -169,8 +169,6 @@ class PromptDataModule(L.LightningDataModule):
 
     def _records(self, name: str, needed_for: str) -> list[dict]:
         records = self.encoded.get(name)
-        if not records and name == "train" and getattr(self, "shots", None) == 0:  # rec data only: it has shots
-            raise TallrecError("data.shots=0 draws no training samples", "set data.shots to 1 or more, or -1 for the whole train split")
         if not records:
             raise TallrecError(f"{self.describe()}: the {name} split is empty, so {needed_for} has nothing to run on", "check data.path and data.split_sizes")
         return records
@@ -297,6 +295,11 @@ class RecDataModule(PromptDataModule):
 
     def describe(self) -> str:
         return str(self.path or "MovieLens-100K (recbole wheel)")
+
+    def _records(self, name: str, needed_for: str) -> list[dict]:
+        if name == "train" and self.shots == 0 and not self.encoded.get("train"):
+            raise TallrecError("data.shots=0 draws no training samples", "set data.shots to 1 or more, or -1 for the whole train split")
+        return super()._records(name, needed_for)
 
     def _base_splits(self) -> dict[str, list[Sample]]:
         if self.path is not None:
