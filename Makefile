@@ -22,8 +22,8 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	touch $@
 
 demo: install
-	$(PY) -m tallrec_pl fit --config configs/rec.yaml
-	$(PY) -m tallrec_pl test --config configs/rec.yaml --ckpt_path best
+	$(PY) -m tallrec_pl fit --config configs/rec.yaml --config configs/demo.yaml
+	$(PY) -m tallrec_pl test --config configs/rec.yaml --config configs/demo.yaml --ckpt_path best
 
 test: install
 	$(PY) -m pytest -q

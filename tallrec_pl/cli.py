@@ -22,6 +22,7 @@ from typing_extensions import override
 from tallrec_pl.callbacks import AdapterExport, PredictionWriter, RunCheckpoint, SaveOnInterrupt, SaveRunConfig
 from tallrec_pl.data.datamodule import SPLITS, PromptDataModule
 from tallrec_pl.errors import TallrecError, require_path
+from tallrec_pl.hardware import configure_host, say
 from tallrec_pl.model.lora import load_lightning_state
 from tallrec_pl.model.module import TALLRecModule
 from tallrec_pl.quiet import silence_known_noise
@@ -134,6 +135,8 @@ def main(args: list[str] | None = None) -> None:
         if argv and argv[0] == "prompts":
             prompts_command(argv[1:])
             return
+        if not any(a in ("-h", "--help", "--print_config") or a.startswith("--print_config=") for a in argv):
+            say(configure_host())  # threads per physical core; the CPU's flags beside every figure
         TallrecCLI(
             TALLRecModule,
             PromptDataModule,

