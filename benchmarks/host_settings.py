@@ -13,37 +13,60 @@ Results: benchmarks/results/host_settings-<native|forced-avx2>.json.
 
 from __future__ import annotations
 
+import json
 import os
-import resource
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
 
-from common import RESULTS, save_json
+from common import RESULTS, machine, save_json
 
 SHAPES = {"micro-batch (512 x 576 @ 576 x 1536)": (512, 576, 1536), "TALLRec batch (2048 x 576 @ 576 x 1536)": (2048, 576, 1536)}
 SLOW = 10.0  # a dtype whose matmul is this many times slower than float32 is not trained (minutes a step)
 
 
-def machine() -> dict:
-    from tallrec_pl import hardware
-
-    flags = hardware.cpu_flags()
-    return {"cpu": hardware.cpu_model(), "cores": hardware.physical_cores(), "isa": {f: f in flags for f in hardware.ISA_FLAGS},
-            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
-            "forced": {v: os.environ[v] for v in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if os.environ.get(v)}}
-
-
 def build(**options):
     from tallrec_pl.model.module import TALLRecModule
 
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     module = TALLRecModule(**{"dtype": "float32", **options})
     module.configure_model()
     module.train()
-    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    return module, grown
+    return module
+
+
+def resident_mb() -> float:
+    """This process's resident memory now (not its peak), after a garbage collection."""
+    import gc
+
+    gc.collect()
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def memory_worker(options: str) -> None:
+    """In a fresh process: the resident memory of one built backbone after one training step (every
+    weight touched; the weights of several modules in one process share the safetensors mapping)."""
+    from tallrec_pl.data.datamodule import RecDataModule
+
+    dm = RecDataModule(shots=64, seed=0, batch_size=8, cache_dir=None)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    module = build(**json.loads(options))
+    loss, _ = module(batch)
+    loss.backward()
+    del loss
+    print("RESIDENT_MB", resident_mb())
+
+
+def resident_of(options: dict) -> float:
+    proc = subprocess.run([sys.executable, __file__, "--memory", json.dumps(options)], capture_output=True, text=True)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("RESIDENT_MB")), None)
+    if line is None:
+        raise SystemExit(f"memory worker failed: {proc.stderr[-2000:]}")
+    return float(line.split()[1])
 
 
 def main() -> None:
@@ -64,14 +87,14 @@ def main() -> None:
     batches = [b for _, b in zip(range(2), dm.train_dataloader())]
     result["tokens_per_step"] = int(sum(b["attention_mask"].sum() for b in batches))
 
-    modules, model_rss_mb = {}, {}
+    modules = {}
     variants = {"float32 (baseline)": {}, "eager attention": {"attn_implementation": "eager", "lean_activations": False},
                 "sdpa, lean off": {"lean_activations": False}, "8-bit backbone": {"load_in_8bit": True}}
     if bf16_slowdown < SLOW:
         variants["bfloat16"] = {"dtype": "bfloat16"}
     for name, options in variants.items():
         try:
-            modules[name], model_rss_mb[name] = build(**options)
+            modules[name] = build(**options)
         except Exception as err:  # e.g. bitsandbytes without a CPU backend: recorded, not fatal
             result.setdefault("failed", {})[name] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
 
@@ -98,7 +121,8 @@ def main() -> None:
     result["step_seconds"] = {side: statistics.median(v) for side, v in times.items()}
     result["step_vs_baseline"] = {side: statistics.median(v) / base for side, v in times.items()}
     result["rounds"] = times
-    result["model_rss_mb"] = model_rss_mb
+    result["resident_mb_after_a_step"] = {name: resident_of(variants[name]) for name in ("float32 (baseline)", "8-bit backbone")
+                                          if name in modules}
     if bf16_slowdown >= SLOW:
         result["bfloat16_not_trained"] = f"bfloat16 matmul {bf16_slowdown:.0f}x slower than float32 here: a step would take minutes"
 
@@ -120,4 +144,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--memory":
+        memory_worker(sys.argv[2])
+    else:
+        main()

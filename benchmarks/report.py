@@ -9,7 +9,7 @@ import json
 import statistics
 from pathlib import Path
 
-from common import RESULTS, ROOT, RUNS, read_predictions
+from common import RESULTS, ROOT, RUNS, machine_text, read_predictions
 from quality import EPOCHS, steps
 
 DOCS = ROOT / "docs"
@@ -22,7 +22,7 @@ def load(path: Path):
 
 def quality_section() -> list[str]:
     runs = [json.loads(p.read_text()) for p in sorted((RESULTS / "quality").glob("*.json")) if p.name != "book-from-movie.json"]
-    lines = ["## Quality: movie test AUC (1000 TALLRec test samples), embedded SmolLM2-135M", "",
+    lines = ["## Quality: movie test AUC (1000 TALLRec test samples), embedded SmolLM2-135M", "", f"Machine: {machine_text(None)}; bfloat16 weights.", "",
              "Command: `python benchmarks/quality.py` (resumable; then `python benchmarks/report.py`).", ""]
     if not runs:
         return lines + ["No quality run has finished yet.", ""]
@@ -135,7 +135,8 @@ def speed_section() -> list[str]:
         r = json.loads(path.read_text())
         cfg = r["config"]
         found = True
-        lines += [f"### {cfg['dtype']} on both sides", "",
+        lines += [f"### {cfg['dtype']} on both sides{', float32-only path forced' if (r.get('machine') or {}).get('forced') else ''}", "",
+                  f"Machine: {machine_text(r.get('machine'))}.", "",
                   f"Command: `python benchmarks/speed.py --dtype {cfg['dtype']} --n {cfg['n']} --train_n {cfg['train_n']} --micro {cfg['micro']}"
                   + (" --adapter <rec-tuned .ckpt>" if "score_tuned" in r else "") + (" --ref_eager_row" if "score_tuned_ref_eager" in r else "")
                   + f"` (each side in its own process; one run; scoring: both sides loaded, then one warm-up pass each and {cfg.get('passes', 1)} "
@@ -184,7 +185,7 @@ def profile_section() -> list[str]:
         return []
     sh = r["shares"]
     adapter = "a rec-tuned adapter (merged)" if r["adapter"] else "the untuned backbone"
-    return ["### Where our scoring pass spends its time", "",
+    return ["### Where our scoring pass spends its time", "", f"Machine: {machine_text(r.get('machine'))}.", "",
             f"Command: `python benchmarks/profile_scoring.py{' --adapter <rec-tuned .ckpt>' if r['adapter'] else ''}` (`torch.profiler`, "
             f"{r['dtype']}, {adapter}, the first {r['n']} test prompts in batches of {r['batch']}, as in the scoring rows above).", "",
             "| matmuls | attention (SDPA) | everything else (norms, SwiGLU, rotary, copies) |", "| --- | --- | --- |",
@@ -198,7 +199,7 @@ def prefix_section() -> list[str]:
     r = load(RESULTS / "prefix_reuse.json")
     if not r:
         return []
-    lines = ["### How far key/value reuse across prompts can go", "",
+    lines = ["### How far key/value reuse across prompts can go", "", "Token counts only: the same on any machine.", "",
              f"Command: `python benchmarks/prefix_reuse.py` (tokeniser only). Prompt tokens a scoring pass computes over the movie test "
              f"prompts (up to the answer position): the product's reuse (the prefix all rows of a length-sorted batch of {r['batch']} share, "
              "computed once per batch), one more level of reuse (prompts sorted, neighbours sharing at least 16 more tokens grouped, "
@@ -224,7 +225,7 @@ def levers_section() -> list[str]:
     if not r:
         return []
     sh, proj, att, elem = r["shape"], r["projections_s"], r["attention_s"], r["elementwise_s"]
-    lines = ["### The levers left for scoring, measured", "",
+    lines = ["### The levers left for scoring, measured", "", f"Machine: {machine_text(r.get('machine'))}.", "",
              f"Command: `python benchmarks/scoring_levers.py` (random bfloat16 inputs at the shapes of the speed table's first scoring "
              f"batch: {sh['rows']} rows, a {sh['prefix']}-token shared prefix, {sh['rest']} more tokens a row; one layer's work; "
              f"sides alternated, medians of {r['rounds']} rounds of the best of 7 calls).", "",
@@ -259,7 +260,7 @@ SLICES = {"hist_0": "history 0", "hist_1-4": "history 1-4", "hist_5+": "history 
 
 def ranking_section() -> list[str]:
     r = load(RESULTS / "ranking.json")
-    lines = ["## Ranking: 20 candidates a liked test window (configs/rank.yaml)", ""]
+    lines = ["## Ranking: 20 candidates a liked test window (configs/rank.yaml)", "", f"Machine: {machine_text(r.get('machine'))}.", ""]
     if not r or "protocol" not in r:
         return lines + ["Not measured yet.", ""]
     lines += [f"Command: `python benchmarks/ranking.py --groups {r['groups']}" + (" --adapter <rec-tuned .ckpt>`" if "adapter" in r else "`")
@@ -330,17 +331,63 @@ def data_section() -> list[str]:
     r = load(RESULTS / "data_build.json")
     if not r:
         return []
-    return ["## Data: building all splits", "", "Command: `python benchmarks/data_build.py`", "",
+    return ["## Data: building all splits", "", f"Machine: {machine_text(r.get('machine'))}.", "", "Command: `python benchmarks/data_build.py`", "",
             f"Reading the 100,000 MovieLens-100K ratings, windowing, splitting and rendering all {sum(r['samples'].values())} prompts: "
             f"**{r['seconds_median']:.2f} s** (median of 5 runs on this 2-core machine).", ""]
+
+
+def demo_section() -> list[str]:
+    runs = [r for r in (load(RESULTS / f"demo-{tag}.json") for tag in ("native", "forced-avx2")) if r]
+    if not runs:
+        return []
+    lines = ["### `make demo` (configs/rec.yaml + configs/demo.yaml: 256 shots, 2 epochs, validated once)", "",
+             "Command: `python benchmarks/demo_time.py` (the demo's fit and test commands, timed end to end after the backbone's "
+             "one-time conversion). Its setting's seed spread: the row \"256 shots, 2 epochs\" above.", "",
+             "| machine | dtype chosen by auto | fit s | test s | total min | test AUC |", "| --- | --- | --- | --- | --- | --- |"]
+    for r in runs:
+        lines.append(f"| {machine_text(r['machine'])} | {r['dtype']} | {r['fit_seconds']:.0f} | {r['test_seconds']:.0f} | "
+                     f"{r['total_seconds'] / 60:.1f} | {r['test_auc']:.4f} |")
+    return lines + [""]
+
+
+def host_section() -> list[str]:
+    runs = [r for r in (load(RESULTS / f"host_settings-{tag}.json") for tag in ("native", "forced-avx2")) if r]
+    if not runs:
+        return []
+    lines = ["## Host-dependent settings", "",
+             "Command: `python benchmarks/host_settings.py` (and again with `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`): "
+             "each setting A/B in one process on the embedded backbone, a training step of 2 batches of 8 (forward + backward), "
+             "sides alternated, median of 3 rounds after a warm-up. Baseline: float32, SDPA, lean activations, one thread a core.", ""]
+    for r in runs:
+        lines += [f"Machine: {machine_text(r['machine'])}.", "", "| matmul | float32 GFLOP/s | bfloat16 GFLOP/s | bfloat16 / float32 |",
+                  "| --- | --- | --- | --- |"]
+        for shape, g in r["matmul_gflops"].items():
+            lines.append(f"| {shape} | {g['float32']:.1f} | {g['bfloat16']:.1f} | {g['bfloat16'] / g['float32']:.2f}x |")
+        lines += ["", f"| setting ({r['tokens_per_step']} tokens a step) | step s | time vs baseline |", "| --- | --- | --- |"]
+        for side, sec in r["step_seconds"].items():
+            lines.append(f"| {side} | {sec:.2f} | {r['step_vs_baseline'][side]:.2f} |")
+        for name, why in r.get("failed", {}).items():
+            lines.append(f"| {name} | failed: {why} | - |")
+        if "bfloat16_not_trained" in r:
+            lines.append(f"| bfloat16 | not run: {r['bfloat16_not_trained']} | - |")
+        kept = r["kept_for_backward_mb"]
+        rss = r.get("resident_mb_after_a_step", {})
+        lines += ["", f"Kept for backward, first batch: lean {kept['float32 (baseline)']:.0f} MB, plain {kept['sdpa, lean off']:.0f} MB. "
+                  + ("Resident memory of a process after one training step, each backbone in its own process: " + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items()) + "."
+                     if rss else ""), ""]
+    return lines
 
 
 def main() -> None:
     deviations = (ROOT / "benchmarks" / "DEVIATIONS.md").read_text() if (ROOT / "benchmarks" / "DEVIATIONS.md").exists() else ""
     lines = ["# Benchmarks", "", "Every figure below is read from `benchmarks/results/` by `python benchmarks/report.py`; "
-             "each section names the command that produced it. Machine: 2 CPU cores (AMD EPYC, AVX-512 bf16), no GPU.", ""]
+             "each section names the command that produced it and each table the machine it ran on (CPU model, cores, the "
+             "flags that decide precision speed: avx2, avx512f, avx512_bf16, amx). \"float32-only path forced\" rows ran on the same "
+             "CPU with `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`, which takes torch to its AVX2 kernels: the section "
+             "\"Host-dependent settings\" shows the matmul probe that confirms bfloat16 then runs its slow reference path, as on a CPU "
+             "without AVX-512 bf16 or AMX.", ""]
     notes = (ROOT / "benchmarks" / "NOTES.md").read_text() if (ROOT / "benchmarks" / "NOTES.md").exists() else ""
-    lines += quality_section() + ([deviations, ""] if deviations else []) + speed_section() + profile_section() + prefix_section() + levers_section() + ranking_section() + data_section()
+    lines += quality_section() + demo_section() + ([deviations, ""] if deviations else []) + speed_section() + host_section() + profile_section() + prefix_section() + levers_section() + ranking_section() + data_section()
     lines += [notes] if notes else []
     (DOCS / "BENCHMARKS.md").write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {DOCS / 'BENCHMARKS.md'}")
