@@ -149,7 +149,8 @@ def load_model(backbone: str, dtype: str = "float32", load_in_8bit: bool = False
         from transformers import BitsAndBytesConfig
 
         if torch.device(device).type == "cpu":
-            say("model.load_in_8bit on a CPU saves memory, not time: see docs/BENCHMARKS.md (host settings) for its speed")
+            say("warning: model.load_in_8bit on a CPU saved no memory and no time where measured (bitsandbytes' CPU path; "
+                "docs/BENCHMARKS.md, host-dependent settings): it is meant for CUDA GPUs; drop it on a CPU")
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
         kwargs["device_map"] = {"": torch.cuda.current_device()} if torch.cuda.is_available() else {"": "cpu"}
     try:
