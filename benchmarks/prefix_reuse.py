@@ -45,7 +45,7 @@ def count(prompts: list[list[int]], batch: int) -> dict:
     import torch
 
     from tallrec_pl.data.batching import LengthSortedSampler
-    from tallrec_pl.model.module import reused_prefix_len
+    from tallrec_pl.model.scoring import reused_prefix_len
 
     total = sum(map(len, prompts))
     product = 0  # what TALLRecModule.hidden_states computes: the batch's shared prefix once, the rest per row

@@ -32,13 +32,13 @@ def groups_and_log(n_groups: int):
 
 
 def evaluate(test, scores) -> dict:
-    """The product's own test metrics and slices (TALLRecModule) on these scores."""
-    import torch
+    """The product's own test metrics and slices (tallrec_pl/model/metrics.py) on these scores."""
+    from tallrec_pl.data.record import make_table
+    from tallrec_pl.model.metrics import slices, table_metrics
 
-    from tallrec_pl.model.module import slices, table_metrics
-
-    table = torch.tensor([[i, float(p), float(s.meta["positive"]), s.meta["group"], s.meta["hist_len"], s.meta.get("seen", -1)]
-                          for i, (s, p) in enumerate(zip(test, scores))], dtype=torch.float64)
+    table = make_table([float(p) for p in scores], index=list(range(len(test))), label=[int(s.meta["positive"]) for s in test],
+                       group=[s.meta["group"] for s in test], hist_len=[s.meta["hist_len"] for s in test],
+                       seen=[s.meta.get("seen", -1) for s in test])
     out = table_metrics(table)
     out["slices"] = {name: table_metrics(rows) for name, rows in slices(table).items()}
     return out

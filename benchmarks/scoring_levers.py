@@ -37,7 +37,7 @@ def batch_shape(n: int, batch: int) -> dict:
     from speed import scoring_batches, test_samples
 
     from tallrec_pl.model.backbone import load_tokenizer
-    from tallrec_pl.model.module import reused_prefix_len
+    from tallrec_pl.model.scoring import reused_prefix_len
 
     _, samples, _ = test_samples(n)
     rows = next(scoring_batches(load_tokenizer("embedded"), samples, batch))

@@ -17,7 +17,7 @@ from common import RESULTS, save_json
 
 def main() -> None:
     from tallrec_pl.data.datamodule import RecDataModule
-    from tallrec_pl.model.lora import FastDropout, lora_dropout_slots
+    from tallrec_pl.model.dropout import FastDropout, lora_dropout_slots
     from tallrec_pl.model.module import TALLRecModule
 
     torch.manual_seed(0)

@@ -23,6 +23,7 @@ from tallrec_pl.callbacks import AdapterExport, PredictionWriter, RunCheckpoint,
 from tallrec_pl.data.datamodule import SPLITS, PromptDataModule
 from tallrec_pl.errors import TallrecError, require_path
 from tallrec_pl.hardware import configure_host, say
+from tallrec_pl.lightning_internals import check_cli, is_checkpoint_key
 from tallrec_pl.model.lora import load_lightning_state
 from tallrec_pl.model.module import TALLRecModule
 from tallrec_pl.quiet import silence_known_noise
@@ -53,7 +54,13 @@ class TallrecCLI(LightningCLI):
         parser.add_lightning_class_args(PredictionWriter, "predictions")
 
     @override
-    def _parse_ckpt_path(self) -> None:
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        if isinstance(self.datamodule, PromptDataModule):  # one tokenizer: the one the model resolved
+            self.datamodule.connect(self.model.tokenizer)
+
+    @override
+    def _parse_ckpt_path(self) -> None:  # fenced: lightning_internals.check_cli
         """Resolve ``last`` / ``best`` and check the file is a readable checkpoint.
 
         Unlike LightningCLI's default, the checkpoint's saved hyper-parameters do not
@@ -89,7 +96,7 @@ def resolve_ckpt_path(ckpt: str, dirpath: str | None) -> str:
         return last
     state = load_lightning_state(last)
     for key, value in state.get("callbacks", {}).items():
-        if key.startswith("ModelCheckpoint") and value.get("best_model_path"):
+        if is_checkpoint_key(key) and value.get("best_model_path"):
             best = value["best_model_path"]
             if os.path.exists(best):
                 return best
@@ -135,6 +142,7 @@ def main(args: list[str] | None = None) -> None:
         if argv and argv[0] == "prompts":
             prompts_command(argv[1:])
             return
+        check_cli()
         if not any(a in ("-h", "--help", "--print_config") or a.startswith("--print_config=") for a in argv):
             say(configure_host())  # threads per physical core; the CPU's flags beside every figure
         TallrecCLI(

@@ -8,7 +8,8 @@ import torch.nn.functional as F
 
 from tallrec_pl.data.datamodule import RecDataModule
 from tallrec_pl.data.encode import IGNORE
-from tallrec_pl.model.module import TALLRecModule, unique_rows
+from tallrec_pl.model.metrics import unique_rows
+from tallrec_pl.model.module import TALLRecModule
 
 
 @pytest.fixture(scope="module")
@@ -80,8 +81,12 @@ def test_checkpoint_state_is_the_adapter_only(setup):
 
 
 def test_unique_rows_drops_sampler_padding():
-    table = torch.tensor([[2, 0.3, 1], [0, 0.1, 0], [2, 0.3, 1], [1, 0.7, 1]])
-    assert unique_rows(table)[:, 0].tolist() == [0, 1, 2]
+    from tallrec_pl.data.record import make_table
+
+    big = 2**24  # float32 holds 2**24 and 2**24 + 1 as the same number; the record keeps int64
+    table = make_table([0.3, 0.1, 0.3, 0.7, 0.2], index=[2, 0, 2, big + 1, big], label=[1, 0, 1, 1, 0])
+    rows = unique_rows(table)
+    assert rows["index"].tolist() == [0, 2, big, big + 1] and rows["p_yes"].tolist() == [0.1, 0.3, 0.2, 0.7]
 
 
 def test_8bit_backbone_trains_on_cpu(tiny_backbone, setup):
@@ -102,7 +107,7 @@ def test_8bit_backbone_trains_on_cpu(tiny_backbone, setup):
 
 def test_shared_prefix_equals_independent_forward(setup):
     module, batch = setup
-    from tallrec_pl.model.module import shared_prefix_len
+    from tallrec_pl.model.scoring import shared_prefix_len
 
     assert shared_prefix_len(batch["input_ids"], batch["prompt_len"]) >= 8  # the template is shared
     module.hparams.share_prefix = False
@@ -178,7 +183,7 @@ def test_validation_merges_and_training_resumes_on_original_weights(tiny_backbon
 
 
 def test_fast_dropout_keeps_one_minus_p_unbiased_and_seeded():
-    from tallrec_pl.model.lora import FastDropout
+    from tallrec_pl.model.dropout import FastDropout
 
     drop = FastDropout(0.05).train()
     x = torch.ones(400_000)
@@ -203,7 +208,7 @@ def test_fast_dropout_keeps_one_minus_p_unbiased_and_seeded():
 
 
 def test_lora_dropouts_are_fast_ones(setup):
-    from tallrec_pl.model.lora import FastDropout
+    from tallrec_pl.model.dropout import FastDropout
 
     module = setup[0]
     drops = [m for m in module.model.modules() if isinstance(m, FastDropout)]
@@ -286,7 +291,7 @@ def test_lean_model_pickles_and_copies_to_itself():
 
 
 def test_short_shared_prefix_is_not_reused():
-    from tallrec_pl.model.module import MIN_SHARED_PREFIX, reused_prefix_len, shared_prefix_len
+    from tallrec_pl.model.scoring import MIN_SHARED_PREFIX, reused_prefix_len, shared_prefix_len
 
     ids = torch.arange(40).repeat(3, 1)
     ids[1, MIN_SHARED_PREFIX - 1] = -1  # rows share MIN_SHARED_PREFIX - 1 tokens only

@@ -10,7 +10,7 @@ from test_cli import run_args
 
 from tallrec_pl.cli import main
 from tallrec_pl.data.datamodule import RankDataModule
-from tallrec_pl.data.ranking import ranking_metrics
+from tallrec_pl.model.metrics import ranking_metrics
 from tallrec_pl.model.module import TALLRecModule
 
 
@@ -52,7 +52,7 @@ def test_shared_prefix_scores_equal_independent_scores(tiny_backbone, ml100k):
     module.eval()
     batch = next(iter(dm.test_dataloader()))
     assert batch["group"].unique().numel() == 1 and len(batch["group"]) == 4
-    from tallrec_pl.model.module import shared_prefix_len
+    from tallrec_pl.model.scoring import shared_prefix_len
 
     n = shared_prefix_len(batch["input_ids"], batch["prompt_len"])
     assert n > 0.6 * int(batch["prompt_len"].min())  # the history is shared, not only the template
@@ -166,23 +166,23 @@ def test_seen_marks_items_of_the_train_split(ml100k):
 
 
 def test_slices_by_hand():
-    from tallrec_pl.model.module import slices, table_metrics
+    from tallrec_pl.model.metrics import slices, table_metrics
 
-    # columns: index, p_yes, label, group, hist_len, seen; group 0 (hist 0, positive unseen), group 1 (hist 7, seen)
-    table = torch.tensor([
-        [0, 0.9, 1, 0, 0, 0], [1, 0.8, 0, 0, 0, 1], [2, 0.1, 0, 0, 0, 1],
-        [3, 0.2, 1, 1, 7, 1], [4, 0.5, 0, 1, 7, 0], [5, 0.6, 0, 1, 7, 0],
-    ])
+    from tallrec_pl.data.record import make_table
+
+    # group 0 (hist 0, positive unseen), group 1 (hist 7, seen)
+    columns = {"index": [0, 1, 2, 3, 4, 5], "label": [1, 0, 0, 1, 0, 0], "group": [0, 0, 0, 1, 1, 1],
+               "hist_len": [0, 0, 0, 7, 7, 7], "seen": [0, 1, 1, 1, 0, 0]}
+    table = make_table([0.9, 0.8, 0.1, 0.2, 0.5, 0.6], **columns)
     parts = slices(table)
     assert set(parts) == {"hist_0", "hist_5+", "item_seen", "item_unseen"}  # no 1-4 rows: no slice
-    assert parts["hist_0"][:, 0].tolist() == [0, 1, 2] and parts["item_unseen"][:, 0].tolist() == [0, 1, 2]  # a group goes whole
+    assert parts["hist_0"]["index"].tolist() == [0, 1, 2] and parts["item_unseen"]["index"].tolist() == [0, 1, 2]  # a group goes whole
     m0, m1 = table_metrics(parts["hist_0"]), table_metrics(parts["hist_5+"])
     assert (m0["hr@1"], m1["hr@1"], m1["hr@5"], m0["auc"], m1["auc"], m0["n"]) == (1.0, 0.0, 1.0, 1.0, 0.0, 3.0)
     # ungrouped rows (yes / no samples) go by their own values
-    flat = table.clone()
-    flat[:, 3] = -1
+    flat = make_table([0.9, 0.8, 0.1, 0.2, 0.5, 0.6], **{**columns, "group": [-1] * 6})
     parts = slices(flat)
-    assert parts["item_seen"][:, 0].tolist() == [1, 2, 3] and "hr@1" not in table_metrics(parts["item_seen"])
+    assert parts["item_seen"]["index"].tolist() == [1, 2, 3] and "hr@1" not in table_metrics(parts["item_seen"])
 
 
 def test_rank_test_reports_slices_and_predictions_carry_them(tiny_backbone, ml100k, tmp_path, capsys, monkeypatch):

@@ -1,9 +1,9 @@
 """Candidate ranking: a liked next item plus sampled items the user never rated, one group
-per test window, scored by p(Yes) under the same history. No tokenizer here."""
+per test window, scored by p(Yes) under the same history (metrics: tallrec_pl/model/metrics.py).
+No tokenizer here."""
 
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import numpy as np
@@ -39,22 +39,3 @@ def candidate_groups(windows: list[Window], log: Log, negatives: int, seed: int,
     if not samples:
         raise TallrecError("the test split has no liked window to rank", "use a split with positive ratings")
     return samples
-
-
-def ranking_metrics(groups: list[int], scores: list[float], positives: list[bool], ks=(1, 5, 10)) -> dict[str, float]:
-    """HR@k, NDCG@k and MRR of the positive item's rank within each group (ties count against it)."""
-    by_group: dict[int, list[tuple[float, bool]]] = {}
-    for g, s, p in zip(groups, scores, positives):
-        by_group.setdefault(g, []).append((s, p))
-    ranks = []
-    for rows in by_group.values():
-        pos = [s for s, p in rows if p]
-        if len(pos) != 1:
-            continue
-        ranks.append(sum(1 for s, p in rows if not p and s >= pos[0]))  # 0 = top
-    if not ranks:
-        return {}
-    out = {f"hr@{k}": sum(r < k for r in ranks) / len(ranks) for k in ks}
-    out.update({f"ndcg@{k}": sum(1 / math.log2(r + 2) for r in ranks if r < k) / len(ranks) for k in ks if k > 1})
-    out["mrr"] = sum(1 / (r + 1) for r in ranks) / len(ranks)
-    return out

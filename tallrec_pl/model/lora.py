@@ -1,4 +1,5 @@
-"""LoRA options, adapter export and the checked stage-1 handoff."""
+"""LoRA options, adapter export and the checked stage-1 handoff (reading, checking and copying
+adapter weights)."""
 
 from __future__ import annotations
 
@@ -57,54 +58,6 @@ def check_targets(model: torch.nn.Module, targets: list[str], backbone: str) -> 
     if missing:
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
         raise TallrecError(f"model.lora.target_modules {missing} not found in {backbone}", f"its linear layers are named {', '.join(linear)}")
-
-
-class FastDropout(torch.nn.Module):
-    """Dropout whose mask costs one random 64-bit word per four elements.
-
-    ``torch.nn.Dropout`` draws one random number per element; on a CPU that made the 60 LoRA
-    dropouts of a rec-tuning step (q and v in 30 layers) about 7 % of the step. Here each
-    element keeps its input iff a uniform 16-bit lane of a random 64-bit word is at least
-    round(p * 65536), and the kept ones are scaled by 65536 / (65536 - that), so the output's
-    expectation is the input exactly. The draws come from torch's generator, so seeding
-    repeats them (resumed runs rely on it). On other devices it is ``F.dropout``.
-    """
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = p
-        self.cut = round(p * 65536)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.cut == 0:
-            return x
-        if x.device.type != "cpu":
-            return torch.nn.functional.dropout(x, self.p, True)
-        n = x.numel()
-        words = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)
-        keep = (words.view(torch.int16)[:n] >= self.cut - 32768).view(x.shape)
-        return torch.where(keep, x * (65536 / (65536 - self.cut)), 0.0)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
-
-def lora_dropout_slots(model: torch.nn.Module):
-    """(ModuleDict, adapter name) of every LoRA layer's dropout in ``model``."""
-    for module in model.modules():
-        drops = getattr(module, "lora_dropout", None)
-        if isinstance(drops, torch.nn.ModuleDict):
-            yield from ((drops, name) for name in list(drops))
-
-
-def use_fast_dropout(model: torch.nn.Module) -> int:
-    """Swap the LoRA layers' ``nn.Dropout`` for :class:`FastDropout`; returns how many."""
-    swapped = 0
-    for drops, name in lora_dropout_slots(model):
-        if type(drops[name]) is torch.nn.Dropout:
-            drops[name] = FastDropout(drops[name].p)
-            swapped += 1
-    return swapped
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -194,3 +147,31 @@ def export_adapter(peft_model, folder: str, backbone: str) -> None:
 
         shutil.rmtree(folder)
     os.replace(tmp, folder)
+
+
+def copy_lora(path: str, state: dict[str, torch.Tensor], peft_model: torch.nn.Module) -> None:
+    """Copy PEFT-named LoRA weights from ``path`` into ``peft_model`` (any mismatch is refused)."""
+    params = {n: p for n, p in peft_model.named_parameters() if "lora_" in n}
+    with torch.no_grad():
+        for name, value in match_state(path, state, params).items():
+            params[name].copy_(value)
+
+
+def merge_weights(peft_model) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Fold the LoRA update into the adapted weights (evaluation runs one matmul per projection
+    instead of three). Returns (weight, its original on CPU) pairs for ``restore_weights``, which
+    puts them back bit for bit: subtracting the update again would not undo bfloat16 rounding."""
+    from peft.tuners.lora import LoraLayer
+
+    weights = [m.get_base_layer().weight for m in peft_model.modules() if isinstance(m, LoraLayer)]
+    saved = [(w, w.detach().to("cpu", copy=True)) for w in weights]
+    peft_model.merge_adapter()
+    return saved
+
+
+def restore_weights(peft_model, saved: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Undo ``merge_weights``: PEFT's unmerge (its bookkeeping), then the exact original weights."""
+    peft_model.unmerge_adapter()
+    with torch.no_grad():
+        for weight, original in saved:
+            weight.copy_(original)
