@@ -21,8 +21,13 @@ def cli(*args: str, log: Path) -> None:
     with open(log, "a") as fh:
         fh.write(f"\n$ python -m tallrec_pl {' '.join(args)}\n")
         fh.flush()
-        proc = subprocess.run([sys.executable, "-m", "tallrec_pl", *args], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.run(
+            [sys.executable, "-m", "tallrec_pl", *args],
+            cwd=ROOT,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     if proc.returncode:
         raise SystemExit(f"command failed (exit {proc.returncode}); see {log}")
 

@@ -45,7 +45,13 @@ class RunCheckpoint(ModelCheckpoint):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=DIR_NOT_EMPTY)
             super().setup(trainer, pl_module, stage)
-        watch = stage == "fit" and trainer.is_global_zero and self.dirpath and self.save_top_k != 0 and os.path.isdir(self.dirpath)
+        watch = (
+            stage == "fit"
+            and trainer.is_global_zero
+            and self.dirpath
+            and self.save_top_k != 0
+            and os.path.isdir(self.dirpath)
+        )
         self._earlier = sorted(p.name for p in Path(self.dirpath).glob("*.ckpt")) if watch else []
 
     @override
@@ -57,9 +63,14 @@ class RunCheckpoint(ModelCheckpoint):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         if self._earlier:
-            names = ", ".join(self._earlier[:3]) + (f" and {len(self._earlier) - 3} more" if len(self._earlier) > 3 else "")
-            rank_zero_warn(f"checkpoint folder {self.dirpath} already holds {names} from an earlier run, which this "
-                           "run will replace; to continue that run pass --ckpt_path last, to keep it pick another --checkpoint.dirpath")
+            names = ", ".join(self._earlier[:3]) + (
+                f" and {len(self._earlier) - 3} more" if len(self._earlier) > 3 else ""
+            )
+            rank_zero_warn(
+                f"checkpoint folder {self.dirpath} already holds {names} from an earlier run, which this "
+                "run will replace; to continue that run pass --ckpt_path last, to keep it pick another "
+                "--checkpoint.dirpath"
+            )
             self._earlier = []
 
 
@@ -96,7 +107,10 @@ class AdapterExport(L.Callback):
             with torch.no_grad():
                 for k, p in params.items():
                     p.copy_(current[k])
-        print(f"tallrec_pl: adapter ({'best: ' + Path(best).name if best else 'final weights'}) exported to {folder}", flush=True)
+        print(
+            f"tallrec_pl: adapter ({'best: ' + Path(best).name if best else 'final weights'}) exported to {folder}",
+            flush=True,
+        )
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -170,4 +184,7 @@ class SaveOnInterrupt(L.Callback):
         path = os.path.join(ckpt.dirpath, "last.ckpt")
         trainer.save_checkpoint(path, weights_only=False)  # the full resumable state
         if trainer.is_global_zero:
-            print(f"tallrec_pl: interrupted ({type(exception).__name__}); saved {path}; resume with --ckpt_path last", flush=True)
+            print(
+                f"tallrec_pl: interrupted ({type(exception).__name__}); saved {path}; resume with --ckpt_path last",
+                flush=True,
+            )

@@ -28,8 +28,10 @@ def checkpoint_state_key(callback) -> str:
 
     key = ModelCheckpoint.state_key.fget(callback)
     own = type(callback).__qualname__
-    fence.require("lightning", key.startswith(own + "{"), "ModelCheckpoint.state_key (class name, then its settings)", FIX)
-    return ModelCheckpoint.__qualname__ + key[len(own):]
+    fence.require(
+        "lightning", key.startswith(own + "{"), "ModelCheckpoint.state_key (class name, then its settings)", FIX
+    )
+    return ModelCheckpoint.__qualname__ + key[len(own) :]
 
 
 def is_checkpoint_key(key: str) -> bool:
@@ -41,9 +43,12 @@ def batches_done(trainer) -> int:
     """Batches of the current epoch already trained when fit resumes mid-epoch, else 0."""
     loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
     progress = getattr(getattr(loop, "batch_progress", None), "current", None)
-    fence.require("lightning", loop is not None and hasattr(loop, "restarting") and hasattr(progress, "completed"),
-                  "the fit loop's progress counters (fit_loop.epoch_loop.batch_progress.current.completed)",
-                  "resume from the start of an epoch instead")
+    fence.require(
+        "lightning",
+        loop is not None and hasattr(loop, "restarting") and hasattr(progress, "completed"),
+        "the fit loop's progress counters (fit_loop.epoch_loop.batch_progress.current.completed)",
+        "resume from the start of an epoch instead",
+    )
     return progress.completed if loop.restarting else 0
 
 
@@ -53,5 +58,7 @@ def check_cli() -> None:
     from lightning.pytorch.cli import LightningCLI
 
     source = inspect.getsource(LightningCLI.__init__)
-    parse, ckpt, build = (source.find(s) for s in ("self.parse_arguments(", "self._parse_ckpt_path()", "self.instantiate_classes()"))
+    parse, ckpt, build = (
+        source.find(s) for s in ("self.parse_arguments(", "self._parse_ckpt_path()", "self.instantiate_classes()")
+    )
     fence.require("lightning", 0 <= parse < ckpt < build, "LightningCLI's _parse_ckpt_path step", FIX)

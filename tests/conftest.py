@@ -61,7 +61,10 @@ def write_ml100k(folder: Path, n_users: int = 6, n_ratings: int = 16) -> Path:
             item = (u * 7 + k * 3) % 20 + 1
             lines.append(f"{u}\t{item}\t{1 + (u + k) % 5}\t{1000 + u * 100 + k}")
     (folder / "u.data").write_text("\n".join(lines) + "\n")
-    items = [f"{i}|Movie {i} (19{50 + i})|01-Jan-19{50 + i}||http://x|0|1|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0" for i in range(1, 21)]
+    items = [
+        f"{i}|Movie {i} (19{50 + i})|01-Jan-19{50 + i}||http://x|0|1|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0"
+        for i in range(1, 21)
+    ]
     (folder / "u.item").write_text("\n".join(items) + "\n", encoding="iso-8859-1")
     (folder / "u.user").write_text("\n".join(f"{u}|30|M|writer|00000" for u in range(1, n_users + 1)) + "\n")
     return folder
@@ -77,7 +80,9 @@ def rec_json(tmp_path) -> Path:
     """A TALLRec-format JSON folder (train / valid / test) built from the synthetic log."""
     from tallrec_pl.data.datamodule import RecDataModule
 
-    dm = RecDataModule(path=str(write_ml100k(tmp_path / "ml", n_users=8, n_ratings=20)), history_len=4, split_sizes=[0.6, 0.2, 0.2])
+    dm = RecDataModule(
+        path=str(write_ml100k(tmp_path / "ml", n_users=8, n_ratings=20)), history_len=4, split_sizes=[0.6, 0.2, 0.2]
+    )
     out = tmp_path / "json"
     out.mkdir()
     for name, samples in dm.build_samples().items():
@@ -89,7 +94,6 @@ def rec_json(tmp_path) -> Path:
 def _quiet(monkeypatch):
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
 
 
 class StopAfterEpoch(L.Callback):

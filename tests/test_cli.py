@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -65,7 +65,14 @@ def test_fit_resume_equals_uninterrupted(tiny_backbone, ml100k, tmp_path):
     whole, part = tmp_path / "whole", tmp_path / "part"
     main(["fit", *run_args(tiny_backbone, ml100k, whole, "--trainer.max_epochs=2")])
     # same config (so the same LR schedule), stopped after its first epoch
-    main(["fit", *run_args(tiny_backbone, ml100k, part, "--trainer.max_epochs=2", "--trainer.callbacks+=conftest.StopAfterEpoch")])
+    main(
+        [
+            "fit",
+            *run_args(
+                tiny_backbone, ml100k, part, "--trainer.max_epochs=2", "--trainer.callbacks+=conftest.StopAfterEpoch"
+            ),
+        ]
+    )
     first = lora_state(part / "last.ckpt")
     main(["fit", *run_args(tiny_backbone, ml100k, part, "--trainer.max_epochs=2", "--ckpt_path=last")])
     a, b = lora_state(whole / "last.ckpt"), lora_state(part / "last.ckpt")
@@ -157,12 +164,17 @@ def test_corrupt_and_foreign_checkpoints_are_refused(tiny_backbone, ml100k, tmp_
 def test_backbone_with_own_code_needs_consent(tmp_path, ml100k, tiny_backbone, capsys):
     folder = tmp_path / "custom"
     folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "x", "auto_map": {"AutoModelForCausalLM": "modeling_x.XModel"}}))
+    (folder / "config.json").write_text(
+        json.dumps({"model_type": "x", "auto_map": {"AutoModelForCausalLM": "modeling_x.XModel"}})
+    )
     (folder / "model.safetensors").write_bytes(b"")
     with pytest.raises(SystemExit) as exc:
         main(["fit", *run_args(tiny_backbone, ml100k, tmp_path / "run"), f"--model.backbone={folder}"])
     assert exc.value.code == 2
-    assert "ships its own code (AutoModelForCausalLM); read that code, then set model.trust_remote_code: true" in capsys.readouterr().err
+    assert (
+        "ships its own code (AutoModelForCausalLM); read that code, then set model.trust_remote_code: true"
+        in capsys.readouterr().err
+    )
 
 
 def test_new_run_is_not_warned_about_its_own_files(tiny_backbone, ml100k, tmp_path):

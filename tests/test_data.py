@@ -24,7 +24,7 @@ def test_published_movie_valid_split_is_reproduced(tmp_path):
     main(["prompts", "--config", "configs/rec.yaml", "--split", "valid", "--output", str(out)])
     ours = json.loads(out.read_text())
     assert len(ours) == len(reference) == 1000
-    for i, (a, b) in enumerate(zip(ours, reference)):
+    for i, (a, b) in enumerate(zip(ours, reference, strict=False)):
         assert a == b, f"sample {i} differs"
     assert out.read_text().startswith('[\n    {\n        "instruction"')  # json.dump(indent=4)
 
@@ -71,15 +71,25 @@ def test_readers_agree_across_formats(ml100k, tmp_path):
     rb = tmp_path / "rb"
     rb.mkdir()
     lines = (ml100k / "u.data").read_text().splitlines()
-    (rb / "x.inter").write_text("user_id:token\titem_id:token\trating:float\ttimestamp:float\n" + "\n".join(lines) + "\n")
-    (rb / "x.item").write_text("item_id:token\tmovie_title:token_seq\trelease_year:token\n" + "".join(f"{i}\tMovie {i}\t19{50 + i}\n" for i in range(1, 21)))
+    (rb / "x.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n" + "\n".join(lines) + "\n"
+    )
+    (rb / "x.item").write_text(
+        "item_id:token\tmovie_title:token_seq\trelease_year:token\n"
+        + "".join(f"{i}\tMovie {i}\t19{50 + i}\n" for i in range(1, 21))
+    )
     csv = tmp_path / "log.csv"
     csv.write_text("u,i,r,t\n" + "\n".join(line.replace("\t", ",") for line in lines) + "\n")
     items = tmp_path / "items.csv"
     items.write_text("item,title,year\n" + "".join(f"{i},Movie {i},19{50 + i}\n" for i in range(1, 21)))
     recbole = RecDataModule(path=str(rb), history_len=4, split_sizes=[0.6, 0.2, 0.2]).build_samples()
-    table = RecDataModule(path=str(csv), history_len=4, split_sizes=[0.6, 0.2, 0.2], columns={"user": "u", "item": "i", "rating": "r", "timestamp": "t"},
-                          items_path=str(items)).build_samples()
+    table = RecDataModule(
+        path=str(csv),
+        history_len=4,
+        split_sizes=[0.6, 0.2, 0.2],
+        columns={"user": "u", "item": "i", "rating": "r", "timestamp": "t"},
+        items_path=str(items),
+    ).build_samples()
     for split in ("train", "valid", "test"):
         want = [s.to_json() for s in raw[split]]
         assert want and [s.to_json() for s in recbole[split]] == want
@@ -128,9 +138,9 @@ def test_truncation_drops_oldest_history_first(tokenizer):
     (cut,) = encode_samples([sample], tokenizer, max_length=len(whole["input_ids"]) - 5)
     assert len(cut["input_ids"]) <= len(whole["input_ids"]) - 5
     kept = [t for t, _ in sample.history]
-    assert kept == [t for t, _ in _sample(8).history][-len(kept):]  # a suffix: the oldest went first
+    assert kept == [t for t, _ in _sample(8).history][-len(kept) :]  # a suffix: the oldest went first
     assert "Target (2000)" in tokenizer.decode(cut["input_ids"])
-    assert cut["labels"][cut["prompt_len"]:] == whole["labels"][whole["prompt_len"]:]
+    assert cut["labels"][cut["prompt_len"] :] == whole["labels"][whole["prompt_len"] :]
 
 
 def test_sample_that_cannot_fit_is_named(tokenizer):
@@ -150,8 +160,14 @@ def test_tokenizer_without_distinct_yes_no_is_refused():
 
 
 def test_datamodule_batches_and_order(tiny_backbone, ml100k, tmp_path):
-    dm = RecDataModule(path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2],
-                       eval_batch_size=4, cache_dir=str(tmp_path / "cache"))
+    dm = RecDataModule(
+        path=str(ml100k),
+        tokenizer=tiny_backbone,
+        history_len=4,
+        split_sizes=[0.6, 0.2, 0.2],
+        eval_batch_size=4,
+        cache_dir=str(tmp_path / "cache"),
+    )
     dm.setup()
     seen = []
     for batch in dm.val_dataloader():
@@ -162,7 +178,13 @@ def test_datamodule_batches_and_order(tiny_backbone, ml100k, tmp_path):
             assert batch["labels"][i, k - 1] == dm.tokenizer.eos_token_id  # EOS kept although pad == EOS is possible
         seen += batch["index"].tolist()
     assert sorted(seen) == list(range(len(dm.encoded["valid"])))
-    again = RecDataModule(path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], cache_dir=str(tmp_path / "cache"))
+    again = RecDataModule(
+        path=str(ml100k),
+        tokenizer=tiny_backbone,
+        history_len=4,
+        split_sizes=[0.6, 0.2, 0.2],
+        cache_dir=str(tmp_path / "cache"),
+    )
     again.setup()
     assert again.encoded == dm.encoded
     assert any((tmp_path / "cache").iterdir())
@@ -175,7 +197,9 @@ def _prompts(tmp_path, data: dict, capsys) -> str:
     import yaml
 
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(yaml.safe_dump({"data": {"class_path": "tallrec_pl.data.datamodule.RecDataModule", "init_args": data}}))
+    cfg.write_text(
+        yaml.safe_dump({"data": {"class_path": "tallrec_pl.data.datamodule.RecDataModule", "init_args": data}})
+    )
     out = tmp_path / "out.json"
     with pytest.raises(SystemExit) as exc:
         main(["prompts", "--config", str(cfg), "--split", "train", "--output", str(out)])
@@ -230,7 +254,11 @@ def test_bad_input_is_one_line(case, expected, tmp_path, capsys):
 def _csv_case(tmp_path):
     (tmp_path / "log.csv").write_text("user,item,rating,time\n1,1,5,100\n")
     (tmp_path / "items.csv").write_text("item,title\n1,A\n")
-    return {"path": str(tmp_path / "log.csv"), "columns": {"timestamp": "stamp"}, "items_path": str(tmp_path / "items.csv")}
+    return {
+        "path": str(tmp_path / "log.csv"),
+        "columns": {"timestamp": "stamp"},
+        "items_path": str(tmp_path / "items.csv"),
+    }
 
 
 def _json(tmp_path, obj) -> str:
@@ -244,17 +272,45 @@ def test_cli_error_has_no_traceback_in_a_real_process(tmp_path):
     import sys
 
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"data:\n  class_path: tallrec_pl.data.datamodule.RecDataModule\n  init_args:\n    path: {tmp_path / 'missing'}\n")
-    proc = subprocess.run([sys.executable, "-m", "tallrec_pl", "prompts", "--config", str(cfg), "--split", "train", "--output", str(tmp_path / "o.json")],
-                          capture_output=True, text=True)
+    cfg.write_text(
+        "data:\n  class_path: tallrec_pl.data.datamodule.RecDataModule\n  init_args:\n    path: "
+        f"{tmp_path / 'missing'}\n"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tallrec_pl",
+            "prompts",
+            "--config",
+            str(cfg),
+            "--split",
+            "train",
+            "--output",
+            str(tmp_path / "o.json"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip().splitlines() == [f"tallrec_pl: error: data.path not found: {tmp_path / 'missing'}; set data.path to an existing file or folder"]
+    assert proc.stderr.strip().splitlines() == [
+        f"tallrec_pl: error: data.path not found: {tmp_path / 'missing'}; set data.path to an existing file or folder"
+    ]
 
 
 def test_val_limit_spreads_over_the_split(tiny_backbone, ml100k):
-    full = RecDataModule(path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], cache_dir=None)
-    part = RecDataModule(path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], cache_dir=None, val_limit=5)
+    full = RecDataModule(
+        path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], cache_dir=None
+    )
+    part = RecDataModule(
+        path=str(ml100k),
+        tokenizer=tiny_backbone,
+        history_len=4,
+        split_sizes=[0.6, 0.2, 0.2],
+        cache_dir=None,
+        val_limit=5,
+    )
     full.setup()
     part.setup()
     n = len(full.encoded["valid"])
@@ -265,8 +321,14 @@ def test_val_limit_spreads_over_the_split(tiny_backbone, ml100k):
 
 def test_one_class_split_is_warned_about(tiny_backbone, ml100k):
     def warned(threshold: float) -> list[str]:
-        dm = RecDataModule(path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], like_threshold=threshold,
-                           cache_dir=None)
+        dm = RecDataModule(
+            path=str(ml100k),
+            tokenizer=tiny_backbone,
+            history_len=4,
+            split_sizes=[0.6, 0.2, 0.2],
+            like_threshold=threshold,
+            cache_dir=None,
+        )
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             dm.setup()

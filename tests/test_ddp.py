@@ -11,7 +11,6 @@ from test_cli import run_args
 from tallrec_pl.cli import main
 
 
-
 def _metric(output: str, name: str) -> float:
     match = re.search(re.escape(name) + r"\W+([0-9]*\.[0-9]+)", output)
     assert match, output[-3000:]
@@ -28,8 +27,21 @@ def test_ddp_metrics_and_predictions_equal_single_process(tiny_backbone, ml100k,
     main(["fit", *run_args(tiny_backbone, ml100k, out), *data])
 
     def run(sub: str, *extra: str) -> str:
-        proc = subprocess.run([sys.executable, "-m", "tallrec_pl", sub, *run_args(tiny_backbone, ml100k, out), *data, "--ckpt_path=last", *extra],
-                              capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tallrec_pl",
+                sub,
+                *run_args(tiny_backbone, ml100k, out),
+                *data,
+                "--ckpt_path=last",
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         if "--trainer.devices=2" in extra:
             assert "Starting with 2 processes" in proc.stdout + proc.stderr
@@ -47,5 +59,5 @@ def test_ddp_metrics_and_predictions_equal_single_process(tiny_backbone, ml100k,
     run("predict", *ddp)
     multi = [json.loads(line) for line in preds.read_text().splitlines()]
     assert [r["index"] for r in multi] == list(range(15))  # every sample exactly once, in order
-    for a, b in zip(single, multi):
+    for a, b in zip(single, multi, strict=False):
         assert a["label"] == b["label"] and a["p_yes"] == pytest.approx(b["p_yes"], abs=1e-5)

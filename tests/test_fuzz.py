@@ -26,13 +26,22 @@ def mutate(data: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
     return bytes(out)
 
 
-EDITS = st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 8), st.binary(max_size=6) | st.sampled_from([b"\t", b"|", b"\n", b'"', b"x", b""])),
-                 min_size=1, max_size=6)
+EDITS = st.lists(
+    st.tuples(
+        st.integers(0, 10_000),
+        st.integers(0, 8),
+        st.binary(max_size=6) | st.sampled_from([b"\t", b"|", b"\n", b'"', b"x", b""]),
+    ),
+    min_size=1,
+    max_size=6,
+)
 
 
 def build(path: Path, **kwargs) -> None:
     try:
-        splits = RecDataModule(path=str(path), history_len=4, split_sizes=[0.6, 0.2, 0.2], **kwargs).build_samples(sampled=False)
+        splits = RecDataModule(path=str(path), history_len=4, split_sizes=[0.6, 0.2, 0.2], **kwargs).build_samples(
+            sampled=False
+        )
     except TallrecError as err:
         assert "\n" not in str(err)
         return
@@ -57,8 +66,12 @@ def test_mutated_movielens_folder(edits, target):
 @given(edits=EDITS)
 def test_mutated_tallrec_json(edits):
     records = [
-        {"instruction": "Given ...", "input": 'User Preference: "A (1990)", "B, The (1991)"\nUser Unpreference: \nWhether the user will like the target movie "C (1992)"?',
-         "output": "Yes." if i % 2 else "No."}
+        {
+            "instruction": "Given ...",
+            "input": 'User Preference: "A (1990)", "B, The (1991)"\nUser Unpreference: \nWhether the user will like '
+                     'the target movie "C (1992)"?',
+            "output": "Yes." if i % 2 else "No.",
+        }
         for i in range(10)
     ]
     folder = Path(tempfile.mkdtemp())

@@ -18,18 +18,39 @@ from tallrec_pl.model.module import TALLRecModule
 
 @pytest.fixture
 def alpaca(tmp_path):
-    records = [{"instruction": f"Say the number {i}.", "input": "" if i % 2 else " ".join(["number", str(i)] * 10), "output": f"The number is {i}."} for i in range(24)]
+    records = [
+        {
+            "instruction": f"Say the number {i}.",
+            "input": "" if i % 2 else " ".join(["number", str(i)] * 10),
+            "output": f"The number is {i}.",
+        }
+        for i in range(24)
+    ]
     path = tmp_path / "alpaca.json"
     path.write_text(json.dumps(records))
     return path
 
 
 def stage1(tiny_backbone, alpaca, out, *extra):
-    main(["fit", "--config", "configs/alpaca.yaml",
-          f"--model.backbone={tiny_backbone}", "--model.dtype=float32",
-          f"--data.init_args.path={alpaca}", "--data.init_args.val_size=4", "--data.init_args.cache_dir=null", "--data.init_args.batch_size=4",
-          f"--checkpoint.dirpath={out}", f"--trainer.default_root_dir={out}", "--trainer.max_epochs=2",
-          "--trainer.enable_progress_bar=false", "--trainer.logger=false", *extra])
+    main(
+        [
+            "fit",
+            "--config",
+            "configs/alpaca.yaml",
+            f"--model.backbone={tiny_backbone}",
+            "--model.dtype=float32",
+            f"--data.init_args.path={alpaca}",
+            "--data.init_args.val_size=4",
+            "--data.init_args.cache_dir=null",
+            "--data.init_args.batch_size=4",
+            f"--checkpoint.dirpath={out}",
+            f"--trainer.default_root_dir={out}",
+            "--trainer.max_epochs=2",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.logger=false",
+            *extra,
+        ]
+    )
 
 
 def test_instruction_datamodule_trains_on_response_only(tiny_backbone, alpaca):
@@ -82,7 +103,10 @@ def test_merge_mode_trains_a_fresh_adapter(tiny_backbone, alpaca, tmp_path):
     "change, expected",
     [
         ({"lora": LoraOptions(r=4)}, "has LoRA rank 8, but model.lora.r is 4"),
-        ({"lora": LoraOptions(target_modules=["q_proj", "k_proj"])}, "targets ['q_proj', 'v_proj'], but model.lora.target_modules is ['k_proj', 'q_proj']"),
+        (
+            {"lora": LoraOptions(target_modules=["q_proj", "k_proj"])},
+            "targets ['q_proj', 'v_proj'], but model.lora.target_modules is ['k_proj', 'q_proj']",
+        ),
     ],
 )
 def test_mismatched_adapter_is_refused(tiny_backbone, alpaca, tmp_path, change, expected):
@@ -105,7 +129,10 @@ def test_adapter_of_another_backbone_is_refused(tiny_backbone, alpaca, tmp_path)
 
 
 def test_instruction_sample_that_cannot_fit_is_left_out(tiny_backbone, tmp_path):
-    records = [{"instruction": "Say it.", "input": "", "output": "Yes."}, {"instruction": "Say it. " * 40, "input": "", "output": "No."}] * 3
+    records = [
+        {"instruction": "Say it.", "input": "", "output": "Yes."},
+        {"instruction": "Say it. " * 40, "input": "", "output": "No."},
+    ] * 3
     path = tmp_path / "a.json"
     path.write_text(json.dumps(records))
     dm = InstructionDataModule(path=str(path), tokenizer=tiny_backbone, val_size=2, max_length=60, cache_dir=None)

@@ -17,7 +17,14 @@ def setup(tiny_backbone, tmp_path_factory):
     from conftest import write_ml100k
 
     ml = write_ml100k(tmp_path_factory.mktemp("ml") / "ml")
-    dm = RecDataModule(path=str(ml), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], eval_batch_size=4, cache_dir=None)
+    dm = RecDataModule(
+        path=str(ml),
+        tokenizer=tiny_backbone,
+        history_len=4,
+        split_sizes=[0.6, 0.2, 0.2],
+        eval_batch_size=4,
+        cache_dir=None,
+    )
     dm.setup()
     torch.manual_seed(0)
     module = TALLRecModule(backbone=tiny_backbone)
@@ -146,12 +153,15 @@ def test_merged_adapter_scores_equal_unmerged_and_weights_come_back_exactly(setu
     with torch.no_grad():
         _, p_plain = module(batch)
         assert module.merge_adapter()
-        assert any(not torch.equal(w, b) for w, b in zip(_adapted_weights(module), before))  # the update is in the weights
+        assert any(
+            not torch.equal(w, b) for w, b in zip(_adapted_weights(module), before, strict=False)
+        )  # the update is in the weights
         _, p_merged = module(batch)
         module.unmerge_adapter()
         _, p_again = module(batch)
     torch.testing.assert_close(p_plain, p_merged, atol=1e-5, rtol=0)
-    assert all(torch.equal(w, b) for w, b in zip(_adapted_weights(module), before))  # bit for bit, not W + d - d
+    # bit for bit, not W + d - d
+    assert all(torch.equal(w, b) for w, b in zip(_adapted_weights(module), before, strict=False))
     assert torch.equal(p_plain, p_again)
 
 
@@ -160,7 +170,15 @@ def test_validation_merges_and_training_resumes_on_original_weights(tiny_backbon
     from conftest import write_ml100k
 
     ml = write_ml100k(tmp_path / "ml")
-    dm = RecDataModule(path=str(ml), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], batch_size=4, eval_batch_size=4, cache_dir=None)
+    dm = RecDataModule(
+        path=str(ml),
+        tokenizer=tiny_backbone,
+        history_len=4,
+        split_sizes=[0.6, 0.2, 0.2],
+        batch_size=4,
+        eval_batch_size=4,
+        cache_dir=None,
+    )
     module = TALLRecModule(backbone=tiny_backbone, warmup_steps=0)
     seen = {"val": [], "train": []}
 
@@ -171,12 +189,19 @@ def test_validation_merges_and_training_resumes_on_original_weights(tiny_backbon
         def on_train_batch_start(self, trainer, pl_module, *a):
             seen["train"].append(pl_module._unmerged is not None)
             # the frozen weights are the checkpoint's, unchanged by the validations before
-            assert all(torch.equal(w, b) for w, b in zip(_adapted_weights(pl_module), frozen))
+            assert all(torch.equal(w, b) for w, b in zip(_adapted_weights(pl_module), frozen, strict=False))
 
     module.configure_model()
     frozen = [w.detach().clone() for w in _adapted_weights(module)]
-    trainer = L.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[Watch()])
+    trainer = L.Trainer(
+        max_epochs=2,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Watch()],
+    )
     trainer.fit(module, datamodule=dm)
     assert seen["val"] and all(seen["val"]) and seen["train"] and not any(seen["train"])
     assert module._unmerged is None
@@ -237,7 +262,9 @@ def test_lean_activations_same_loss_and_grads_less_kept(tiny_backbone, setup, dt
     runs = {}
     for lean in (False, True):
         torch.manual_seed(0)
-        module = TALLRecModule(backbone=tiny_backbone, dtype=dtype, lean_activations=lean, lora=LoraOptions(dropout=0.0))
+        module = TALLRecModule(
+            backbone=tiny_backbone, dtype=dtype, lean_activations=lean, lora=LoraOptions(dropout=0.0)
+        )
         module.configure_model()
         torch.manual_seed(1)
         with torch.no_grad():
@@ -265,9 +292,15 @@ def test_lean_swiglu_and_rmsnorm_gradients_are_autograd_ones():
     from tallrec_pl.model.lean import _RMSNorm, _SwiGLU
 
     torch.manual_seed(0)
-    gate, up = torch.randn(3, 5, 16, dtype=torch.float64, requires_grad=True), torch.randn(3, 5, 16, dtype=torch.float64, requires_grad=True)
+    gate, up = (
+        torch.randn(3, 5, 16, dtype=torch.float64, requires_grad=True),
+        torch.randn(3, 5, 16, dtype=torch.float64, requires_grad=True),
+    )
     assert torch.autograd.gradcheck(_SwiGLU.apply, (gate, up))
-    x, w = torch.randn(3, 5, 16, dtype=torch.float64, requires_grad=True), torch.randn(16, dtype=torch.float64, requires_grad=True)
+    x, w = (
+        torch.randn(3, 5, 16, dtype=torch.float64, requires_grad=True),
+        torch.randn(16, dtype=torch.float64, requires_grad=True),
+    )
     assert torch.autograd.gradcheck(lambda a, b: _RMSNorm.apply(a, b, 1e-5), (x, w))
 
 
@@ -279,8 +312,16 @@ def test_lean_model_pickles_and_copies_to_itself():
 
     from tallrec_pl.model import lean
 
-    model = LlamaForCausalLM(LlamaConfig(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                         num_attention_heads=4, num_key_value_heads=2))
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=50,
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+        )
+    )
     assert lean.apply(model) == 4  # MLP and three RMSNorms
     x = torch.randint(0, 50, (2, 7))
     expected = model(x).logits

@@ -27,8 +27,17 @@ def test_signal_saves_and_resume_matches_uninterrupted(sig, tiny_backbone, ml100
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     assert fit_process(*run_args(tiny_backbone, ml100k, whole, "--trainer.max_epochs=2")).returncode == 0
     # mid-epoch: 11 batches an epoch, the signal arrives after step 5
-    stopped = fit_process(*run_args(tiny_backbone, ml100k, cut, "--trainer.max_epochs=2", "--trainer.callbacks+=conftest.SignalAt",
-                                    "--trainer.callbacks.step=5", f"--trainer.callbacks.signal={sig}"))
+    stopped = fit_process(
+        *run_args(
+            tiny_backbone,
+            ml100k,
+            cut,
+            "--trainer.max_epochs=2",
+            "--trainer.callbacks+=conftest.SignalAt",
+            "--trainer.callbacks.step=5",
+            f"--trainer.callbacks.signal={sig}",
+        )
+    )
     assert stopped.returncode != 0 and "resume with --ckpt_path last" in stopped.stdout, stopped.stderr[-2000:]
     assert torch.load(cut / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 5
     resumed = fit_process(*run_args(tiny_backbone, ml100k, cut, "--trainer.max_epochs=2", "--ckpt_path=last"))
@@ -42,7 +51,9 @@ def test_signal_saves_and_resume_matches_uninterrupted(sig, tiny_backbone, ml100
 def test_kill_9_leaves_last_checkpoint_loadable(tiny_backbone, ml100k, tmp_path):
     out = tmp_path / "run"
     args = run_args(tiny_backbone, ml100k, out, "--trainer.max_epochs=1000", "--checkpoint.every_n_train_steps=1")
-    proc = subprocess.Popen([sys.executable, "-m", "tallrec_pl", "fit", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tallrec_pl", "fit", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = time.time() + 120
         while not (out / "last.ckpt").exists() and time.time() < deadline:
@@ -54,7 +65,9 @@ def test_kill_9_leaves_last_checkpoint_loadable(tiny_backbone, ml100k, tmp_path)
         proc.kill()
     state = torch.load(out / "last.ckpt", map_location="cpu", weights_only=True)
     assert state["global_step"] >= 1 and state["state_dict"]
-    assert not [p for p in os.listdir(out) if p.endswith(".ckpt") and p not in ("last.ckpt",) and not p.startswith("best")]
+    assert not [
+        p for p in os.listdir(out) if p.endswith(".ckpt") and p not in ("last.ckpt",) and not p.startswith("best")
+    ]
 
 
 def test_third_party_noise_is_silenced(tiny_backbone, ml100k, tmp_path):
@@ -62,7 +75,9 @@ def test_third_party_noise_is_silenced(tiny_backbone, ml100k, tmp_path):
     from tallrec_pl.quiet import RECORDS, WARNINGS
 
     # logger=true: Lightning's default logger, which is where its tensorboardX warning and tips come from
-    done = fit_process(*run_args(tiny_backbone, ml100k, tmp_path / "run", "--trainer.logger=true", "--trainer.max_epochs=1"))
+    done = fit_process(
+        *run_args(tiny_backbone, ml100k, tmp_path / "run", "--trainer.logger=true", "--trainer.max_epochs=1")
+    )
     out = done.stdout + done.stderr
     assert done.returncode == 0, out[-2000:]
     heard = [m for _, m in WARNINGS if m in out] + [m for _, m in RECORDS if m in out]

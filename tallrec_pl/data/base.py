@@ -14,7 +14,13 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
 from tallrec_pl.data import record
-from tallrec_pl.data.batching import Collator, LengthGroupedSampler, LengthSortedSampler, ResumableLoader, ShuffleSampler
+from tallrec_pl.data.batching import (
+    Collator,
+    LengthGroupedSampler,
+    LengthSortedSampler,
+    ResumableLoader,
+    ShuffleSampler,
+)
 from tallrec_pl.data.encode import encode_samples
 from tallrec_pl.data.prompts import Sample
 from tallrec_pl.errors import TallrecError
@@ -67,12 +73,17 @@ class PromptDataModule(L.LightningDataModule):
         if max_length < 8:
             raise TallrecError(f"data.max_length={max_length} is too small for any prompt", "use data.max_length >= 64")
         if predict_split not in SPLITS:
-            raise TallrecError(f"data.predict_split {predict_split!r} is not a split", f"use one of {', '.join(SPLITS)}")
+            raise TallrecError(
+                f"data.predict_split {predict_split!r} is not a split", f"use one of {', '.join(SPLITS)}"
+            )
         for name, value, example in (("batch_size", batch_size, 8), ("eval_batch_size", eval_batch_size, 16)):
             if value < 1:
                 raise TallrecError(f"data.{name}={value} must be at least 1", f"use e.g. data.{name}: {example}")
         if val_limit is not None and val_limit < 1:
-            raise TallrecError(f"data.val_limit={val_limit} leaves no validation samples", "use a positive number, or null for the whole split")
+            raise TallrecError(
+                f"data.val_limit={val_limit} leaves no validation samples",
+                "use a positive number, or null for the whole split",
+            )
         if num_workers < 0:
             raise TallrecError(f"data.num_workers={num_workers} must be 0 or more", "use 0 to load in the main process")
         self.tokenizer_name = tokenizer
@@ -120,7 +131,18 @@ class PromptDataModule(L.LightningDataModule):
     def _cache_key(self, split_name: str, samples: list[Sample]) -> str:
         tok = self.tokenizer
         h = hashlib.sha256()
-        h.update(json.dumps([_ENCODING_VERSION, type(tok).__name__, tok.name_or_path, len(tok), self.max_length, self.train_on_inputs]).encode())
+        h.update(
+            json.dumps(
+                [
+                    _ENCODING_VERSION,
+                    type(tok).__name__,
+                    tok.name_or_path,
+                    len(tok),
+                    self.max_length,
+                    self.train_on_inputs,
+                ]
+            ).encode()
+        )
         for s in samples:
             h.update(json.dumps([s.prompt(), s.output, *record.from_sample(s).values()]).encode())
         return f"{split_name}-{h.hexdigest()[:20]}"
@@ -134,11 +156,19 @@ class PromptDataModule(L.LightningDataModule):
             import datasets
 
             return datasets.load_from_disk(str(folder)).to_list()
-        records = encode_samples(samples, self.tokenizer, self.max_length, self.train_on_inputs, source=f"{self.describe()} {split_name}",
-                                 skip_unfit=self.skip_unfit)
+        records = encode_samples(
+            samples,
+            self.tokenizer,
+            self.max_length,
+            self.train_on_inputs,
+            source=f"{self.describe()} {split_name}",
+            skip_unfit=self.skip_unfit,
+        )
         if len(records) < len(samples):
-            rank_zero_info(f"{self.describe()} {split_name}: left out {len(samples) - len(records)} samples longer than "
-                           f"data.max_length={self.max_length} even with an empty input")
+            rank_zero_info(
+                f"{self.describe()} {split_name}: left out {len(samples) - len(records)} samples longer than "
+                f"data.max_length={self.max_length} even with an empty input"
+            )
         for i, r in enumerate(records):
             r["index"] = i
         if folder is not None:
@@ -164,21 +194,31 @@ class PromptDataModule(L.LightningDataModule):
             labels = {r["label"] for r in self.encoded[name]}
             if len(labels) == 1 and labels <= {0, 1}:  # Yes / No samples of one class only
                 answer = "Yes." if labels == {1} else "No."
-                rank_zero_warn(f"{self.describe()}: every {name} sample answers {answer!r}, so "
-                               f"{'training learns no preference' if name == 'train' else 'validation AUC is undefined'}; "
-                               "for interaction logs a rating above data.like_threshold is a like, so check that threshold")
+                rank_zero_warn(
+                    f"{self.describe()}: every {name} sample answers {answer!r}, so "
+                    f"{'training learns no preference' if name == 'train' else 'validation AUC is undefined'}; "
+                    "for interaction logs a rating above data.like_threshold is a like, so check that threshold"
+                )
 
     # --- loaders -------------------------------------------------------------------------
 
     def _records(self, name: str, needed_for: str) -> list[dict]:
         records = self.encoded.get(name)
         if not records:
-            raise TallrecError(f"{self.describe()}: the {name} split is empty, so {needed_for} has nothing to run on", "check data.path and data.split_sizes")
+            raise TallrecError(
+                f"{self.describe()}: the {name} split is empty, so {needed_for} has nothing to run on",
+                "check data.path and data.split_sizes",
+            )
         return records
 
     def _loader(self, records: list[dict], sampler) -> DataLoader:
-        return DataLoader(records, batch_size=self.eval_batch_size, sampler=sampler,
-                          collate_fn=Collator(self.tokenizer.pad_token_id), num_workers=self.num_workers)
+        return DataLoader(
+            records,
+            batch_size=self.eval_batch_size,
+            sampler=sampler,
+            collate_fn=Collator(self.tokenizer.pad_token_id),
+            num_workers=self.num_workers,
+        )
 
     def _batches_done(self) -> int:
         done = batches_done(self.trainer) if self.trainer is not None else 0
@@ -190,9 +230,19 @@ class PromptDataModule(L.LightningDataModule):
         records = self._records("train", "training")
         lengths = [len(r["input_ids"]) for r in records]
         # the seeded samplers make the order a function of (seed, epoch), so a resumed run sees the same batches
-        sampler = LengthGroupedSampler(lengths, self.batch_size, self.seed) if self.group_by_length else ShuffleSampler(len(records), self.seed)
-        return ResumableLoader(records, batch_size=self.batch_size, sampler=sampler, collate_fn=Collator(self.tokenizer.pad_token_id),
-                               num_workers=self.num_workers, batches_done=self._batches_done)
+        sampler = (
+            LengthGroupedSampler(lengths, self.batch_size, self.seed)
+            if self.group_by_length
+            else ShuffleSampler(len(records), self.seed)
+        )
+        return ResumableLoader(
+            records,
+            batch_size=self.batch_size,
+            sampler=sampler,
+            collate_fn=Collator(self.tokenizer.pad_token_id),
+            num_workers=self.num_workers,
+            batches_done=self._batches_done,
+        )
 
     def _eval_loader(self, name: str, needed_for: str) -> DataLoader:
         records = self._records(name, needed_for)
@@ -206,7 +256,6 @@ class PromptDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._eval_loader(self.predict_split, "predict")
-
 
 
 def spread(items: list, n: int) -> list:

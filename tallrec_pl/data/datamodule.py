@@ -5,4 +5,12 @@ from tallrec_pl.data.base import SPLITS, PromptDataModule, spread
 from tallrec_pl.data.instruction import InstructionDataModule
 from tallrec_pl.data.rec import RankDataModule, RecDataModule, mark_seen
 
-__all__ = ["SPLITS", "InstructionDataModule", "PromptDataModule", "RankDataModule", "RecDataModule", "mark_seen", "spread"]
+__all__ = [
+    "SPLITS",
+    "InstructionDataModule",
+    "PromptDataModule",
+    "RankDataModule",
+    "RecDataModule",
+    "mark_seen",
+    "spread",
+]

@@ -44,18 +44,19 @@ def encode_samples(samples: list[Sample], tokenizer, max_length: int, train_on_i
 
     Each result holds ``input_ids``, ``labels`` (IGNORE on the prompt unless
     ``train_on_inputs``), ``prompt_len`` (the answer starts there) and the fields of
-    :mod:`tallrec_pl.data.record` (all but ``index``, which the caller sets). With ``skip_unfit``, samples that cannot fit even
-    shortened are left out (instruction data) instead of stopping with an error.
+    :mod:`tallrec_pl.data.record` (all but ``index``, which the caller sets). With
+    ``skip_unfit``, samples that cannot fit even shortened are left out (instruction data)
+    instead of stopping with an error.
     """
     eos = tokenizer.eos_token_id
     if eos is None:
         raise TallrecError(f"tokenizer {tokenizer.name_or_path} has no EOS token", "use a tokenizer with an eos_token")
     out: list[dict] = []
     for start in range(0, len(samples), batch):
-        chunk = samples[start:start + batch]
+        chunk = samples[start : start + batch]
         prompts = [s.prompt() for s in chunk]
         p_ids = _tokenize(tokenizer, prompts)
-        f_ids = _tokenize(tokenizer, [p + s.output for p, s in zip(prompts, chunk)])
+        f_ids = _tokenize(tokenizer, [p + s.output for p, s in zip(prompts, chunk, strict=False)])
         for k, sample in enumerate(chunk):
             p, f = p_ids[k], f_ids[k]
             if len(f) + 1 > max_length:
@@ -71,9 +72,11 @@ def encode_samples(samples: list[Sample], tokenizer, max_length: int, train_on_i
 
 def _record(p: list[int], f: list[int], eos: int, sample: Sample, train_on_inputs: bool, where: str) -> dict:
     if f[: len(p)] != p:
-        raise TallrecError(f"{where}: the tokenizer merges the prompt's last token with the answer", "use a LLaMA-family tokenizer")
+        raise TallrecError(
+            f"{where}: the tokenizer merges the prompt's last token with the answer", "use a LLaMA-family tokenizer"
+        )
     ids = f + [eos]
-    labels = list(ids) if train_on_inputs else [IGNORE] * len(p) + ids[len(p):]
+    labels = list(ids) if train_on_inputs else [IGNORE] * len(p) + ids[len(p) :]
     return {"input_ids": ids, "labels": labels, "prompt_len": len(p), **record.from_sample(sample)}
 
 

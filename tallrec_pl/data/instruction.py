@@ -43,7 +43,10 @@ class InstructionDataModule(PromptDataModule):
             records = _hub_records(self.path)
         records = records[: self.limit] if self.limit else records
         if self.val_size >= len(records):
-            raise TallrecError(f"{self.path}: data.val_size={self.val_size} leaves no training samples of {len(records)}", "lower data.val_size")
+            raise TallrecError(
+                f"{self.path}: data.val_size={self.val_size} leaves no training samples of {len(records)}",
+                "lower data.val_size",
+            )
         samples = [Sample(r["instruction"], r["output"], input=r["input"]) for r in records]
         cut = len(samples) - self.val_size
         return {"train": samples[:cut], "valid": samples[cut:], "test": []}
@@ -55,5 +58,7 @@ def _hub_records(name: str) -> list[dict]:
     try:
         ds = datasets.load_dataset(name, split="train")
     except Exception as err:  # offline, unknown name, …: all end the same way for the user
-        raise TallrecError(f"cannot load dataset {name!r} ({type(err).__name__})", "pass a local Alpaca JSON file as data.path") from None
+        raise TallrecError(
+            f"cannot load dataset {name!r} ({type(err).__name__})", "pass a local Alpaca JSON file as data.path"
+        ) from None
     return [{k: str(r.get(k) or "") for k in ("instruction", "input", "output")} for r in ds]

@@ -4,7 +4,7 @@ No tokenizer here."""
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -14,11 +14,13 @@ from tallrec_pl.data.windows import Window
 from tallrec_pl.errors import TallrecError
 
 
-def candidate_groups(windows: list[Window], log: Log, negatives: int, seed: int, make_sample: Callable[[Window], Sample]) -> list[Sample]:
+def candidate_groups(
+    windows: list[Window], log: Log, negatives: int, seed: int, make_sample: Callable[[Window], Sample]
+) -> list[Sample]:
     """For each liked test window: the true item first, then ``negatives`` unrated items
     (all unrated items when ``negatives`` < 0). Samples carry ``group`` and ``positive``."""
     rated: dict[str, set[str]] = {}
-    for user, item in zip(log.users, log.items):
+    for user, item in zip(log.users, log.items, strict=False):
         rated.setdefault(user, set()).add(item)
     catalogue = np.array(sorted(log.item_fields))
     rng = np.random.default_rng(seed)
@@ -29,7 +31,10 @@ def candidate_groups(windows: list[Window], log: Log, negatives: int, seed: int,
             continue
         pool = catalogue[~np.isin(catalogue, list(rated.get(w.user, ())))]
         if negatives >= 0 and len(pool) < negatives:
-            raise TallrecError(f"user {w.user} has only {len(pool)} unrated items, fewer than data.negatives={negatives}", "lower data.negatives")
+            raise TallrecError(
+                f"user {w.user} has only {len(pool)} unrated items, fewer than data.negatives={negatives}",
+                "lower data.negatives",
+            )
         picked = pool if negatives < 0 else rng.choice(pool, size=negatives, replace=False)
         for k, item in enumerate([w.target, *picked.tolist()]):
             s = make_sample(Window(w.user, w.history, item, k == 0))

@@ -43,7 +43,7 @@ class RecDataModule(PromptDataModule):
         profile_template: str | None = None,
         like_threshold: float = 3.0,
         keep_last: int = 10000,
-        split_sizes: list[float] = [8000, 1000, 1000],
+        split_sizes: tuple[float, float, float] = (8000, 1000, 1000),
         shots: int = -1,
         columns: dict[str, str] | None = None,
         items_path: str | None = None,
@@ -101,7 +101,9 @@ class RecDataModule(PromptDataModule):
 
     def _records(self, name: str, needed_for: str) -> list[dict]:
         if name == "train" and self.shots == 0 and not self.encoded.get("train"):
-            raise TallrecError("data.shots=0 draws no training samples", "set data.shots to 1 or more, or -1 for the whole train split")
+            raise TallrecError(
+                "data.shots=0 draws no training samples", "set data.shots to 1 or more, or -1 for the whole train split"
+            )
         return super()._records(name, needed_for)
 
     def _base_splits(self) -> dict[str, list[Sample]]:
@@ -111,7 +113,9 @@ class RecDataModule(PromptDataModule):
         if self.path is not None and fmt == "tallrec-json":
             if os.path.isdir(self.path):
                 return {
-                    name: [json_sample(r) for r in read_samples_json(f)] if os.path.exists(f := os.path.join(self.path, f"{name}.json")) else []
+                    name: [json_sample(r) for r in read_samples_json(f)]
+                    if os.path.exists(f := os.path.join(self.path, f"{name}.json"))
+                    else []
                     for name in SPLITS
                 }
             return split([json_sample(r) for r in read_samples_json(self.path)], self.split_sizes)
@@ -129,7 +133,10 @@ class RecDataModule(PromptDataModule):
         key = fmt or self.format
         if self._windows_cache is None or self._windows_cache[0] != key:
             log = read_log(self.path, key, self.columns, self.items_path, self.item_id_column)
-            windows = split(build_windows(log, self.history_len, self.like_threshold, self.keep_last, self.min_history), self.split_sizes)
+            windows = split(
+                build_windows(log, self.history_len, self.like_threshold, self.keep_last, self.min_history),
+                self.split_sizes,
+            )
             self._windows_cache = (key, log, windows)
         return self._windows_cache[1], self._windows_cache[2]
 
@@ -167,7 +174,10 @@ class RankDataModule(RecDataModule):
         splits = super().build_samples(sampled)
         fmt = self.format if self.path is None or self.format != "auto" else detect_format(self.path)
         if fmt == "tallrec-json":
-            raise TallrecError("ranking needs an interaction log (it samples unrated items)", "point data.path at a log, not TALLRec JSON")
+            raise TallrecError(
+                "ranking needs an interaction log (it samples unrated items)",
+                "point data.path at a log, not TALLRec JSON",
+            )
         log, windows = self.log_windows(fmt)
         liked = [w for w in windows["test"] if w.label]
         if self.limit_groups is not None and len(liked) > self.limit_groups:
@@ -180,5 +190,9 @@ class RankDataModule(RecDataModule):
         if name != "test":
             return super()._eval_loader(name, needed_for)
         records = self._records(name, needed_for)
-        return DataLoader(records, batch_sampler=GroupBatchSampler([r["group"] for r in records]),
-                          collate_fn=Collator(self.tokenizer.pad_token_id), num_workers=self.num_workers)
+        return DataLoader(
+            records,
+            batch_sampler=GroupBatchSampler([r["group"] for r in records]),
+            collate_fn=Collator(self.tokenizer.pad_token_id),
+            num_workers=self.num_workers,
+        )

@@ -48,9 +48,13 @@ def lora_dropout_slots(model: torch.nn.Module):
     from peft.tuners.lora import LoraLayer
 
     layers = [m for m in model.modules() if isinstance(m, LoraLayer)]
-    fence.require("peft", "lora_dropout" in LoraLayer.other_param_names
-                  and all(isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict) for m in layers),
-                  "where a LoRA layer keeps its dropout (a ModuleDict lora_dropout per layer)", "set model.lora.dropout: 0")
+    fence.require(
+        "peft",
+        "lora_dropout" in LoraLayer.other_param_names
+        and all(isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict) for m in layers),
+        "where a LoRA layer keeps its dropout (a ModuleDict lora_dropout per layer)",
+        "set model.lora.dropout: 0",
+    )
     for layer in layers:
         yield from ((layer.lora_dropout, name) for name in list(layer.lora_dropout))
 

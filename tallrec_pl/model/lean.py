@@ -39,8 +39,12 @@ def sdpa_gqa_attention(module, query, key, value, attention_mask, dropout: float
     plain = (getattr(module, "num_key_value_groups", 1) == 1 or query.shape[2] == 1 or attention_mask is None
              or kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None)
     if plain:  # without a mask transformers already uses enable_gqa; the rest is theirs as is
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs)
-    out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, enable_gqa=True)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        )
+    out = F.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, enable_gqa=True
+    )
     return out.transpose(1, 2).contiguous(), None
 
 
@@ -92,8 +96,12 @@ def register() -> None:
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
-    fence.require("transformers", hasattr(AttentionInterface, "register") and hasattr(AttentionMaskInterface, "register"),
-                  "AttentionInterface.register", "set model.lean_activations: false")
+    fence.require(
+        "transformers",
+        hasattr(AttentionInterface, "register") and hasattr(AttentionMaskInterface, "register"),
+        "AttentionInterface.register",
+        "set model.lean_activations: false",
+    )
     AttentionInterface.register(SDPA_GQA, sdpa_gqa_attention)
     AttentionMaskInterface.register(SDPA_GQA, sdpa_mask)
 
@@ -103,9 +111,13 @@ def apply(model: torch.nn.Module) -> int:
     returns how many modules were patched."""
     mlps = [m for m in model.modules() if type(m).__name__ in _MLPS]
     norms = [m for m in model.modules() if type(m).__name__ in _NORMS]
-    fence.require("transformers", all(hasattr(m, a) for m in mlps for a in ("gate_proj", "up_proj", "down_proj", "act_fn"))
-                  and all(hasattr(m, a) for m in norms for a in ("weight", "variance_epsilon")),
-                  "the LLaMA-family MLP / RMSNorm attributes", "set model.lean_activations: false")
+    fence.require(
+        "transformers",
+        all(hasattr(m, a) for m in mlps for a in ("gate_proj", "up_proj", "down_proj", "act_fn"))
+        and all(hasattr(m, a) for m in norms for a in ("weight", "variance_epsilon")),
+        "the LLaMA-family MLP / RMSNorm attributes",
+        "set model.lean_activations: false",
+    )
     patched = 0
     for module in mlps:
         if type(module.act_fn).__name__ in ("SiLU", "SiLUActivation"):

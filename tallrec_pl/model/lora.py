@@ -36,7 +36,10 @@ class LoraOptions:
         if self.r < 1:
             raise TallrecError(f"model.lora.r={self.r} must be at least 1", "use e.g. model.lora.r: 8")
         if not self.alpha > 0:
-            raise TallrecError(f"model.lora.alpha={self.alpha} must be positive (the update is scaled by alpha / r)", "use e.g. model.lora.alpha: 16")
+            raise TallrecError(
+                f"model.lora.alpha={self.alpha} must be positive (the update is scaled by alpha / r)",
+                "use e.g. model.lora.alpha: 16",
+            )
         if not 0 <= self.dropout < 1:
             raise TallrecError(f"model.lora.dropout={self.dropout} must be in [0, 1)", "use e.g. 0.05")
         if not self.target_modules:
@@ -45,8 +48,14 @@ class LoraOptions:
     def peft_config(self):
         from peft import LoraConfig
 
-        return LoraConfig(task_type="CAUSAL_LM", r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                          target_modules=list(self.target_modules), bias="none")
+        return LoraConfig(
+            task_type="CAUSAL_LM",
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=list(self.target_modules),
+            bias="none",
+        )
 
 
 def check_targets(model: torch.nn.Module, targets: list[str], backbone: str) -> None:
@@ -57,7 +66,10 @@ def check_targets(model: torch.nn.Module, targets: list[str], backbone: str) -> 
     missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
     if missing:
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
-        raise TallrecError(f"model.lora.target_modules {missing} not found in {backbone}", f"its linear layers are named {', '.join(linear)}")
+        raise TallrecError(
+            f"model.lora.target_modules {missing} not found in {backbone}",
+            f"its linear layers are named {', '.join(linear)}",
+        )
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -71,7 +83,10 @@ def load_lightning_state(path: str) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, pickle of another kind, …: all mean "unreadable"
-        raise TallrecError(f"checkpoint {path} is unreadable ({type(err).__name__})", "it is truncated or not a tallrec_pl checkpoint; use another one") from None
+        raise TallrecError(
+            f"checkpoint {path} is unreadable ({type(err).__name__})",
+            "it is truncated or not a tallrec_pl checkpoint; use another one",
+        ) from None
 
 
 def read_adapter(path: str) -> tuple[dict[str, torch.Tensor], dict]:
@@ -83,8 +98,12 @@ def read_adapter(path: str) -> tuple[dict[str, torch.Tensor], dict]:
     if os.path.isdir(path):
         from safetensors.torch import load_file
 
-        cfg_file = require_path(os.path.join(path, ADAPTER_CONFIG), "adapter config", "a PEFT adapter folder holds adapter_config.json")
-        weights = require_path(os.path.join(path, ADAPTER_WEIGHTS), "adapter weights", f"a PEFT adapter folder holds {ADAPTER_WEIGHTS}")
+        cfg_file = require_path(
+            os.path.join(path, ADAPTER_CONFIG), "adapter config", "a PEFT adapter folder holds adapter_config.json"
+        )
+        weights = require_path(
+            os.path.join(path, ADAPTER_WEIGHTS), "adapter weights", f"a PEFT adapter folder holds {ADAPTER_WEIGHTS}"
+        )
         with open(cfg_file) as fh:
             cfg = json.load(fh)
         info = {"r": cfg.get("r"), "target_modules": sorted(cfg.get("target_modules") or []), "backbone": None}
@@ -96,7 +115,11 @@ def read_adapter(path: str) -> tuple[dict[str, torch.Tensor], dict]:
     hp = ckpt.get("hyper_parameters", {})
     lora = hp.get("lora") or {}
     lora = lora if isinstance(lora, dict) else vars(lora)
-    info = {"r": lora.get("r"), "target_modules": sorted(lora.get("target_modules") or []), "backbone": hp.get("backbone")}
+    info = {
+        "r": lora.get("r"),
+        "target_modules": sorted(lora.get("target_modules") or []),
+        "backbone": hp.get("backbone"),
+    }
     # Lightning keys are "model.<peft name>"; PEFT files drop the adapter name "default".
     state = {k.removeprefix("model.").replace(".default.", "."): v for k, v in ckpt.get("state_dict", {}).items()}
     return state, info
@@ -105,17 +128,25 @@ def read_adapter(path: str) -> tuple[dict[str, torch.Tensor], dict]:
 def check_adapter(path: str, info: dict, backbone: str, lora: LoraOptions) -> None:
     """Refuse an adapter made for another backbone, rank or set of target modules."""
     if info["backbone"] is not None and info["backbone"] != backbone:
-        raise TallrecError(f"adapter {path} was trained on backbone {info['backbone']!r}, not {backbone!r}", "use the same model.backbone as stage 1")
+        raise TallrecError(
+            f"adapter {path} was trained on backbone {info['backbone']!r}, not {backbone!r}",
+            "use the same model.backbone as stage 1",
+        )
     if info["r"] is not None and info["r"] != lora.r:
-        raise TallrecError(f"adapter {path} has LoRA rank {info['r']}, but model.lora.r is {lora.r}", f"set model.lora.r: {info['r']}")
+        raise TallrecError(
+            f"adapter {path} has LoRA rank {info['r']}, but model.lora.r is {lora.r}", f"set model.lora.r: {info['r']}"
+        )
     if info["target_modules"] and info["target_modules"] != sorted(lora.target_modules):
         raise TallrecError(
-            f"adapter {path} targets {info['target_modules']}, but model.lora.target_modules is {sorted(lora.target_modules)}",
+            f"adapter {path} targets {info['target_modules']}, but model.lora.target_modules is "
+            f"{sorted(lora.target_modules)}",
             f"set model.lora.target_modules: {info['target_modules']}",
         )
 
 
-def match_state(path: str, state: dict[str, torch.Tensor], params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
+def match_state(
+    path: str, state: dict[str, torch.Tensor], params: dict[str, torch.nn.Parameter]
+) -> dict[str, torch.Tensor]:
     """Map PEFT-named ``state`` onto ``params`` (names with ``.default.``); refuse any mismatch."""
     wanted = {n.replace(".default.", "."): n for n in params}
     if set(state) != set(wanted):
@@ -123,7 +154,8 @@ def match_state(path: str, state: dict[str, torch.Tensor], params: dict[str, tor
         extra = sorted(set(state) - set(wanted))
         example = (missing or extra)[0]
         raise TallrecError(
-            f"adapter {path} does not fit this model: {len(missing)} LoRA weights missing, {len(extra)} unexpected (e.g. {example})",
+            f"adapter {path} does not fit this model: {len(missing)} LoRA weights missing, {len(extra)} unexpected "
+            f"(e.g. {example})",
             "it was made for another backbone or other target modules; use a matching adapter",
         )
     for name, tensor in state.items():

@@ -86,10 +86,15 @@ class TALLRecModule(L.LightningModule):
         if not lr > 0:
             raise TallrecError(f"model.lr={lr} must be positive", "use e.g. model.lr: 3.0e-4")
         if weight_decay < 0 or warmup_steps < 0:
-            raise TallrecError(f"model.weight_decay={weight_decay} and model.warmup_steps={warmup_steps} must be 0 or more",
-                               "use e.g. model.weight_decay: 0 and model.warmup_steps: 20")
+            raise TallrecError(
+                f"model.weight_decay={weight_decay} and model.warmup_steps={warmup_steps} must be 0 or more",
+                "use e.g. model.weight_decay: 0 and model.warmup_steps: 20",
+            )
         if merge_init_adapter and not init_adapter:
-            raise TallrecError("model.merge_init_adapter is set but model.init_adapter is not", "set model.init_adapter or drop merge_init_adapter")
+            raise TallrecError(
+                "model.merge_init_adapter is set but model.init_adapter is not",
+                "set model.init_adapter or drop merge_init_adapter",
+            )
         # plain types only, so that checkpoints load with torch.load(weights_only=True)
         self.save_hyperparameters(ignore=["lora"])
         self.hparams["lora"] = asdict(lora)
@@ -208,8 +213,9 @@ class TALLRecModule(L.LightningModule):
 
     # --- forward -------------------------------------------------------------------------
 
-    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                      prompt_len: torch.Tensor | None = None) -> torch.Tensor:
+    def hidden_states(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Last hidden states [batch, seq, hidden]; the LM head is applied later, where needed."""
         decoder = self.model.get_base_model().get_decoder()
         reuse = self.hparams.share_prefix and prompt_len is not None and not self.hparams.gradient_checkpointing
@@ -313,6 +319,7 @@ class TALLRecModule(L.LightningModule):
         if bad:
             hp = checkpoint.get("hyper_parameters", {})
             raise TallrecError(
-                f"checkpoint was made for another model (backbone {hp.get('backbone', '?')!r}, {len(theirs)} weights; this one has {len(ours)})",
+                f"checkpoint was made for another model (backbone {hp.get('backbone', '?')!r}, {len(theirs)} weights; "
+                f"this one has {len(ours)})",
                 "pass a checkpoint of this backbone and LoRA shape, or change model.* to match it",
             )

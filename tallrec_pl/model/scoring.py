@@ -25,7 +25,9 @@ def reused_prefix_len(input_ids: torch.Tensor, prompt_len: torch.Tensor) -> int:
     return n if n >= MIN_SHARED_PREFIX else 0
 
 
-def decode(decoder: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix: int = 0) -> torch.Tensor:
+def decode(
+    decoder: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix: int = 0
+) -> torch.Tensor:
     """Last hidden states [batch, seq, hidden]. With ``prefix`` > 0 the first ``prefix`` tokens
     (the same in every row) run once and their key/value cache is repeated for every row;
     gradients still flow through it."""
