@@ -1,4 +1,5 @@
-"""TALLRecModule: LoRA on a causal LM, answer-only loss, p(Yes) in one forward pass."""
+"""TALLRecModule, the LightningModule and nothing else: LoRA on a causal LM, answer-only loss,
+p(Yes) in one forward pass, evaluation tables, optimizer and adapter-only checkpoints."""
 
 from __future__ import annotations
 
