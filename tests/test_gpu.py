@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from test_cli import lora_state, run_args
+from helpers import config, lora_state, run_args
 
 from tallrec_pl.cli import main
 
@@ -45,7 +45,7 @@ def test_p_yes_on_gpu_equals_cpu_float32(tmp_path):
     """The embedded backbone's p(Yes) on 64 TALLRec test prompts, float32 on both devices (TF32 off)."""
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    common = ["predict", "--config", "configs/rec.yaml", "--model.dtype=float32", "--trainer.limit_predict_batches=4",
+    common = ["predict", "--config", config("rec.yaml"), "--model.dtype=float32", "--trainer.limit_predict_batches=4",
               "--data.init_args.eval_batch_size=16", "--trainer.enable_progress_bar=false", "--trainer.logger=false",
               f"--checkpoint.dirpath={tmp_path}", f"--trainer.default_root_dir={tmp_path}"]
     main([*common, "--trainer.accelerator=cpu", f"--predictions.output={tmp_path / 'cpu.jsonl'}"])

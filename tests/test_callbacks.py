@@ -1,4 +1,4 @@
-"""Issue 6: interrupted runs resume exactly, kill -9 leaves the last checkpoint whole."""
+"""tallrec_pl/callbacks.py: the checkpoint folder warning, and interrupted runs (signals, kill -9)."""
 
 from __future__ import annotations
 
@@ -7,21 +7,37 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import pytest
 import torch
-from test_cli import run_args
+from helpers import fit_process, run_args
+
+from tallrec_pl.cli import main
 
 
-def fit_process(*args: str) -> subprocess.CompletedProcess:
-    """``python -m tallrec_pl fit ARGS`` in its own process, as a user runs it."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, ["tests", os.environ.get("PYTHONPATH")]))}
-    # a shell starts background jobs with SIGINT ignored, and Python then installs no
-    # KeyboardInterrupt handler: give the child the default disposition, as a terminal would
-    return subprocess.run([sys.executable, "-m", "tallrec_pl", "fit", *args], capture_output=True, text=True, env=env,
-                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+def test_new_run_is_not_warned_about_its_own_files(tiny_backbone, ml100k, tmp_path):
+    out = tmp_path / "run"
+    args = run_args(tiny_backbone, ml100k, out, "--trainer.logger=true")
+
+    def dir_warnings() -> list[str]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            main(["fit", *args])
+        return [str(w.message) for w in caught if "not empty" in str(w.message) or "already holds" in str(w.message)]
+
+    assert dir_warnings() == []  # a new run: the folder holds only what this run (and its logger) wrote
+    assert (out / "config-fit.yaml").exists() and list(out.glob("lightning_logs/*/config.yaml"))
+    for i in range(4):  # a busy folder: the warning names a few files, not every one
+        (out / f"old-{i}.ckpt").write_bytes(b"")
+    second = dir_warnings()  # a new fit into a folder with checkpoints is warned about, with the fix
+    assert len(second) == 1 and "last.ckpt" in second[0] and "--ckpt_path last" in second[0]
+    assert "and 3 more" in second[0] and "old-3" not in second[0]
+    args += ["--trainer.max_epochs=2", "--ckpt_path=last"]
+    assert dir_warnings() == []  # resuming continues the folder's own run
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", ["SIGTERM", "SIGINT"])
 def test_signal_saves_and_resume_matches_uninterrupted(sig, tiny_backbone, ml100k, tmp_path):
     whole, cut = tmp_path / "whole", tmp_path / "cut"
@@ -33,7 +49,7 @@ def test_signal_saves_and_resume_matches_uninterrupted(sig, tiny_backbone, ml100
             ml100k,
             cut,
             "--trainer.max_epochs=2",
-            "--trainer.callbacks+=conftest.SignalAt",
+            "--trainer.callbacks+=helpers.SignalAt",
             "--trainer.callbacks.step=5",
             f"--trainer.callbacks.signal={sig}",
         )
@@ -48,6 +64,7 @@ def test_signal_saves_and_resume_matches_uninterrupted(sig, tiny_backbone, ml100
         torch.testing.assert_close(a["state_dict"][k], b["state_dict"][k], rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_kill_9_leaves_last_checkpoint_loadable(tiny_backbone, ml100k, tmp_path):
     out = tmp_path / "run"
     args = run_args(tiny_backbone, ml100k, out, "--trainer.max_epochs=1000", "--checkpoint.every_n_train_steps=1")
@@ -68,18 +85,3 @@ def test_kill_9_leaves_last_checkpoint_loadable(tiny_backbone, ml100k, tmp_path)
     assert not [
         p for p in os.listdir(out) if p.endswith(".ckpt") and p not in ("last.ckpt",) and not p.startswith("best")
     ]
-
-
-def test_third_party_noise_is_silenced(tiny_backbone, ml100k, tmp_path):
-    """What tallrec_pl/quiet.py drops stays out of a real run's output; everything else still shows."""
-    from tallrec_pl.quiet import RECORDS, WARNINGS
-
-    # logger=true: Lightning's default logger, which is where its tensorboardX warning and tips come from
-    done = fit_process(
-        *run_args(tiny_backbone, ml100k, tmp_path / "run", "--trainer.logger=true", "--trainer.max_epochs=1")
-    )
-    out = done.stdout + done.stderr
-    assert done.returncode == 0, out[-2000:]
-    heard = [m for _, m in WARNINGS if m in out] + [m for _, m in RECORDS if m in out]
-    assert not heard, out[-3000:]
-    assert "trainable LoRA parameters" in out  # the product's own lines still print
