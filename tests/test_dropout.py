@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
+
+from tallrec_pl.model.dropout import FastDropout
 
 
 def test_fast_dropout_keeps_one_minus_p_unbiased_and_seeded():
@@ -38,3 +41,30 @@ def test_lora_dropouts_are_fast_ones(setup):
     n_layers = module.model.get_base_model().config.num_hidden_layers
     assert len(drops) == 2 * n_layers  # q_proj and v_proj
     assert not any(type(m) is torch.nn.Dropout for m in module.model.modules())
+
+
+def test_peft_without_the_dropout_dict_is_refused(setup, monkeypatch):
+    """The swap checks PEFT still keeps each LoRA layer's dropout in a ModuleDict ``lora_dropout``."""
+    from peft.tuners.lora import LoraLayer
+
+    from tallrec_pl.errors import TallrecError
+    from tallrec_pl.model.dropout import use_fast_dropout
+
+    assert use_fast_dropout(setup[0].model) == 0  # already swapped: nothing left to swap
+    monkeypatch.setattr(LoraLayer, "other_param_names", ("r", "lora_alpha", "scaling"))
+    with pytest.raises(TallrecError, match="where a LoRA layer keeps its dropout"):
+        use_fast_dropout(setup[0].model)
+
+
+def test_step_seed_draws_the_same_masks_whatever_ran_before():
+    """The per-step reseed makes a step's dropout masks a function of (seed, rank, step) alone."""
+    from tallrec_pl.model.dropout import seed_step
+
+    drop, x = FastDropout(0.5).train(), torch.ones(64)
+    seed_step(7, 0, 3)
+    first = drop(x)
+    torch.rand(1000)  # other draws in between (sanity validation, a resumed run's start)
+    seed_step(7, 0, 3)
+    assert torch.equal(drop(x), first)
+    seed_step(7, 1, 3)
+    assert not torch.equal(drop(x), first)  # another rank draws other masks

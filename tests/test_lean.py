@@ -94,3 +94,14 @@ def test_lean_model_pickles_and_copies_to_itself():
         mlp = clone.model.layers[0].mlp
         assert mlp.forward.args[0] is mlp  # the patched forward belongs to the copy, not the original
         assert torch.equal(clone(x).logits, expected)
+
+
+def test_llama_family_module_of_another_shape_is_refused():
+    """lean.apply finds modules by class name and checks the attributes its forwards read."""
+    from tallrec_pl.errors import TallrecError
+    from tallrec_pl.model import lean
+
+    LlamaMLP = type("LlamaMLP", (torch.nn.Module,), {})  # a future MLP without gate_proj / up_proj
+    model = torch.nn.Sequential(LlamaMLP())
+    with pytest.raises(TallrecError, match="LLaMA-family MLP / RMSNorm attributes"):
+        lean.apply(model)

@@ -88,3 +88,12 @@ def test_rank_test_reports_slices_and_predictions_carry_them(tiny_backbone, ml10
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     lengths = {r["hist_len"] for r in rows}
     assert {0, 6} <= lengths and lengths & {1, 2, 3, 4} and {r["seen"] for r in rows} == {0, 1}
+
+
+def test_group_ranks_by_hand():
+    """Ranks by p(Yes) within each group (1 = top, ties in index order); -1 outside ranking."""
+    from tallrec_pl.data.record import make_table
+    from tallrec_pl.model.metrics import group_ranks
+
+    table = make_table([0.2, 0.9, 0.5, 0.3, 0.3, 0.8], index=[0, 1, 2, 3, 4, 5], group=[0, 0, 0, 1, 1, -1])
+    assert group_ranks(table).tolist() == [3, 1, 2, 1, 2, -1]
