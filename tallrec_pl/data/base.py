@@ -86,18 +86,10 @@ class PromptDataModule(L.LightningDataModule):
             )
         if num_workers < 0:
             raise TallrecError(f"data.num_workers={num_workers} must be 0 or more", "use 0 to load in the main process")
-        self.tokenizer_name = tokenizer
-        self.max_length = max_length
-        self.train_on_inputs = train_on_inputs
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size
-        self.group_by_length = group_by_length
-        self.val_limit = val_limit
-        self.predict_split = predict_split
-        self.num_workers = num_workers
-        self.seed = seed
-        self.cache_dir = cache_dir
-        self.trust_remote_code = trust_remote_code
+        self.tokenizer_name, self.max_length, self.train_on_inputs = tokenizer, max_length, train_on_inputs
+        self.batch_size, self.eval_batch_size, self.group_by_length = batch_size, eval_batch_size, group_by_length
+        self.val_limit, self.predict_split, self.num_workers = val_limit, predict_split, num_workers
+        self.seed, self.cache_dir, self.trust_remote_code = seed, cache_dir, trust_remote_code
         self.tokenizer = None
         self.encoded: dict[str, list[dict]] = {}
 
