@@ -203,14 +203,11 @@ class PromptDataModule(L.LightningDataModule):
             )
         return records
 
-    def _loader(self, records: list[dict], sampler) -> DataLoader:
-        return DataLoader(
-            records,
-            batch_size=self.eval_batch_size,
-            sampler=sampler,
-            collate_fn=Collator(self.tokenizer.pad_token_id),
-            num_workers=self.num_workers,
-        )
+    def _loader(self, records: list[dict], loader: type[DataLoader] = DataLoader, **batching) -> DataLoader:
+        """A ``loader`` of ``records`` padded with the tokenizer's pad id; ``batching``: its batch size
+        and sampler (or batch sampler)."""
+        collate = Collator(self.tokenizer.pad_token_id)
+        return loader(records, collate_fn=collate, num_workers=self.num_workers, **batching)
 
     def _batches_done(self) -> int:
         done = batches_done(self.trainer) if self.trainer is not None else 0
@@ -227,18 +224,13 @@ class PromptDataModule(L.LightningDataModule):
             if self.group_by_length
             else ShuffleSampler(len(records), self.seed)
         )
-        return ResumableLoader(
-            records,
-            batch_size=self.batch_size,
-            sampler=sampler,
-            collate_fn=Collator(self.tokenizer.pad_token_id),
-            num_workers=self.num_workers,
-            batches_done=self._batches_done,
-        )
+        return self._loader(records, ResumableLoader, batch_size=self.batch_size, sampler=sampler,
+                            batches_done=self._batches_done)
 
     def _eval_loader(self, name: str, needed_for: str) -> DataLoader:
         records = self._records(name, needed_for)
-        return self._loader(records, LengthSortedSampler([len(r["input_ids"]) for r in records]))
+        sampler = LengthSortedSampler([len(r["input_ids"]) for r in records])
+        return self._loader(records, batch_size=self.eval_batch_size, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("valid", "validation")

@@ -128,11 +128,8 @@ def read_ml100k(folder: str | os.PathLike) -> Log:
                 continue
             parts = line.rstrip("\n").split("\t")
             if len(parts) < 4:
-                raise TallrecError(
-                    f"{data} line {n}: expected 4 tab-separated fields (user, item, rating, timestamp), found "
-                    f"{len(parts)}",
-                    f"fix or remove that line of {data}",
-                )
+                raise TallrecError(f"{data} line {n}: expected 4 tab-separated fields (user, item, rating, timestamp), "
+                                   f"found {len(parts)}", f"fix or remove that line of {data}")
             users.append(parts[0])
             items.append(parts[1])
             ratings.append(_number(parts[2], data, n, "rating"))

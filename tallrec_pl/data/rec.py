@@ -8,7 +8,7 @@ import os
 from torch.utils.data import DataLoader
 
 from tallrec_pl.data.base import SPLITS, PromptDataModule, spread
-from tallrec_pl.data.batching import Collator, GroupBatchSampler
+from tallrec_pl.data.batching import GroupBatchSampler
 from tallrec_pl.data.logs import FORMATS, detect_format, read_log, read_samples_json
 from tallrec_pl.data.prompts import ItemText, Sample, UserProfile, json_sample, window_sample
 from tallrec_pl.data.windows import build_windows, few_shot_indices, split
@@ -190,9 +190,4 @@ class RankDataModule(RecDataModule):
         if name != "test":
             return super()._eval_loader(name, needed_for)
         records = self._records(name, needed_for)
-        return DataLoader(
-            records,
-            batch_sampler=GroupBatchSampler([r["group"] for r in records]),
-            collate_fn=Collator(self.tokenizer.pad_token_id),
-            num_workers=self.num_workers,
-        )
+        return self._loader(records, batch_sampler=GroupBatchSampler([r["group"] for r in records]))

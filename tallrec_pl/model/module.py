@@ -184,33 +184,9 @@ class TALLRecModule(L.LightningModule):
 
         return isinstance(self.trainer.strategy, (SingleDeviceStrategy, DDPStrategy))
 
-    @override
-    def on_validation_start(self) -> None:
-        self.merge_adapter()
-
-    @override
-    def on_validation_end(self) -> None:
-        self.unmerge_adapter()
-
-    @override
-    def on_test_start(self) -> None:
-        self.merge_adapter()
-
-    @override
-    def on_test_end(self) -> None:
-        self.unmerge_adapter()
-
-    @override
-    def on_predict_start(self) -> None:
-        self.merge_adapter()
-
-    @override
-    def on_predict_end(self) -> None:
-        self.unmerge_adapter()
-
-    @override
-    def on_train_start(self) -> None:
-        self.unmerge_adapter()  # never train on merged weights, whatever ran before
+    # evaluation runs on the merged weights; training never does, whatever ran before it
+    on_validation_start = on_test_start = on_predict_start = merge_adapter
+    on_validation_end = on_test_end = on_predict_end = on_train_start = unmerge_adapter
 
     # --- forward -------------------------------------------------------------------------
 
