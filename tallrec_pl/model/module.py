@@ -118,7 +118,9 @@ class TALLRecModule(L.LightningModule):
         hp = self.hparams
         self.yes_id, self.no_id = answer_token_ids(self.tokenizer)
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
-        base = bb.load_model(hp.backbone, hp.dtype, hp.load_in_8bit, hp.attn_implementation, hp.trust_remote_code, device)
+        base = bb.load_model(
+            hp.backbone, hp.dtype, hp.load_in_8bit, hp.attn_implementation, hp.trust_remote_code, device
+        )
         if hp.lean_activations:
             lean.apply(base)
         if hp.gradient_checkpointing:
