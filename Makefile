@@ -1,5 +1,6 @@
 # make demo      install into .venv, then rec-tune and test on the embedded defaults
-# make test      install into .venv, then run the test suite (slow tests included)
+# make test      install into .venv, then lint (ruff) and run the test suite (slow tests included)
+# make test-fast the same without the slow tests (the real backbone, subprocesses, DDP, signals)
 # make pipeline  stage 1 (Alpaca) then stage 2 (rec-tuning from stage 1's adapter); a quick check:
 #   make pipeline STAGE1_STEPS=8 STAGE2_ARGS='--data.init_args.shots 16 --trainer.max_epochs 1 --data.init_args.val_limit 32' TEST_ARGS='--trainer.limit_test_batches 4'
 VENV   ?= .venv
@@ -9,7 +10,7 @@ STAGE1_STEPS ?= 40  # training batches of stage 1 (one epoch at most)
 STAGE2_ARGS  ?=
 TEST_ARGS    ?=
 
-.PHONY: install demo test test-fast pipeline bench clean
+.PHONY: install demo lint test test-fast pipeline bench clean
 
 install: $(VENV)/.installed
 
@@ -25,10 +26,13 @@ demo: install
 	$(PY) -m tallrec_pl fit --config configs/rec.yaml --config configs/demo.yaml
 	$(PY) -m tallrec_pl test --config configs/rec.yaml --config configs/demo.yaml --ckpt_path best
 
-test: install
+lint: install
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(PY) -m pytest -q
 
-test-fast: install
+test-fast: lint
 	$(PY) -m pytest -q -m "not slow"
 
 pipeline: install

@@ -21,8 +21,13 @@ def cli(*args: str, log: Path) -> None:
     with open(log, "a") as fh:
         fh.write(f"\n$ python -m tallrec_pl {' '.join(args)}\n")
         fh.flush()
-        proc = subprocess.run([sys.executable, "-m", "tallrec_pl", *args], cwd=ROOT, stdout=fh, stderr=subprocess.STDOUT,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        proc = subprocess.run(
+            [sys.executable, "-m", "tallrec_pl", *args],
+            cwd=ROOT,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
     if proc.returncode:
         raise SystemExit(f"command failed (exit {proc.returncode}); see {log}")
 
@@ -37,16 +42,27 @@ def machine() -> dict:
     from tallrec_pl import hardware
 
     flags = hardware.cpu_flags()
-    return {"cpu": hardware.cpu_model(), "cores": hardware.physical_cores(), "isa": {f: f in flags for f in hardware.ISA_FLAGS},
-            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
-            "forced": {v: os.environ[v] for v in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if os.environ.get(v)},
-            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    return {
+        "cpu": hardware.cpu_model(),
+        "cores": hardware.physical_cores(),
+        "isa": {f: f in flags for f in hardware.ISA_FLAGS},
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "torch": torch.__version__,
+        "forced": {v: os.environ[v] for v in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if os.environ.get(v)},
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
 
 
 # Results written before machine() existed: the 2-core AMD EPYC these benchmarks ran on (its
 # flags as /proc/cpuinfo lists them), torch's native AVX-512 kernels.
-LEGACY_MACHINE = {"cpu": "AMD EPYC", "cores": 2, "isa": {"avx2": True, "avx512f": True, "avx512_bf16": True, "amx_bf16": False,
-                  "amx_tile": False}, "torch_cpu_capability": "AVX512", "forced": {}, "gpu": None}
+LEGACY_MACHINE = {
+    "cpu": "AMD EPYC",
+    "cores": 2,
+    "isa": {"avx2": True, "avx512f": True, "avx512_bf16": True, "amx_bf16": False, "amx_tile": False},
+    "torch_cpu_capability": "AVX512",
+    "forced": {},
+    "gpu": None,
+}
 
 
 def machine_text(info: dict | None) -> str:
@@ -56,8 +72,12 @@ def machine_text(info: dict | None) -> str:
     have = ", ".join(f for f, on in isa.items() if on) or "none"
     lack = ", ".join(f for f, on in isa.items() if not on)
     forced = info.get("forced") or {}
-    path = (f"float32-only path forced ({' '.join(f'{k}={v}' for k, v in forced.items())}; torch kernels "
-            f"{info.get('torch_cpu_capability')})" if forced else f"native kernels ({info.get('torch_cpu_capability')})")
+    path = (
+        f"float32-only path forced ({' '.join(f'{k}={v}' for k, v in forced.items())}; torch kernels "
+        f"{info.get('torch_cpu_capability')})"
+        if forced
+        else f"native kernels ({info.get('torch_cpu_capability')})"
+    )
     gpu = f", GPU {info['gpu']}" if info.get("gpu") else ", no GPU"
     return f"{info['cpu']}, {info['cores']} cores, flags {have}{'; no ' + lack if lack else ''}; {path}{gpu}"
 

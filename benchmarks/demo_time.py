@@ -23,8 +23,12 @@ CONFIGS = ["--config", "configs/rec.yaml", "--config", "configs/demo.yaml"]
 
 
 def run(*args: str, log) -> str:
-    proc = subprocess.run([sys.executable, "-m", "tallrec_pl", *args, *CONFIGS, *RUN_DIR, "--trainer.enable_progress_bar=false"],
-                          cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tallrec_pl", *args, *CONFIGS, *RUN_DIR, "--trainer.enable_progress_bar=false"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     log.write(proc.stdout + proc.stderr)
     if proc.returncode:
         raise SystemExit(f"{args[0]} failed: {proc.stderr[-2000:]}")
@@ -41,7 +45,11 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     global RUN_DIR
-    RUN_DIR = [f"--checkpoint.dirpath={out}", f"--trainer.default_root_dir={out}", f"--predictions.output={out / 'predictions.jsonl'}"]
+    RUN_DIR = [
+        f"--checkpoint.dirpath={out}",
+        f"--trainer.default_root_dir={out}",
+        f"--predictions.output={out / 'predictions.jsonl'}",
+    ]
     with open(out / "log.txt", "w") as log:
         start = time.perf_counter()
         fit = run("fit", log=log)
@@ -50,8 +58,14 @@ def main() -> None:
         end = time.perf_counter()
     auc = float(re.search(r"test/auc\W+([0-9.]+)", test).group(1))
     dtype_line = next(line for line in fit.splitlines() if "model.dtype auto" in line)
-    result = {"machine": info, "fit_seconds": mid - start, "test_seconds": end - mid, "total_seconds": end - start,
-              "test_auc": auc, "dtype": dtype_line.split("tallrec_pl: ", 1)[-1]}
+    result = {
+        "machine": info,
+        "fit_seconds": mid - start,
+        "test_seconds": end - mid,
+        "total_seconds": end - start,
+        "test_auc": auc,
+        "dtype": dtype_line.split("tallrec_pl: ", 1)[-1],
+    }
     save_json(RESULTS / f"demo-{tag}.json", result)
     print(result)
 

@@ -21,10 +21,12 @@ import sys
 import time
 
 import torch
-
 from common import RESULTS, machine, save_json
 
-SHAPES = {"micro-batch (512 x 576 @ 576 x 1536)": (512, 576, 1536), "TALLRec batch (2048 x 576 @ 576 x 1536)": (2048, 576, 1536)}
+SHAPES = {
+    "micro-batch (512 x 576 @ 576 x 1536)": (512, 576, 1536),
+    "TALLRec batch (2048 x 576 @ 576 x 1536)": (2048, 576, 1536),
+}
 SLOW = 10.0  # a dtype whose matmul is this many times slower than float32 is not trained (minutes a step)
 
 
@@ -78,18 +80,24 @@ def main() -> None:
     torch.set_num_threads(cores)
     result = {"machine": machine(), "matmul_gflops": {}}
     for name, shape in SHAPES.items():
-        result["matmul_gflops"][name] = {d: hardware.matmul_gflops(getattr(torch, d), shape) for d in ("float32", "bfloat16")}
+        result["matmul_gflops"][name] = {
+            d: hardware.matmul_gflops(getattr(torch, d), shape) for d in ("float32", "bfloat16")
+        }
     micro = result["matmul_gflops"][next(iter(SHAPES))]
     bf16_slowdown = micro["float32"] / micro["bfloat16"]
 
     dm = RecDataModule(shots=64, seed=0, batch_size=8, cache_dir=None)
     dm.setup("fit")
-    batches = [b for _, b in zip(range(2), dm.train_dataloader())]
+    batches = [b for _, b in zip(range(2), dm.train_dataloader(), strict=False)]
     result["tokens_per_step"] = int(sum(b["attention_mask"].sum() for b in batches))
 
     modules = {}
-    variants = {"float32 (baseline)": {}, "eager attention": {"attn_implementation": "eager", "lean_activations": False},
-                "sdpa, lean off": {"lean_activations": False}, "8-bit backbone": {"load_in_8bit": True}}
+    variants = {
+        "float32 (baseline)": {},
+        "eager attention": {"attn_implementation": "eager", "lean_activations": False},
+        "sdpa, lean off": {"lean_activations": False},
+        "8-bit backbone": {"load_in_8bit": True},
+    }
     if bf16_slowdown < SLOW:
         variants["bfloat16"] = {"dtype": "bfloat16"}
     for name, options in variants.items():
@@ -112,7 +120,7 @@ def main() -> None:
     sides[f"threads {2 * cores} (2 per core)"] = ("float32 (baseline)", 2 * cores)
     sides[f"threads {4 * cores} (4 per core)"] = ("float32 (baseline)", 4 * cores)
     times: dict[str, list[float]] = {side: [] for side in sides}
-    for side, (name, threads) in sides.items():  # warm-up
+    for name, threads in sides.values():  # warm-up
         step(name, threads)
     for _ in range(3):
         for side, (name, threads) in sides.items():
@@ -121,10 +129,13 @@ def main() -> None:
     result["step_seconds"] = {side: statistics.median(v) for side, v in times.items()}
     result["step_vs_baseline"] = {side: statistics.median(v) / base for side, v in times.items()}
     result["rounds"] = times
-    result["resident_mb_after_a_step"] = {name: resident_of(variants[name]) for name in ("float32 (baseline)", "8-bit backbone")
-                                          if name in modules}
+    result["resident_mb_after_a_step"] = {
+        name: resident_of(variants[name]) for name in ("float32 (baseline)", "8-bit backbone") if name in modules
+    }
     if bf16_slowdown >= SLOW:
-        result["bfloat16_not_trained"] = f"bfloat16 matmul {bf16_slowdown:.0f}x slower than float32 here: a step would take minutes"
+        result["bfloat16_not_trained"] = (
+            f"bfloat16 matmul {bf16_slowdown:.0f}x slower than float32 here: a step would take minutes"
+        )
 
     def kept(name: str) -> float:
         seen: dict[int, int] = {}

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+import procedures
 import torch
-
-import speed
 from common import RESULTS, save_json
 
 
@@ -23,7 +22,7 @@ def main() -> None:
     from tallrec_pl.model.backbone import load_tokenizer
 
     tok = load_tokenizer("embedded")
-    _, samples, _ = speed.test_samples(args.n)
+    _, samples, _ = procedures.test_samples(args.n)
     records = encode_samples(samples, tok, 512)
     for i, r in enumerate(records):
         r["index"] = i
@@ -35,13 +34,18 @@ def main() -> None:
 
     scores = {}
     for dtype in ("float32", "bfloat16"):
-        module = speed.load(dtype, args.adapter)
+        module = procedures.load(dtype, args.adapter)
         scores[f"{dtype} unmerged"] = score(module)
         module.merge_adapter()
         scores[f"{dtype} merged"] = score(module)
     ref = scores["float32 unmerged"]
-    result = {"n": args.n, "adapter": args.adapter,
-              "max_abs_diff_vs_float32_unmerged": {k: float((v - ref).abs().max()) for k, v in scores.items() if k != "float32 unmerged"}}
+    result = {
+        "n": args.n,
+        "adapter": args.adapter,
+        "max_abs_diff_vs_float32_unmerged": {
+            k: float((v - ref).abs().max()) for k, v in scores.items() if k != "float32 unmerged"
+        },
+    }
     save_json(RESULTS / "precision.json", result)
     print(result)
 

@@ -17,7 +17,7 @@ from common import RESULTS, save_json
 
 def common_prefix(a: list[int], b: list[int]) -> int:
     n = 0
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         if x != y:
             break
         n += 1
@@ -45,7 +45,7 @@ def count(prompts: list[list[int]], batch: int) -> dict:
     import torch
 
     from tallrec_pl.data.batching import LengthSortedSampler
-    from tallrec_pl.model.module import reused_prefix_len
+    from tallrec_pl.model.scoring import reused_prefix_len
 
     total = sum(map(len, prompts))
     product = 0  # what TALLRecModule.hidden_states computes: the batch's shared prefix once, the rest per row
@@ -58,7 +58,7 @@ def count(prompts: list[list[int]], batch: int) -> dict:
         product += n + sum(len(r) - n for r in rows)
     grouped = product - one_level_savings(prompts, product_prefix=min(common_prefix(prompts[0], p) for p in prompts))
     ranked = sorted(prompts)  # neighbours in sorted order share the longest prefixes: tree nodes = sum of new suffixes
-    tree = len(ranked[0]) + sum(len(b) - common_prefix(a, b) for a, b in zip(ranked, ranked[1:]))
+    tree = len(ranked[0]) + sum(len(b) - common_prefix(a, b) for a, b in zip(ranked, ranked[1:], strict=False))
     return {"prompts": len(prompts), "prompt_tokens": total, "computed_product": product, "computed_prefix_tree": tree,
             "computed_one_level": grouped, "product_fraction": product / total, "tree_fraction": tree / total,
             "tree_gain_over_product": product / tree, "one_level_gain_over_product": product / grouped}
@@ -68,7 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batch", type=int, default=32, help="scoring batch (speed.py's default)")
     opts = parser.parse_args()
-    from speed import test_samples
+    from procedures import test_samples
 
     from tallrec_pl.data.encode import encode_samples
     from tallrec_pl.model.backbone import load_tokenizer
@@ -76,13 +76,19 @@ def main() -> None:
     _, samples, _ = test_samples(1000)
     records = encode_samples(samples, load_tokenizer("embedded"), 512)
     prompts = [r["input_ids"][:r["prompt_len"]] for r in records]  # what scoring reads: up to the answer position
-    result = {"batch": opts.batch, "first_128": count(prompts[:128], opts.batch), "all_1000": count(prompts, opts.batch)}
+    result = {
+        "batch": opts.batch,
+        "first_128": count(prompts[:128], opts.batch),
+        "all_1000": count(prompts, opts.batch),
+    }
     save_json(RESULTS / "prefix_reuse.json", result)
     for key in ("first_128", "all_1000"):
         r = result[key]
-        print(f"{key}: {r['prompt_tokens']} prompt tokens; product computes {r['product_fraction']:.3f} of them, "
-              f"one more level {r['one_level_gain_over_product']:.2f}x fewer, "
-              f"an ideal prefix tree {r['tree_fraction']:.3f} ({r['tree_gain_over_product']:.2f}x fewer than the product)")
+        print(
+            f"{key}: {r['prompt_tokens']} prompt tokens; product computes {r['product_fraction']:.3f} of them, "
+            f"one more level {r['one_level_gain_over_product']:.2f}x fewer, "
+            f"an ideal prefix tree {r['tree_fraction']:.3f} ({r['tree_gain_over_product']:.2f}x fewer than the product)"
+        )
 
 
 if __name__ == "__main__":

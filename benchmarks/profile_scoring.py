@@ -11,7 +11,7 @@ import argparse
 import time
 
 from common import RESULTS, save_json
-from speed import our_scorer
+from procedures import our_scorer
 
 GROUPS = {"matmul": ("aten::mm", "aten::bmm", "aten::addmm"), "attention": ("aten::_scaled_dot_product",)}
 
@@ -37,12 +37,21 @@ def main() -> None:
     shares = {g: sum(t for k, t in self_us.items() if k.startswith(names)) / total for g, names in GROUPS.items()}
     shares["other"] = 1 - sum(shares.values())
     top = sorted(self_us.items(), key=lambda kv: -kv[1])[:12]
-    result = {"dtype": opts.dtype, "n": opts.n, "batch": opts.batch, "adapter": bool(opts.adapter), "seconds_unprofiled": plain,
-              "shares": shares, "top_ops": {k: t / total for k, t in top},
-              "speedup_bound_if_only_matmuls_cost": 1 / shares["matmul"]}
+    result = {
+        "dtype": opts.dtype,
+        "n": opts.n,
+        "batch": opts.batch,
+        "adapter": bool(opts.adapter),
+        "seconds_unprofiled": plain,
+        "shares": shares,
+        "top_ops": {k: t / total for k, t in top},
+        "speedup_bound_if_only_matmuls_cost": 1 / shares["matmul"],
+    }
     save_json(RESULTS / "profile_scoring.json", result)
-    print(", ".join(f"{g} {v:.1%}" for g, v in shares.items()) + f"; pass {plain:.1f} s unprofiled; "
-          f"only-matmul bound {result['speedup_bound_if_only_matmuls_cost']:.2f}x")
+    print(
+        ", ".join(f"{g} {v:.1%}" for g, v in shares.items()) + f"; pass {plain:.1f} s unprofiled; "
+        f"only-matmul bound {result['speedup_bound_if_only_matmuls_cost']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -24,7 +24,11 @@ CONFIG = "configs/rec.yaml"
 # 16 and 64 shots get 64 and 128 optimizer steps: at 16 steps 16 shots scored below zero-shot and
 # at 64 steps 64 shots' validation AUC was still rising; 256 shots' levelled off by epoch 3 of 8.
 EPOCHS = {16: 32, 64: 16, 256: 8}
-VALIDATE = {16: ["--trainer.check_val_every_n_epoch=4"], 64: ["--trainer.check_val_every_n_epoch=2"], 256: ["--trainer.check_val_every_n_epoch=1"]}
+VALIDATE = {
+    16: ["--trainer.check_val_every_n_epoch=4"],
+    64: ["--trainer.check_val_every_n_epoch=2"],
+    256: ["--trainer.check_val_every_n_epoch=1"],
+}
 TRAIN = ["--model.lr=5e-4", "--trainer.accumulate_grad_batches=1", "--trainer.enable_progress_bar=false"]
 STAGE1 = "alpaca-stage1"  # one epoch of configs/alpaca.yaml on the 1k Alpaca sample in ../shared
 TWO_STAGE_SHOTS = 256
@@ -70,14 +74,24 @@ def stage1_adapter() -> str:
     if not (ckpt / "fit.done").exists():
         alpaca = SHARED / "alpaca" / "alpaca_data_1k.json"
         if not alpaca.exists():
-            raise SystemExit(f"{alpaca} is absent: the two-stage runs need the Alpaca sample (or drop them with --only)")
-        fit_once(ckpt, "--config", "configs/alpaca.yaml", f"--data.init_args.path={alpaca}", f"--checkpoint.dirpath={ckpt}",
-                 f"--trainer.default_root_dir={ckpt}", "--trainer.enable_progress_bar=false")
+            raise SystemExit(
+                f"{alpaca} is absent: the two-stage runs need the Alpaca sample (or drop them with --only)"
+            )
+        fit_once(
+            ckpt,
+            "--config",
+            "configs/alpaca.yaml",
+            f"--data.init_args.path={alpaca}",
+            f"--checkpoint.dirpath={ckpt}",
+            f"--trainer.default_root_dir={ckpt}",
+            "--trainer.enable_progress_bar=false",
+        )
     return str(ckpt / "adapter")
 
 
 def fit_once(ckpt, *args: str) -> None:
-    """``fit ARGS`` into run folder ``ckpt``: a finished fit is not redone, an interrupted one goes on from last.ckpt."""
+    """``fit ARGS`` into run folder ``ckpt``: a finished fit is not redone, an interrupted one goes
+    on from last.ckpt."""
     if (ckpt / "fit.done").exists():
         return
     resume = ["--ckpt_path=last"] if (ckpt / "last.ckpt").exists() else []
@@ -100,12 +114,22 @@ def run(name: str, shots: int, seed: int, two_stage: bool = False) -> dict:
     if shots == 0:
         result = predict_auc(name, ckpt, start, log)
     else:
-        common = [f"--checkpoint.dirpath={ckpt}", f"--trainer.default_root_dir={ckpt}", f"--data.init_args.seed={seed}",
-                  f"--seed_everything={seed}", *start]
+        common = [
+            f"--checkpoint.dirpath={ckpt}",
+            f"--trainer.default_root_dir={ckpt}",
+            f"--data.init_args.seed={seed}",
+            f"--seed_everything={seed}",
+            *start,
+        ]
         if shots > 0:
             train = [f"--data.init_args.shots={shots}", f"--trainer.max_epochs={EPOCHS[shots]}", *VALIDATE[shots]]
         else:
-            train = ["--data.init_args.shots=-1", f"--trainer.max_steps={FULL_STEPS}", "--trainer.max_epochs=1", "--trainer.val_check_interval=50"]
+            train = [
+                "--data.init_args.shots=-1",
+                f"--trainer.max_steps={FULL_STEPS}",
+                "--trainer.max_epochs=1",
+                "--trainer.val_check_interval=50",
+            ]
         fit_once(ckpt, "--config", CONFIG, *common, *TRAIN, *train)  # a finished fit is rescored, not retrained
         result = predict_auc(name, ckpt, [*common, "--ckpt_path=best"], log)
     result.update({"name": name, "shots": shots, "seed": seed})
@@ -148,16 +172,22 @@ def main() -> None:
     parser.add_argument("--only", type=int, help="run one shot size only (0 zero-shot, -1 full)")
     opts = parser.parse_args()
     # seed 0 of every size first, then the other 256-shot seeds: a partial sweep still answers most
-    order = [(n, 0) for n in (256, 16, 64)] + [(256, s) for s in SEEDS[1:]] + [(n, s) for s in SEEDS[1:] for n in (16, 64)]
+    order = (
+        [(n, 0) for n in (256, 16, 64)] + [(256, s) for s in SEEDS[1:]] + [(n, s) for s in SEEDS[1:] for n in (16, 64)]
+    )
     few_shot = [("zero-shot", 0, 0, False)] + [(run_name(n, s), n, s, False) for n, s in order]
-    two_stage = [("alpaca-only", 0, 0, True)] + [(run_name(TWO_STAGE_SHOTS, s, True), TWO_STAGE_SHOTS, s, True) for s in SEEDS]
+    two_stage = [("alpaca-only", 0, 0, True)] + [
+        (run_name(TWO_STAGE_SHOTS, s, True), TWO_STAGE_SHOTS, s, True) for s in SEEDS
+    ]
     full = [("movie-full-s0", -1, 0, False)]
     plan = [p for p in few_shot + two_stage + full if opts.only is None or p[1] == opts.only]
     progress = Progress(len(plan))
     results = []
     for name, shots, seed, staged in plan:
         if opts.only is None and name == full[0][0]:  # books first: the capped full run is the longest
-            best = max((r for r in results if r["shots"] > 0), key=lambda r: r["test_auc"])["name"]  # the current protocol's runs
+            best = max((r for r in results if r["shots"] > 0), key=lambda r: r["test_auc"])[
+                "name"
+            ]  # the current protocol's runs
             print(f"book from movie: {cross_domain(best)}", flush=True)
         cached = (OUT / f"{name}.json").exists()
         r = run(name, shots, seed, staged)
@@ -166,9 +196,15 @@ def main() -> None:
     summary = {}
     for n in (16, 64, 256):
         for staged in (False, True):
-            vals = [r["test_auc"] for r in results if r["shots"] == n and ("stage1" in r) == staged]  # the current EPOCHS only
+            vals = [
+                r["test_auc"] for r in results if r["shots"] == n and ("stage1" in r) == staged
+            ]  # the current EPOCHS only
             if vals:
-                summary[f"{n}{' after stage 1' if staged else ''}"] = {"mean": statistics.mean(vals), "std": statistics.stdev(vals) if len(vals) > 1 else 0.0, "runs": vals}
+                summary[f"{n}{' after stage 1' if staged else ''}"] = {
+                    "mean": statistics.mean(vals),
+                    "std": statistics.stdev(vals) if len(vals) > 1 else 0.0,
+                    "runs": vals,
+                }
     print(json.dumps(summary, indent=2))
 
 

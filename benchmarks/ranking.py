@@ -32,13 +32,18 @@ def groups_and_log(n_groups: int):
 
 
 def evaluate(test, scores) -> dict:
-    """The product's own test metrics and slices (TALLRecModule) on these scores."""
-    import torch
+    """The product's own test metrics and slices (tallrec_pl/model/metrics.py) on these scores."""
+    from tallrec_pl.data.record import make_table
+    from tallrec_pl.model.metrics import slices, table_metrics
 
-    from tallrec_pl.model.module import slices, table_metrics
-
-    table = torch.tensor([[i, float(p), float(s.meta["positive"]), s.meta["group"], s.meta["hist_len"], s.meta.get("seen", -1)]
-                          for i, (s, p) in enumerate(zip(test, scores))], dtype=torch.float64)
+    table = make_table(
+        [float(p) for p in scores],
+        index=list(range(len(test))),
+        label=[int(s.meta["positive"]) for s in test],
+        group=[s.meta["group"] for s in test],
+        hist_len=[s.meta["hist_len"] for s in test],
+        seen=[s.meta.get("seen", -1) for s in test],
+    )
     out = table_metrics(table)
     out["slices"] = {name: table_metrics(rows) for name, rows in slices(table).items()}
     return out
@@ -56,8 +61,10 @@ def baselines(test, train_windows) -> dict:
     items = sorted({i for _, i in seen} | {s.meta["item"] for s in test})
     uid, iid = {u: k for k, u in enumerate(users)}, {i: k for k, i in enumerate(items)}
     pairs = sorted(set(seen))
-    matrix = sp.csr_matrix((np.ones(len(pairs), dtype=np.float32), ([uid[u] for u, _ in pairs], [iid[i] for _, i in pairs])),
-                           shape=(len(users), len(items)))
+    matrix = sp.csr_matrix(
+        (np.ones(len(pairs), dtype=np.float32), ([uid[u] for u, _ in pairs], [iid[i] for _, i in pairs])),
+        shape=(len(users), len(items)),
+    )
     als = AlternatingLeastSquares(factors=64, regularization=0.05, iterations=20, random_state=0)
     als.fit(matrix, show_progress=False)
     scores = []
@@ -72,11 +79,18 @@ def baselines(test, train_windows) -> dict:
 
 def llm(name: str, groups: int, ckpt: str | None, test) -> dict:
     out = RUNS / "rank" / name / "predictions.jsonl"
-    args = ["predict", "--config", "configs/rank.yaml", f"--data.init_args.limit_groups={groups}", f"--predictions.output={out}",
-            f"--checkpoint.dirpath={RUNS / 'rank' / name}", "--trainer.enable_progress_bar=false"]
+    args = [
+        "predict",
+        "--config",
+        "configs/rank.yaml",
+        f"--data.init_args.limit_groups={groups}",
+        f"--predictions.output={out}",
+        f"--checkpoint.dirpath={RUNS / 'rank' / name}",
+        "--trainer.enable_progress_bar=false",
+    ]
     cli(*args, *([f"--ckpt_path={ckpt}"] if ckpt else []), log=RUNS / "rank" / "log.txt")
     rows = [json.loads(line) for line in out.read_text().splitlines()]
-    if len(rows) != len(test) or any(r["item"] != s.meta["item"] for r, s in zip(rows, test)):
+    if len(rows) != len(test) or any(r["item"] != s.meta["item"] for r, s in zip(rows, test, strict=False)):
         raise SystemExit(f"{out}: the CLI ranked other candidates than this script built")
     return evaluate(test, [r["p_yes"] for r in rows])
 
@@ -92,7 +106,7 @@ def prefix_speed(groups: int) -> dict:
     module.configure_model()
     module.eval()
     loader = dm.test_dataloader()
-    batches = [b for _, b in zip(range(groups), loader)]
+    batches = [b for _, b in zip(range(groups), loader, strict=False)]
     module.merge_adapter()  # as the product's test / predict do
     n = sum(len(b["index"]) for b in batches)
     result = {"shared": 0.0, "independent": 0.0}

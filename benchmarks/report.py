@@ -9,7 +9,7 @@ import json
 import statistics
 from pathlib import Path
 
-from common import RESULTS, ROOT, RUNS, machine_text, read_predictions
+from common import RESULTS, ROOT, machine_text
 from quality import EPOCHS, steps
 
 DOCS = ROOT / "docs"
@@ -21,14 +21,27 @@ def load(path: Path):
 
 
 def quality_section() -> list[str]:
-    runs = [json.loads(p.read_text()) for p in sorted((RESULTS / "quality").glob("*.json")) if p.name != "book-from-movie.json"]
-    lines = ["## Quality: movie test AUC (1000 TALLRec test samples), embedded SmolLM2-135M", "", f"Machine: {machine_text(None)}; bfloat16 weights.", "",
-             "Command: `python benchmarks/quality.py` (resumable; then `python benchmarks/report.py`).", ""]
+    runs = [
+        json.loads(p.read_text())
+        for p in sorted((RESULTS / "quality").glob("*.json"))
+        if p.name != "book-from-movie.json"
+    ]
+    lines = [
+        "## Quality: movie test AUC (1000 TALLRec test samples), embedded SmolLM2-135M",
+        "",
+        f"Machine: {machine_text(None)}; bfloat16 weights.",
+        "",
+        "Command: `python benchmarks/quality.py` (resumable; then `python benchmarks/report.py`).",
+        "",
+    ]
     if not runs:
         return lines + ["No quality run has finished yet.", ""]
     zero = next((r for r in runs if r["shots"] == 0 and "stage1" not in r), None)
     stage1_only = next((r for r in runs if r["shots"] == 0 and "stage1" in r), None)
-    lines += ["| training set | runs (seeds) | test AUC mean | std | per seed | TALLRec LLaMA-7B (paper) |", "| --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        "| training set | runs (seeds) | test AUC mean | std | per seed | TALLRec LLaMA-7B (paper) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     if zero:
         lines.append(f"| zero-shot (no tuning) | 1 | {zero['test_auc']:.4f} | - | - | - |")
     if stage1_only:
@@ -36,37 +49,60 @@ def quality_section() -> list[str]:
     points, earlier, staged_points = [], [], []
     for n in (16, 64, 256, -1):
         # the current budget (quality.EPOCHS) first, then earlier ones; rec-tuning alone before after stage 1
-        kinds = sorted({(r.get("epochs"), "stage1" in r) for r in runs if r["shots"] == n}, key=lambda k: (k[1], k[0] != EPOCHS.get(n), k[0] or 0))
+        kinds = sorted(
+            {(r.get("epochs"), "stage1" in r) for r in runs if r["shots"] == n},
+            key=lambda k: (k[1], k[0] != EPOCHS.get(n), k[0] or 0),
+        )
         for epochs, staged in kinds:
-            vals = [r["test_auc"] for r in runs if r["shots"] == n and r.get("epochs") == epochs and ("stage1" in r) == staged]
+            vals = [
+                r["test_auc"]
+                for r in runs
+                if r["shots"] == n and r.get("epochs") == epochs and ("stage1" in r) == staged
+            ]
             mean = statistics.mean(vals)
             std = statistics.stdev(vals) if len(vals) > 1 else 0.0
-            label = (f"{n} shots, {epochs} epochs ({steps(n, epochs)} steps)" if n > 0 else "full train split (capped, see deviations)")
+            label = (
+                f"{n} shots, {epochs} epochs ({steps(n, epochs)} steps)"
+                if n > 0
+                else "full train split (capped, see deviations)"
+            )
             if n > 0 and epochs != EPOCHS[n]:
                 label += ", earlier budget"
             if staged:
                 label += ", after Alpaca stage 1 (TALLRec's two stages)"
             paper = f"{PAPER['movie'][n] / 100:.4f}" if n in PAPER["movie"] else "-"
-            lines.append(f"| {label} | {len(vals)} | {mean:.4f} | {std:.4f} | {', '.join(f'{v:.4f}' for v in vals)} | {paper} |")
+            lines.append(
+                f"| {label} | {len(vals)} | {mean:.4f} | {std:.4f} | {', '.join(f'{v:.4f}' for v in vals)} | {paper} |"
+            )
             if n > 0:
                 (staged_points if staged else points if epochs == EPOCHS[n] else earlier).append((n, mean, std))
     lines += ["", "Sequential baselines in the paper (GRU4Rec, Caser, SASRec) sit near 0.50-0.54 at these sizes.", ""]
     cross = load(RESULTS / "quality" / "book-from-movie.json")
     if cross and "book_auc" in cross:
-        lines += [f"Cross-domain: the best movie adapter ({cross['adapter']}) on the first {cross['n']} samples of TALLRec's book split: "
-                  f"AUC {cross['book_auc']:.4f} (untuned backbone: {cross['book_auc_zero_shot']:.4f}; paper, LLaMA-7B trained on books: "
-                  f"{PAPER['book'][16] / 100:.4f} / {PAPER['book'][64] / 100:.4f} / {PAPER['book'][256] / 100:.4f} at 16 / 64 / 256 shots).", ""]
+        lines += [
+            f"Cross-domain: the best movie adapter ({cross['adapter']}) on the first {cross['n']} samples of TALLRec's "
+            "book split: "
+            f"AUC {cross['book_auc']:.4f} (untuned backbone: {cross['book_auc_zero_shot']:.4f}; paper, LLaMA-7B "
+            "trained on books: "
+            f"{PAPER['book'][16] / 100:.4f} / {PAPER['book'][64] / 100:.4f} / {PAPER['book'][256] / 100:.4f} at 16 / "
+            "64 / 256 shots).",
+            "",
+        ]
     if points:
         plot_auc(points, earlier, staged_points, zero["test_auc"] if zero else None)
         lines += ["![test AUC against shots](auc_vs_shots.png)", ""]
-    current = [r for r in runs if r["shots"] == -1 or (r["shots"] > 0 and r.get("epochs") == EPOCHS[r["shots"]])]  # full run too
+    current = [
+        r for r in runs if r["shots"] == -1 or (r["shots"] > 0 and r.get("epochs") == EPOCHS[r["shots"]])
+    ]  # full run too
     ranked = sorted(current, key=lambda r: -r["test_auc"])
     drawn = next((r for r in ranked if plot_roc(r)), None)  # the best run whose test scores are at hand
     if drawn:
         caption = f"ROC of the best run ({drawn['name']}, AUC {drawn['test_auc']:.4f})"
         if drawn is not ranked[0]:
-            caption = (f"ROC of the best run whose test scores are kept ({drawn['name']}, AUC {drawn['test_auc']:.4f}; "
-                       f"{ranked[0]['name']}'s scores predate keeping them in its result file)")
+            caption = (
+                f"ROC of the best run whose test scores are kept ({drawn['name']}, AUC {drawn['test_auc']:.4f}; "
+                f"{ranked[0]['name']}'s scores predate keeping them in its result file)"
+            )
         lines += [f"![{caption}](roc_best.png)", "", f"*{caption}.*", ""]
     return lines
 
@@ -79,13 +115,34 @@ def plot_auc(points, earlier, staged, zero) -> None:
 
     fig, ax = plt.subplots(figsize=(5.5, 4.4))
     xs = [p[0] for p in points]
-    ax.errorbar(xs, [p[1] for p in points], yerr=[p[2] for p in points], marker="o", capsize=3, label="tallrec_pl, SmolLM2-135M (mean ± std over the seeds run)")
+    ax.errorbar(
+        xs,
+        [p[1] for p in points],
+        yerr=[p[2] for p in points],
+        marker="o",
+        capsize=3,
+        label="tallrec_pl, SmolLM2-135M (mean ± std over the seeds run)",
+    )
     if earlier:
-        ax.errorbar([p[0] for p in earlier], [p[1] for p in earlier], yerr=[p[2] for p in earlier], fmt="x", color="gray", capsize=3,
-                    label="earlier, shorter epoch budgets")
+        ax.errorbar(
+            [p[0] for p in earlier],
+            [p[1] for p in earlier],
+            yerr=[p[2] for p in earlier],
+            fmt="x",
+            color="gray",
+            capsize=3,
+            label="earlier, shorter epoch budgets",
+        )
     if staged:  # drawn a little to the right, so its error bar does not hide the one-stage point
-        ax.errorbar([p[0] * 1.08 for p in staged], [p[1] for p in staged], yerr=[p[2] for p in staged], fmt="D", color="green", capsize=3,
-                    label="after Alpaca stage 1 (TALLRec's two stages)")
+        ax.errorbar(
+            [p[0] * 1.08 for p in staged],
+            [p[1] for p in staged],
+            yerr=[p[2] for p in staged],
+            fmt="D",
+            color="green",
+            capsize=3,
+            label="after Alpaca stage 1 (TALLRec's two stages)",
+        )
     ax.plot(list(PAPER["movie"]), [v / 100 for v in PAPER["movie"].values()], "s--", label="TALLRec paper, LLaMA-7B")
     if zero is not None:
         ax.axhline(zero, color="gray", ls=":", label="zero-shot SmolLM2-135M")
@@ -100,14 +157,10 @@ def plot_auc(points, earlier, staged, zero) -> None:
 
 
 def plot_roc(run: dict) -> bool:
-    """Draw the run's ROC from the scores kept in its result file (or its run folder); False if neither has them."""
-    name, path = run["name"], RUNS / run["name"] / "test_predictions.jsonl"
-    if "p_yes" in run:
-        scores, labels = run["p_yes"], run["label"]
-    elif path.exists():
-        scores, labels = read_predictions(path)
-    else:
+    """Draw the run's ROC from the scores kept in its result file; False if it has none."""
+    if "p_yes" not in run:
         return False
+    name, scores, labels = run["name"], run["p_yes"], run["label"]
     import matplotlib
 
     matplotlib.use("Agg")
@@ -135,46 +188,86 @@ def speed_section() -> list[str]:
         r = json.loads(path.read_text())
         cfg = r["config"]
         found = True
-        lines += [f"### {cfg['dtype']} on both sides{', float32-only path forced' if (r.get('machine') or {}).get('forced') else ''}", "",
-                  f"Machine: {machine_text(r.get('machine'))}.", "",
-                  f"Command: `python benchmarks/speed.py --dtype {cfg['dtype']} --n {cfg['n']} --train_n {cfg['train_n']} --micro {cfg['micro']}"
-                  + (" --adapter <rec-tuned .ckpt>" if "score_tuned" in r else "") + (" --ref_eager_row" if "score_tuned_ref_eager" in r else "")
-                  + f"` (each side in its own process; one run; scoring: both sides loaded, then one warm-up pass each and {cfg.get('passes', 1)} "
-                  "alternated rounds, ours then TALLRec's; samples/s and speed-up are medians over the rounds; "
-                  f"TALLRec side attention: {cfg.get('ref_attn', 'sdpa')}, ours: the product's default).", "",
-                  "| what | ours samples/s | TALLRec samples/s | speed-up | ours peak RSS MB | TALLRec peak RSS MB | RSS ratio |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
-        names = {"score_untuned": f"scoring {cfg['n']} test prompts, untuned backbone", "score_tuned": f"scoring {cfg['n']} test prompts, rec-tuned adapter",
-                 "score_tuned_ref_eager": "the same, TALLRec side with eager attention",
-                 "train": f"training, {cfg['train_n']} samples, micro-batch {cfg['micro']}"}
+        lines += [
+            f"### {cfg['dtype']} on both "
+            f"sides{', float32-only path forced' if (r.get('machine') or {}).get('forced') else ''}",
+            "",
+            f"Machine: {machine_text(r.get('machine'))}.",
+            "",
+            f"Command: `python benchmarks/speed.py --dtype {cfg['dtype']} --n {cfg['n']} --train_n {cfg['train_n']} "
+            f"--micro {cfg['micro']}"
+            + (" --adapter <rec-tuned .ckpt>" if "score_tuned" in r else "")
+            + (" --ref_eager_row" if "score_tuned_ref_eager" in r else "")
+            + "` (each side in its own process; one run; scoring: both sides loaded, then one warm-up pass each and "
+            f"{cfg.get('passes', 1)} "
+            "alternated rounds, ours then TALLRec's; samples/s and speed-up are medians over the rounds; "
+            f"TALLRec side attention: {cfg.get('ref_attn', 'sdpa')}, ours: the product's default).",
+            "",
+            "| what | ours samples/s | TALLRec samples/s | speed-up | ours peak RSS MB | TALLRec peak RSS MB | RSS "
+            "ratio |",
+            "| --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        names = {
+            "score_untuned": f"scoring {cfg['n']} test prompts, untuned backbone",
+            "score_tuned": f"scoring {cfg['n']} test prompts, rec-tuned adapter",
+            "score_tuned_ref_eager": "the same, TALLRec side with eager attention",
+            "train": f"training, {cfg['train_n']} samples, micro-batch {cfg['micro']}",
+        }
         for key, label in names.items():
             if key in r:
                 row = r[key]
-                lines.append(f"| {label} | {row['ours']['samples_per_s']:.2f} | {row['tallrec']['samples_per_s']:.2f} | {row['speedup']:.2f}x | "
-                             f"{row['ours']['peak_rss_mb']:.0f} | {row['tallrec']['peak_rss_mb']:.0f} | {row['rss_ratio']:.2f} |")
+                lines.append(
+                    f"| {label} | {row['ours']['samples_per_s']:.2f} | {row['tallrec']['samples_per_s']:.2f} | "
+                    f"{row['speedup']:.2f}x | "
+                    f"{row['ours']['peak_rss_mb']:.0f} | {row['tallrec']['peak_rss_mb']:.0f} | {row['rss_ratio']:.2f} |"
+                )
         for key in ("score_untuned", "score_tuned"):
             if key in r:
                 steps = r[key]["tallrec"].get("generated_steps_per_batch", [])
                 row = r[key]
-                agree = (f"largest |p(Yes) ours - p(Yes) from TALLRec's first-step scores| = {row['max_p_yes_diff']:.2e}; "
-                         if "max_p_yes_diff" in row else "")
+                agree = (
+                    f"largest |p(Yes) ours - p(Yes) from TALLRec's first-step scores| = {row['max_p_yes_diff']:.2e}; "
+                    if "max_p_yes_diff" in row
+                    else ""
+                )
                 formula = row.get("max_diff_vs_tallrec_formula", row.get("max_p_yes_diff"))
-                lines.append(f"\n{key}: TALLRec's generate ran {min(steps)}-{max(steps)} decoding steps a batch; {agree}"
-                             f"largest difference to evaluate.py's own score (a softmax over the two probabilities, which squashes "
-                             f"toward 0.5) = {formula:.2e}.")
+                lines.append(
+                    f"\n{key}: TALLRec's generate ran {min(steps)}-{max(steps)} decoding steps a batch; {agree}"
+                    "largest difference to evaluate.py's own score (a softmax over the two probabilities, which "
+                    "squashes "
+                    f"toward 0.5) = {formula:.2e}."
+                )
         if "train" in r:
             t = r["train"]
-            lines.append(f"\ntrain: peak RSS ratio {t['rss_ratio']:.2f} (target <= 0.6), speed-up {t['speedup']:.2f}x (target >= 2).")
-        util = {key: r[key]["utilisation"] for key in ("score_untuned", "score_tuned", "train") if key in r and "utilisation" in r[key]}
+            lines.append(
+                f"\ntrain: peak RSS ratio {t['rss_ratio']:.2f} (target <= 0.6), speed-up {t['speedup']:.2f}x (target "
+                ">= 2)."
+            )
+        util = {
+            key: r[key]["utilisation"]
+            for key in ("score_untuned", "score_tuned", "train")
+            if key in r and "utilisation" in r[key]
+        }
         if util:
-            lines.append(f"\nUtilisation against dense {cfg['dtype']} matmul at the model's shapes (4096x576 @ 576x1536), measured in the same "
-                         "process right after each timed pass (target for scoring: ratio >= 1):")
+            lines.append(
+                f"\nUtilisation against dense {cfg['dtype']} matmul at the model's shapes (4096x576 @ 576x1536), "
+                "measured in the same "
+                "process right after each timed pass (target for scoring: ratio >= 1):"
+            )
         for key, u in util.items():
-            what = ("training: forward 2N + backward to the activations 2N a token (the frozen weights get no gradient), N = 106M "
-                    "non-embedding parameters" if key == "train" else f"{key}: every prompt token counted as computed (2N a token)")
+            what = (
+                "training: forward 2N + backward to the activations 2N a token (the frozen weights get no gradient), N "
+                "= 106M "
+                "non-embedding parameters"
+                if key == "train"
+                else f"{key}: every prompt token counted as computed (2N a token)"
+            )
             rounds = f", per round {', '.join(f'{x:.2f}' for x in u['rounds'])}" if "rounds" in u else ""
-            lines.append(f"- {what}: effective {u['effective_flops'] / 1e9:.0f} GFLOP/s vs matmul {u['matmul_flops'] / 1e9:.0f} GFLOP/s, "
-                         f"ratio **{u['ratio']:.2f}**{rounds}.")
+            lines.append(
+                f"- {what}: effective {u['effective_flops'] / 1e9:.0f} GFLOP/s vs matmul {u['matmul_flops'] / 1e9:.0f} "
+                "GFLOP/s, "
+                f"ratio **{u['ratio']:.2f}**{rounds}."
+            )
         lines.append("")
     return lines if found else lines + ["Not measured yet.", ""]
 
@@ -185,38 +278,75 @@ def profile_section() -> list[str]:
         return []
     sh = r["shares"]
     adapter = "a rec-tuned adapter (merged)" if r["adapter"] else "the untuned backbone"
-    return ["### Where our scoring pass spends its time", "", f"Machine: {machine_text(r.get('machine'))}.", "",
-            f"Command: `python benchmarks/profile_scoring.py{' --adapter <rec-tuned .ckpt>' if r['adapter'] else ''}` (`torch.profiler`, "
-            f"{r['dtype']}, {adapter}, the first {r['n']} test prompts in batches of {r['batch']}, as in the scoring rows above).", "",
-            "| matmuls | attention (SDPA) | everything else (norms, SwiGLU, rotary, copies) |", "| --- | --- | --- |",
-            f"| {sh['matmul']:.1%} | {sh['attention']:.1%} | {sh['other']:.1%} |", "",
-            f"The matmuls run near the machine's measured matmul peak, so if attention and every element-wise operator took no time "
-            f"at all, the pass would be at most {r['speedup_bound_if_only_matmuls_cost']:.2f}x faster; together with the prefix-tree bound "
-            "below, that is the room left for the scoring speed-up and the effective-FLOP/s ratio on this CPU.", ""]
+    return [
+        "### Where our scoring pass spends its time",
+        "",
+        f"Machine: {machine_text(r.get('machine'))}.",
+        "",
+        f"Command: `python benchmarks/profile_scoring.py{' --adapter <rec-tuned .ckpt>' if r['adapter'] else ''}` "
+        "(`torch.profiler`, "
+        f"{r['dtype']}, {adapter}, the first {r['n']} test prompts in batches of {r['batch']}, as in the scoring rows "
+        "above).",
+        "",
+        "| matmuls | attention (SDPA) | everything else (norms, SwiGLU, rotary, copies) |",
+        "| --- | --- | --- |",
+        f"| {sh['matmul']:.1%} | {sh['attention']:.1%} | {sh['other']:.1%} |",
+        "",
+        "The matmuls run near the machine's measured matmul peak, so if attention and every element-wise operator "
+        "took no time "
+        f"at all, the pass would be at most {r['speedup_bound_if_only_matmuls_cost']:.2f}x faster; together with the "
+        "prefix-tree bound "
+        "below, that is the room left for the scoring speed-up and the effective-FLOP/s ratio on this CPU.",
+        "",
+    ]
 
 
 def prefix_section() -> list[str]:
     r = load(RESULTS / "prefix_reuse.json")
     if not r:
         return []
-    lines = ["### How far key/value reuse across prompts can go", "", "Token counts only: the same on any machine.", "",
-             f"Command: `python benchmarks/prefix_reuse.py` (tokeniser only). Prompt tokens a scoring pass computes over the movie test "
-             f"prompts (up to the answer position): the product's reuse (the prefix all rows of a length-sorted batch of {r['batch']} share, "
-             "computed once per batch), one more level of reuse (prompts sorted, neighbours sharing at least 16 more tokens grouped, "
-             "each group's prefix computed once; batch boundaries ignored) and an ideal prefix tree (every distinct prefix of the "
-             "whole set computed once: the most any reuse of keys and values across prompts can save).", "",
-             "| prompts | prompt tokens | product computes | one more level | ideal prefix tree | tree vs product |",
-             "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "### How far key/value reuse across prompts can go",
+        "",
+        "Token counts only: the same on any machine.",
+        "",
+        "Command: `python benchmarks/prefix_reuse.py` (tokeniser only). Prompt tokens a scoring pass computes over "
+        "the movie test "
+        "prompts (up to the answer position): the product's reuse (the prefix all rows of a length-sorted batch of "
+        f"{r['batch']} share, "
+        "computed once per batch), one more level of reuse (prompts sorted, neighbours sharing at least 16 more tokens "
+        "grouped, "
+        "each group's prefix computed once; batch boundaries ignored) and an ideal prefix tree (every distinct prefix "
+        "of the "
+        "whole set computed once: the most any reuse of keys and values across prompts can save).",
+        "",
+        "| prompts | prompt tokens | product computes | one more level | ideal prefix tree | tree vs product |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for key in ("first_128", "all_1000"):
         c = r[key]
-        level = (f"{c['computed_one_level']} ({c['one_level_gain_over_product']:.2f}x fewer)" if "computed_one_level" in c else "not counted")
-        lines.append(f"| {c['prompts']} | {c['prompt_tokens']} | {c['computed_product']} ({c['product_fraction']:.3f}) | {level} | "
-                     f"{c['computed_prefix_tree']} ({c['tree_fraction']:.3f}) | {c['tree_gain_over_product']:.2f}x fewer |")
+        level = (
+            f"{c['computed_one_level']} ({c['one_level_gain_over_product']:.2f}x fewer)"
+            if "computed_one_level" in c
+            else "not counted"
+        )
+        lines.append(
+            f"| {c['prompts']} | {c['prompt_tokens']} | {c['computed_product']} ({c['product_fraction']:.3f}) | "
+            f"{level} | "
+            f"{c['computed_prefix_tree']} ({c['tree_fraction']:.3f}) | {c['tree_gain_over_product']:.2f}x fewer |"
+        )
     c = r["first_128"]
-    lines += ["", f"Beyond the template, consecutive windows of a user share a prefix only up to the first item that changed, so even the "
-              f"ideal tree computes only {c['tree_gain_over_product']:.2f}x fewer tokens than the product on the 128 prompts of the speed table. "
-              "If a pass's time fell in proportion (it falls less: attention still reads the whole prefix), that would lift the "
-              "scoring speed-up and the effective-FLOP/s ratio above by the same factor at most.", ""]
+    lines += [
+        "",
+        "Beyond the template, consecutive windows of a user share a prefix only up to the first item that changed, so "
+        "even the "
+        f"ideal tree computes only {c['tree_gain_over_product']:.2f}x fewer tokens than the product on the 128 prompts "
+        "of the speed table. "
+        "If a pass's time fell in proportion (it falls less: attention still reads the whole prefix), that would lift "
+        "the "
+        "scoring speed-up and the effective-FLOP/s ratio above by the same factor at most.",
+        "",
+    ]
     return lines
 
 
@@ -225,57 +355,112 @@ def levers_section() -> list[str]:
     if not r:
         return []
     sh, proj, att, elem = r["shape"], r["projections_s"], r["attention_s"], r["elementwise_s"]
-    lines = ["### The levers left for scoring, measured", "", f"Machine: {machine_text(r.get('machine'))}.", "",
-             f"Command: `python benchmarks/scoring_levers.py` (random bfloat16 inputs at the shapes of the speed table's first scoring "
-             f"batch: {sh['rows']} rows, a {sh['prefix']}-token shared prefix, {sh['rest']} more tokens a row; one layer's work; "
-             f"sides alternated, medians of {r['rounds']} rounds of the best of 7 calls).", "",
-             "| part of a layer | as the product runs it | alternative | alternative / product |", "| --- | --- | --- | --- |",
-             f"| the seven projections | separate q, k, v, o, gate, up, down: {proj['separate'] * 1e3:.1f} ms | fused q/k/v and gate/up: "
-             f"{proj['fused'] * 1e3:.1f} ms | {proj['fused'] / proj['separate']:.2f} |",
-             f"| attention | prefix repeated per row + boolean mask: {att['product'] * 1e3:.1f} ms | same call without a mask (wrong output; "
-             f"the mask's cost): {att['no_mask'] * 1e3:.1f} ms | {att['no_mask'] / att['product']:.2f} |",
-             f"| attention | | split: the rest's own keys with a causal kernel + the prefix as one matmul a key/value head, merged "
-             f"by log-sum-exp (max abs diff {r['split_max_abs_err']:.3g}): {att['split'] * 1e3:.1f} ms | {att['split'] / att['product']:.2f} |",
-             f"| attention | | the split's causal call alone (as if the prefix part were free): {att['rest_causal'] * 1e3:.1f} ms | "
-             f"{att['rest_causal'] / att['product']:.2f} |"]
+    lines = [
+        "### The levers left for scoring, measured",
+        "",
+        f"Machine: {machine_text(r.get('machine'))}.",
+        "",
+        "Command: `python benchmarks/scoring_levers.py` (random bfloat16 inputs at the shapes of the speed table's "
+        "first scoring "
+        f"batch: {sh['rows']} rows, a {sh['prefix']}-token shared prefix, {sh['rest']} more tokens a row; one layer's "
+        "work; "
+        f"sides alternated, medians of {r['rounds']} rounds of the best of 7 calls).",
+        "",
+        "| part of a layer | as the product runs it | alternative | alternative / product |",
+        "| --- | --- | --- | --- |",
+        f"| the seven projections | separate q, k, v, o, gate, up, down: {proj['separate'] * 1e3:.1f} ms | fused q/k/v "
+        "and gate/up: "
+        f"{proj['fused'] * 1e3:.1f} ms | {proj['fused'] / proj['separate']:.2f} |",
+        f"| attention | prefix repeated per row + boolean mask: {att['product'] * 1e3:.1f} ms | same call without a "
+        "mask (wrong output; "
+        f"the mask's cost): {att['no_mask'] * 1e3:.1f} ms | {att['no_mask'] / att['product']:.2f} |",
+        "| attention | | split: the rest's own keys with a causal kernel + the prefix as one matmul a key/value head, "
+        "merged "
+        f"by log-sum-exp (max abs diff {r['split_max_abs_err']:.3g}): {att['split'] * 1e3:.1f} ms | "
+        f"{att['split'] / att['product']:.2f} |",
+        "| attention | | the split's causal call alone (as if the prefix part were free): "
+        f"{att['rest_causal'] * 1e3:.1f} ms | "
+        f"{att['rest_causal'] / att['product']:.2f} |",
+    ]
     if "compiled" in elem:
-        lines.append(f"| norms, SwiGLU product, residual adds | eager: {elem['eager'] * 1e3:.1f} ms | `torch.compile` (needs a C compiler "
-                     f"at run time): {elem['compiled'] * 1e3:.1f} ms | {elem['compiled'] / elem['eager']:.2f} |")
+        lines.append(
+            f"| norms, SwiGLU product, residual adds | eager: {elem['eager'] * 1e3:.1f} ms | `torch.compile` (needs a "
+            "C compiler "
+            f"at run time): {elem['compiled'] * 1e3:.1f} ms | {elem['compiled'] / elem['eager']:.2f} |"
+        )
     p = r.get("projection")
     if p:
-        lines += ["", f"Applied to the rec-tuned scoring row ({p['measured_ratio']:.2f}x) through the profile's shares above, each share "
-                  "scaled by its lever where the lever measured faster (the compiled ratio applied to all of \"everything else\", and time "
-                  "taken in proportion to tokens for reuse, both of which flatter the levers):", "",
-                  "| levers | projected scoring ratio (target 2.5x) |", "| --- | --- |",
-                  f"| the kernel levers that measured faster | {p['ratio_with_levers']:.2f}x |",
-                  f"| those + one more level of prefix reuse ({p['one_level_gain']:.2f}x fewer tokens) | {p['ratio_with_levers_and_one_level']:.2f}x |",
-                  f"| those + an ideal prefix tree ({p['tree_gain']:.2f}x fewer tokens) | {p['ratio_with_levers_and_tree']:.2f}x |",
-                  f"| bound: the prefix part of attention free, compiled element-wise work, an ideal prefix tree | {p['ratio_bound_with_tree']:.2f}x |",
-                  "", "The effective-FLOP/s ratio moves by the same factors from its measured value."]
+        lines += [
+            "",
+            f"Applied to the rec-tuned scoring row ({p['measured_ratio']:.2f}x) through the profile's shares above, "
+            "each share "
+            "scaled by its lever where the lever measured faster (the compiled ratio applied to all of \"everything "
+            "else\", and time "
+            "taken in proportion to tokens for reuse, both of which flatter the levers):",
+            "",
+            "| levers | projected scoring ratio (target 2.5x) |",
+            "| --- | --- |",
+            f"| the kernel levers that measured faster | {p['ratio_with_levers']:.2f}x |",
+            f"| those + one more level of prefix reuse ({p['one_level_gain']:.2f}x fewer tokens) | "
+            f"{p['ratio_with_levers_and_one_level']:.2f}x |",
+            f"| those + an ideal prefix tree ({p['tree_gain']:.2f}x fewer tokens) | "
+            f"{p['ratio_with_levers_and_tree']:.2f}x |",
+            "| bound: the prefix part of attention free, compiled element-wise work, an ideal prefix tree | "
+            f"{p['ratio_bound_with_tree']:.2f}x |",
+            "",
+            "The effective-FLOP/s ratio moves by the same factors from its measured value.",
+        ]
     return lines + [""]
 
 
-SLICES = {"hist_0": "history 0", "hist_1-4": "history 1-4", "hist_5+": "history 5+", "item_seen": "item seen", "item_unseen": "item unseen"}
+SLICES = {
+    "hist_0": "history 0",
+    "hist_1-4": "history 1-4",
+    "hist_5+": "history 5+",
+    "item_seen": "item seen",
+    "item_unseen": "item unseen",
+}
 
 
 def ranking_section() -> list[str]:
     r = load(RESULTS / "ranking.json")
-    lines = ["## Ranking: 20 candidates a liked test window (configs/rank.yaml)", "", f"Machine: {machine_text(r.get('machine'))}.", ""]
+    lines = [
+        "## Ranking: 20 candidates a liked test window (configs/rank.yaml)",
+        "",
+        f"Machine: {machine_text(r.get('machine'))}.",
+        "",
+    ]
     if not r or "protocol" not in r:
         return lines + ["Not measured yet.", ""]
-    lines += [f"Command: `python benchmarks/ranking.py --groups {r['groups']}" + (" --adapter <rec-tuned .ckpt>`" if "adapter" in r else "`")
-              + (f" (adapter: `{r['adapter']}`)" if "adapter" in r else "")
-              + f". {r['groups']} liked windows spread evenly over the test split of `configs/rank.yaml` (MovieLens-100K, cold-start windows "
-              "included), each ranking its true next item among 19 items the user never rated (seed 0); ties count against the true item. "
-              "All rows score the same candidates; metrics come from the product's own test code (`TALLRecModule`).", "",
-              "| ranker | HR@1 | HR@5 | HR@10 | NDCG@5 | NDCG@10 | MRR | AUC |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines += [
+        f"Command: `python benchmarks/ranking.py --groups {r['groups']}"
+        + (" --adapter <rec-tuned .ckpt>`" if "adapter" in r else "`")
+        + (f" (adapter: `{r['adapter']}`)" if "adapter" in r else "")
+        + f". {r['groups']} liked windows spread evenly over the test split of `configs/rank.yaml` (MovieLens-100K, "
+        "cold-start windows "
+        "included), each ranking its true next item among 19 items the user never rated (seed 0); ties count against "
+        "the true item. "
+        "All rows score the same candidates; metrics come from the product's own test code (`TALLRecModule`).",
+        "",
+        "| ranker | HR@1 | HR@5 | HR@10 | NDCG@5 | NDCG@10 | MRR | AUC |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for name, m in r["metrics"].items():
-        lines.append(f"| {name} | {m['hr@1']:.3f} | {m['hr@5']:.3f} | {m['hr@10']:.3f} | {m['ndcg@5']:.3f} | {m['ndcg@10']:.3f} | {m['mrr']:.3f} | "
-                     f"{m.get('auc', float('nan')):.3f} |")
+        lines.append(
+            f"| {name} | {m['hr@1']:.3f} | {m['hr@5']:.3f} | {m['hr@10']:.3f} | {m['ndcg@5']:.3f} | {m['ndcg@10']:.3f} "
+            f"| {m['mrr']:.3f} | "
+            f"{m.get('auc', float('nan')):.3f} |"
+        )
     names = list(r["metrics"])
-    lines += ["", "Per slice (groups by their true item: the window's history length before truncation; whether the item occurs in the "
-              "whole train split). Each cell: HR@10 / NDCG@10 / AUC over the slice's candidates; n = groups.", "",
-              "| slice | n | " + " | ".join(names) + " |", "| --- | --- | " + " | ".join("---" for _ in names) + " |"]
+    lines += [
+        "",
+        "Per slice (groups by their true item: the window's history length before truncation; whether the item occurs "
+        "in the "
+        "whole train split). Each cell: HR@10 / NDCG@10 / AUC over the slice's candidates; n = groups.",
+        "",
+        "| slice | n | " + " | ".join(names) + " |",
+        "| --- | --- | " + " | ".join("---" for _ in names) + " |",
+    ]
     for key, label in SLICES.items():
         cells = []
         n = None
@@ -290,9 +475,14 @@ def ranking_section() -> list[str]:
             lines.append(f"| {label} | {n} | " + " | ".join(cells) + " |")
     if "prefix_speed" in r:
         p = r["prefix_speed"]
-        lines += ["", f"Shared-prefix scoring (a window's history once, its key/value cache reused for the 20 candidates) against independent "
-                  f"scoring, bfloat16, same run, alternated, best of two each: {p['shared']:.1f} vs {p['independent']:.1f} candidates/s = "
-                  f"**{p['speedup']:.1f}x**."]
+        lines += [
+            "",
+            "Shared-prefix scoring (a window's history once, its key/value cache reused for the 20 candidates) "
+            "against independent "
+            f"scoring, bfloat16, same run, alternated, best of two each: {p['shared']:.1f} vs {p['independent']:.1f} "
+            "candidates/s = "
+            f"**{p['speedup']:.1f}x**.",
+        ]
     plot_ranking(r["metrics"])
     return lines + ["", "![ranking](ranking.png)", ""]
 
@@ -331,22 +521,39 @@ def data_section() -> list[str]:
     r = load(RESULTS / "data_build.json")
     if not r:
         return []
-    return ["## Data: building all splits", "", f"Machine: {machine_text(r.get('machine'))}.", "", "Command: `python benchmarks/data_build.py`", "",
-            f"Reading the 100,000 MovieLens-100K ratings, windowing, splitting and rendering all {sum(r['samples'].values())} prompts: "
-            f"**{r['seconds_median']:.2f} s** (median of 5 runs on this 2-core machine).", ""]
+    return [
+        "## Data: building all splits",
+        "",
+        f"Machine: {machine_text(r.get('machine'))}.",
+        "",
+        "Command: `python benchmarks/data_build.py`",
+        "",
+        "Reading the 100,000 MovieLens-100K ratings, windowing, splitting and rendering all "
+        f"{sum(r['samples'].values())} prompts: "
+        f"**{r['seconds_median']:.2f} s** (median of 5 runs on this 2-core machine).",
+        "",
+    ]
 
 
 def demo_section() -> list[str]:
     runs = [r for r in (load(RESULTS / f"demo-{tag}.json") for tag in ("native", "forced-avx2")) if r]
     if not runs:
         return []
-    lines = ["### `make demo` (configs/rec.yaml + configs/demo.yaml: 256 shots, 2 epochs, validated once)", "",
-             "Command: `python benchmarks/demo_time.py` (the demo's fit and test commands, timed end to end after the backbone's "
-             "one-time conversion). Its setting's seed spread: the row \"256 shots, 2 epochs\" above.", "",
-             "| machine | dtype chosen by auto | fit s | test s | total min | test AUC |", "| --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "### `make demo` (configs/rec.yaml + configs/demo.yaml: 256 shots, 2 epochs, validated once)",
+        "",
+        "Command: `python benchmarks/demo_time.py` (the demo's fit and test commands, timed end to end after the "
+        "backbone's "
+        "one-time conversion). Its setting's seed spread: the row \"256 shots, 2 epochs\" above.",
+        "",
+        "| machine | dtype chosen by auto | fit s | test s | total min | test AUC |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
     for r in runs:
-        lines.append(f"| {machine_text(r['machine'])} | {r['dtype']} | {r['fit_seconds']:.0f} | {r['test_seconds']:.0f} | "
-                     f"{r['total_seconds'] / 60:.1f} | {r['test_auc']:.4f} |")
+        lines.append(
+            f"| {machine_text(r['machine'])} | {r['dtype']} | {r['fit_seconds']:.0f} | {r['test_seconds']:.0f} | "
+            f"{r['total_seconds'] / 60:.1f} | {r['test_auc']:.4f} |"
+        )
     return lines + [""]
 
 
@@ -354,16 +561,33 @@ def host_section() -> list[str]:
     runs = [r for r in (load(RESULTS / f"host_settings-{tag}.json") for tag in ("native", "forced-avx2")) if r]
     if not runs:
         return []
-    lines = ["## Host-dependent settings", "",
-             "Command: `python benchmarks/host_settings.py` (and again with `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`): "
-             "each setting A/B in one process on the embedded backbone, a training step of 2 batches of 8 (forward + backward), "
-             "sides alternated, median of 3 rounds after a warm-up. Baseline: float32, SDPA, lean activations, one thread a core.", ""]
+    lines = [
+        "## Host-dependent settings",
+        "",
+        "Command: `python benchmarks/host_settings.py` (and again with `ATEN_CPU_CAPABILITY=avx2 "
+        "ONEDNN_MAX_CPU_ISA=AVX2`): "
+        "each setting A/B in one process on the embedded backbone, a training step of 2 batches of 8 (forward + "
+        "backward), "
+        "sides alternated, median of 3 rounds after a warm-up. Baseline: float32, SDPA, lean activations, one thread a "
+        "core.",
+        "",
+    ]
     for r in runs:
-        lines += [f"Machine: {machine_text(r['machine'])}.", "", "| matmul | float32 GFLOP/s | bfloat16 GFLOP/s | bfloat16 / float32 |",
-                  "| --- | --- | --- | --- |"]
+        lines += [
+            f"Machine: {machine_text(r['machine'])}.",
+            "",
+            "| matmul | float32 GFLOP/s | bfloat16 GFLOP/s | bfloat16 / float32 |",
+            "| --- | --- | --- | --- |",
+        ]
         for shape, g in r["matmul_gflops"].items():
-            lines.append(f"| {shape} | {g['float32']:.1f} | {g['bfloat16']:.1f} | {g['bfloat16'] / g['float32']:.2f}x |")
-        lines += ["", f"| setting ({r['tokens_per_step']} tokens a step) | step s | time vs baseline |", "| --- | --- | --- |"]
+            lines.append(
+                f"| {shape} | {g['float32']:.1f} | {g['bfloat16']:.1f} | {g['bfloat16'] / g['float32']:.2f}x |"
+            )
+        lines += [
+            "",
+            f"| setting ({r['tokens_per_step']} tokens a step) | step s | time vs baseline |",
+            "| --- | --- | --- |",
+        ]
         for side, sec in r["step_seconds"].items():
             lines.append(f"| {side} | {sec:.2f} | {r['step_vs_baseline'][side]:.2f} |")
         for name, why in r.get("failed", {}).items():
@@ -372,22 +596,53 @@ def host_section() -> list[str]:
             lines.append(f"| bfloat16 | not run: {r['bfloat16_not_trained']} | - |")
         kept = r["kept_for_backward_mb"]
         rss = r.get("resident_mb_after_a_step", {})
-        lines += ["", f"Kept for backward, first batch: lean {kept['float32 (baseline)']:.0f} MB, plain {kept['sdpa, lean off']:.0f} MB. "
-                  + ("Resident memory of a process after one training step, each backbone in its own process: " + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items()) + "."
-                     if rss else ""), ""]
+        lines += [
+            "",
+            f"Kept for backward, first batch: lean {kept['float32 (baseline)']:.0f} MB, plain "
+            f"{kept['sdpa, lean off']:.0f} MB. "
+            + (
+                "Resident memory of a process after one training step, each backbone in its own process: "
+                + ", ".join(f"{k} {v:.0f} MB" for k, v in rss.items())
+                + "."
+                if rss
+                else ""
+            ),
+            "",
+        ]
     return lines
 
 
 def main() -> None:
-    deviations = (ROOT / "benchmarks" / "DEVIATIONS.md").read_text() if (ROOT / "benchmarks" / "DEVIATIONS.md").exists() else ""
-    lines = ["# Benchmarks", "", "Every figure below is read from `benchmarks/results/` by `python benchmarks/report.py`; "
-             "each section names the command that produced it and each table the machine it ran on (CPU model, cores, the "
-             "flags that decide precision speed: avx2, avx512f, avx512_bf16, amx). \"float32-only path forced\" rows ran on the same "
-             "CPU with `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`, which takes torch to its AVX2 kernels: the section "
-             "\"Host-dependent settings\" shows the matmul probe that confirms bfloat16 then runs its slow reference path, as on a CPU "
-             "without AVX-512 bf16 or AMX.", ""]
+    deviations = (
+        (ROOT / "benchmarks" / "DEVIATIONS.md").read_text() if (ROOT / "benchmarks" / "DEVIATIONS.md").exists() else ""
+    )
+    lines = [
+        "# Benchmarks",
+        "",
+        "Every figure below is read from `benchmarks/results/` by `python benchmarks/report.py`; "
+        "each section names the command that produced it and each table the machine it ran on (CPU model, cores, the "
+        "flags that decide precision speed: avx2, avx512f, avx512_bf16, amx). \"float32-only path forced\" rows ran on "
+        "the same "
+        "CPU with `ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`, which takes torch to its AVX2 kernels: the "
+        "section "
+        "\"Host-dependent settings\" shows the matmul probe that confirms bfloat16 then runs its slow reference path, "
+        "as on a CPU "
+        "without AVX-512 bf16 or AMX.",
+        "",
+    ]
     notes = (ROOT / "benchmarks" / "NOTES.md").read_text() if (ROOT / "benchmarks" / "NOTES.md").exists() else ""
-    lines += quality_section() + demo_section() + ([deviations, ""] if deviations else []) + speed_section() + host_section() + profile_section() + prefix_section() + levers_section() + ranking_section() + data_section()
+    lines += (
+        quality_section()
+        + demo_section()
+        + ([deviations, ""] if deviations else [])
+        + speed_section()
+        + host_section()
+        + profile_section()
+        + prefix_section()
+        + levers_section()
+        + ranking_section()
+        + data_section()
+    )
     lines += [notes] if notes else []
     (DOCS / "BENCHMARKS.md").write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {DOCS / 'BENCHMARKS.md'}")

@@ -34,10 +34,10 @@ HIDDEN, HEADS, KV_HEADS, HEAD_DIM, FFN = 576, 9, 3, 64, 1536
 
 def batch_shape(n: int, batch: int) -> dict:
     """Rows, reused prefix and padded width of the first scoring batch speed.py times."""
-    from speed import scoring_batches, test_samples
+    from procedures import scoring_batches, test_samples
 
     from tallrec_pl.model.backbone import load_tokenizer
-    from tallrec_pl.model.module import reused_prefix_len
+    from tallrec_pl.model.scoring import reused_prefix_len
 
     _, samples, _ = test_samples(n)
     rows = next(scoring_batches(load_tokenizer("embedded"), samples, batch))
@@ -97,7 +97,8 @@ def attention(shape: dict, dt):
     k_pre, v_pre = torch.randn(1, KV_HEADS, n, HEAD_DIM, dtype=dt), torch.randn(1, KV_HEADS, n, HEAD_DIM, dtype=dt)
     k_rest, v_rest = torch.randn(b, KV_HEADS, q, HEAD_DIM, dtype=dt), torch.randn(b, KV_HEADS, q, HEAD_DIM, dtype=dt)
     i, j = torch.arange(q)[:, None], torch.arange(n + q)[None]
-    mask = (((j < n) | (j - n <= i)) & (j - n < lens[:, None, None]))[:, None]  # [rows, 1, q, n + q]: prefix + causal rest, padding off
+    # [rows, 1, q, n + q]: prefix + causal rest, padding off
+    mask = (((j < n) | (j - n <= i)) & (j - n < lens[:, None, None]))[:, None]
     keys = torch.cat([k_pre.expand(b, -1, -1, -1), k_rest], 2)
     values = torch.cat([v_pre.expand(b, -1, -1, -1), v_rest], 2)
 
@@ -111,14 +112,15 @@ def attention(shape: dict, dt):
 
     def rest_causal():  # right padding: a padded key is only seen by padded queries under a causal mask
         return torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(
-            query, k_rest.repeat_interleave(g, 1), v_rest.repeat_interleave(g, 1), 0.0, True, scale=scale)
+            query, k_rest.repeat_interleave(g, 1), v_rest.repeat_interleave(g, 1), 0.0, True, scale=scale
+        )
 
     def split():
         out_rest, lse_rest = rest_causal()[:2]
         qg = query.view(b, KV_HEADS, g, q, HEAD_DIM).transpose(0, 1).reshape(KV_HEADS, b * g * q, HEAD_DIM)
         scores = (qg @ k_pre[0].transpose(1, 2)).float() * scale  # [kv heads, rows x group x q, n]: one matmul a head
         lse_pre = torch.logsumexp(scores, -1)
-        out_pre = (torch.exp(scores - lse_pre[..., None]).to(dt) @ v_pre[0])
+        out_pre = torch.exp(scores - lse_pre[..., None]).to(dt) @ v_pre[0]
         out_pre = out_pre.view(KV_HEADS, b, g, q, HEAD_DIM).transpose(0, 1).reshape(b, HEADS, q, HEAD_DIM)
         lse_pre = lse_pre.view(KV_HEADS, b, g, q).transpose(0, 1).reshape(b, HEADS, q)
         w_pre = torch.exp(lse_pre - torch.logaddexp(lse_pre, lse_rest))[..., None]
@@ -138,7 +140,11 @@ def elementwise(tokens: int, dt):
     import torch.nn.functional as F
 
     x, res = torch.randn(tokens, HIDDEN, dtype=dt), torch.randn(tokens, HIDDEN, dtype=dt)
-    gate, up, weight = torch.randn(tokens, FFN, dtype=dt), torch.randn(tokens, FFN, dtype=dt), torch.ones(HIDDEN, dtype=dt)
+    gate, up, weight = (
+        torch.randn(tokens, FFN, dtype=dt),
+        torch.randn(tokens, FFN, dtype=dt),
+        torch.ones(HIDDEN, dtype=dt),
+    )
 
     def norm(h):
         hf = h.float()
@@ -170,8 +176,9 @@ def projection(ms: dict) -> dict | None:
     """The scoring ratio if the levers applied to speed.py's rec-tuned row: the pass time split
     by profile_scoring.json's shares, each share scaled by its lever's measured time (a lever
     that measured slower is not applied), then one more level of prefix reuse or the ideal prefix
-    tree on top (prefix_reuse.py's token counts; time in proportion to tokens, which flatters them). The bound takes attention at the rest's causal
-    call alone, as if the prefix part of a split cost nothing."""
+    tree on top (prefix_reuse.py's token counts; time in proportion to tokens, which flatters
+    them). The bound takes attention at the rest's causal call alone, as if the prefix part of a
+    split cost nothing."""
     paths = [RESULTS / f for f in ("profile_scoring.json", "prefix_reuse.json", "speed-bfloat16.json")]
     if not all(p.exists() for p in paths):
         return None
@@ -185,10 +192,17 @@ def projection(ms: dict) -> dict | None:
     other = shares["other"] * min(elem.get("compiled", elem["eager"]), elem["eager"]) / elem["eager"]
     levers = matmul + shares["attention"] * min(att["split"], att["product"]) / att["product"] + other
     bound = matmul + shares["attention"] * att["rest_causal"] / att["product"] + other
-    return {"measured_ratio": ratio, "one_level_gain": one_level, "tree_gain": tree, "pass_time_with_levers": levers,
-            "pass_time_bound": bound, "ratio_with_levers": ratio / levers, "ratio_with_levers_and_one_level": ratio / levers * one_level,
-            "ratio_with_levers_and_tree": ratio / levers * tree,
-            "ratio_bound_with_tree": ratio / bound * tree}
+    return {
+        "measured_ratio": ratio,
+        "one_level_gain": one_level,
+        "tree_gain": tree,
+        "pass_time_with_levers": levers,
+        "pass_time_bound": bound,
+        "ratio_with_levers": ratio / levers,
+        "ratio_with_levers_and_one_level": ratio / levers * one_level,
+        "ratio_with_levers_and_tree": ratio / levers * tree,
+        "ratio_bound_with_tree": ratio / bound * tree,
+    }
 
 
 def main() -> None:
@@ -207,20 +221,36 @@ def main() -> None:
     proj = alternate(proj_fns, opts.rounds)
     att = alternate(att_fns, opts.rounds)
     elem = alternate(elementwise(tokens, dt), opts.rounds)
-    result = {"dtype": "bfloat16", "shape": {k: v for k, v in shape.items() if k != "rest_lengths"}, "rounds": opts.rounds,
-              "projections_s": proj, "projections_gflops": {k: flops / t / 1e9 for k, t in proj.items()},
-              "attention_s": att, "split_max_abs_err": err, "elementwise_s": elem}
+    result = {
+        "dtype": "bfloat16",
+        "shape": {k: v for k, v in shape.items() if k != "rest_lengths"},
+        "rounds": opts.rounds,
+        "projections_s": proj,
+        "projections_gflops": {k: flops / t / 1e9 for k, t in proj.items()},
+        "attention_s": att,
+        "split_max_abs_err": err,
+        "elementwise_s": elem,
+    }
     result["projection"] = projection(result)
     save_json(RESULTS / "scoring_levers.json", result)
     print(f"batch {shape['rows']} rows, prefix {shape['prefix']}, rest {shape['rest']}")
     print("projections (one layer): " + ", ".join(f"{k} {t * 1e3:.1f} ms" for k, t in proj.items()))
     print("norms + SwiGLU + adds (one layer): " + ", ".join(f"{k} {t * 1e3:.1f} ms" for k, t in elem.items()))
-    print("attention (one layer): " + ", ".join(f"{k} {t * 1e3:.1f} ms" for k, t in att.items()) + f"; split vs product max |diff| {err:.3g}")
+    print(
+        "attention (one layer): "
+        + ", ".join(f"{k} {t * 1e3:.1f} ms" for k, t in att.items())
+        + f"; split vs product max |diff| {err:.3g}"
+    )
     if result["projection"]:
         p = result["projection"]
-        print(f"scoring ratio {p['measured_ratio']:.2f}x -> {p['ratio_with_levers']:.2f}x with the levers that measured faster, "
-              f"{p['ratio_with_levers_and_one_level']:.2f}x with one more level of prefix reuse, {p['ratio_with_levers_and_tree']:.2f}x with an ideal prefix tree on top; bound (prefix attention free + tree) "
-              f"{p['ratio_bound_with_tree']:.2f}x")
+        print(
+            f"scoring ratio {p['measured_ratio']:.2f}x -> {p['ratio_with_levers']:.2f}x with the levers that measured "
+            "faster, "
+            f"{p['ratio_with_levers_and_one_level']:.2f}x with one more level of prefix reuse, "
+            f"{p['ratio_with_levers_and_tree']:.2f}x with an ideal prefix tree on top; bound (prefix attention free + "
+            "tree) "
+            f"{p['ratio_bound_with_tree']:.2f}x"
+        )
 
 
 if __name__ == "__main__":

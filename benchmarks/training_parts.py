@@ -11,19 +11,18 @@ import statistics
 import time
 
 import torch
-
 from common import RESULTS, save_json
 
 
 def main() -> None:
     from tallrec_pl.data.datamodule import RecDataModule
-    from tallrec_pl.model.lora import FastDropout, lora_dropout_slots
+    from tallrec_pl.model.dropout import FastDropout, lora_dropout_slots
     from tallrec_pl.model.module import TALLRecModule
 
     torch.manual_seed(0)
     dm = RecDataModule(shots=64, seed=0, batch_size=8, cache_dir=None)
     dm.setup("fit")
-    batches = [b for _, b in zip(range(4), dm.train_dataloader())]
+    batches = [b for _, b in zip(range(4), dm.train_dataloader(), strict=False)]
     modules = {}
     for lean in (True, False):
         module = TALLRecModule(dtype="bfloat16", lean_activations=lean)
@@ -75,9 +74,9 @@ def main() -> None:
     set_dropout(modules[True], True)
     result["lean"] = ab({"lean": lambda: modules[True], "plain": lambda: modules[False]})
     result["kept_mb"] = {"lean": kept(modules[True]), "plain": kept(modules[False])}
-    d, l = result["dropout"]["seconds_4_batches"], result["lean"]["seconds_4_batches"]
-    result["dropout"]["speedup"] = d["nn.Dropout"] / d["fast"]
-    result["lean"]["speedup"] = l["plain"] / l["lean"]
+    drop, lean = result["dropout"]["seconds_4_batches"], result["lean"]["seconds_4_batches"]
+    result["dropout"]["speedup"] = drop["nn.Dropout"] / drop["fast"]
+    result["lean"]["speedup"] = lean["plain"] / lean["lean"]
     save_json(RESULTS / "training_parts.json", result)
     print({k: v for k, v in result.items()})
 

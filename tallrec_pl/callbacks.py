@@ -14,7 +14,10 @@ from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
+from tallrec_pl.data import record
+from tallrec_pl.lightning_internals import DIR_NOT_EMPTY, checkpoint_state_key
 from tallrec_pl.model.lora import export_adapter, load_lightning_state
+from tallrec_pl.model.metrics import group_ranks, unique_rows
 
 
 def checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
@@ -24,25 +27,31 @@ def checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
 class RunCheckpoint(ModelCheckpoint):
     """ModelCheckpoint that warns about a used folder only when it holds an earlier run's checkpoints.
 
-    Lightning's own check warns whenever the folder is not empty; with the logger writing into the
-    same folder (``trainer.default_root_dir`` = ``checkpoint.dirpath``, as in configs/), every new
-    run was warned about its own ``lightning_logs``. A resumed run (``--ckpt_path``) is not warned:
-    the folder's checkpoints are listed at ``setup`` and the warning waits for ``on_train_start``,
-    after Lightning has restored this callback's state from the checkpoint (which clears the list).
+    Lightning's own check warns whenever the folder is not empty, but the logger writes into the
+    same folder (``trainer.default_root_dir`` = ``checkpoint.dirpath``, as in configs/), so it
+    would warn every run about its own ``lightning_logs``. A resumed run (``--ckpt_path``) is not
+    warned: the folder's checkpoints are listed at ``setup`` and the warning waits for
+    ``on_train_start``, after Lightning has restored this callback's state (which clears the list).
     """
 
     _earlier: list[str] = []
 
     @property
     def state_key(self) -> str:  # ModelCheckpoint's key, so checkpoints of either class resume alike
-        return super().state_key.replace(type(self).__qualname__, ModelCheckpoint.__qualname__, 1)
+        return checkpoint_state_key(self)
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
+            warnings.filterwarnings("ignore", message=DIR_NOT_EMPTY)
             super().setup(trainer, pl_module, stage)
-        watch = stage == "fit" and trainer.is_global_zero and self.dirpath and self.save_top_k != 0 and os.path.isdir(self.dirpath)
+        watch = (
+            stage == "fit"
+            and trainer.is_global_zero
+            and self.dirpath
+            and self.save_top_k != 0
+            and os.path.isdir(self.dirpath)
+        )
         self._earlier = sorted(p.name for p in Path(self.dirpath).glob("*.ckpt")) if watch else []
 
     @override
@@ -54,9 +63,14 @@ class RunCheckpoint(ModelCheckpoint):
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
         if self._earlier:
-            names = ", ".join(self._earlier[:3]) + (f" and {len(self._earlier) - 3} more" if len(self._earlier) > 3 else "")
-            rank_zero_warn(f"checkpoint folder {self.dirpath} already holds {names} from an earlier run, which this "
-                           "run will replace; to continue that run pass --ckpt_path last, to keep it pick another --checkpoint.dirpath")
+            names = ", ".join(self._earlier[:3]) + (
+                f" and {len(self._earlier) - 3} more" if len(self._earlier) > 3 else ""
+            )
+            rank_zero_warn(
+                f"checkpoint folder {self.dirpath} already holds {names} from an earlier run, which this "
+                "run will replace; to continue that run pass --ckpt_path last, to keep it pick another "
+                "--checkpoint.dirpath"
+            )
             self._earlier = []
 
 
@@ -93,7 +107,10 @@ class AdapterExport(L.Callback):
             with torch.no_grad():
                 for k, p in params.items():
                     p.copy_(current[k])
-        print(f"tallrec_pl: adapter ({'best: ' + Path(best).name if best else 'final weights'}) exported to {folder}", flush=True)
+        print(
+            f"tallrec_pl: adapter ({'best: ' + Path(best).name if best else 'final weights'}) exported to {folder}",
+            flush=True,
+        )
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -110,11 +127,9 @@ class PredictionWriter(BasePredictionWriter):
 
     @override
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
-        rows = [dict(zip(p.keys(), vals)) for p in predictions for vals in zip(*p.values())]
         shard = f"{self.output}.rank{trainer.global_rank}"
         Path(shard).parent.mkdir(parents=True, exist_ok=True)
-        with open(shard, "w") as fh:
-            json.dump(rows, fh)
+        torch.save(record.cat(predictions), shard)
         trainer.strategy.barrier()
         if trainer.is_global_zero:
             self._merge(trainer, [f"{self.output}.rank{r}" for r in range(trainer.world_size)])
@@ -122,46 +137,18 @@ class PredictionWriter(BasePredictionWriter):
 
     def _merge(self, trainer, shards: list[str]) -> None:
         dm = trainer.datamodule
-        records = dm.encoded[dm.predict_split] if dm is not None else []
-        seen: dict[int, dict] = {}
+        texts = {r["index"]: r for r in dm.encoded[dm.predict_split]} if dm is not None else {}
+        tables = []
         for shard in shards:
-            with open(shard) as fh:
-                for row in json.load(fh):
-                    seen.setdefault(int(row["index"]), row)  # the sampler's padding repeats samples
+            tables.append(torch.load(shard, weights_only=True))
             os.remove(shard)
-        ranks = group_ranks(seen)
+        table = unique_rows(record.cat(tables))  # in index order; the sampler's padding repeats samples
         tmp = f"{self.output}.tmp"
         with open(tmp, "w") as fh:
-            for index in sorted(seen):
-                row = seen[index]
-                out = {"index": index, "p_yes": row["p_yes"]}
-                if row.get("group", -1) >= 0:
-                    out["group"], out["rank"] = int(row["group"]), ranks[index]
-                if row["label"] >= 0:
-                    out["label"] = int(row["label"])
-                if index < len(records):
-                    for key in ("user", "item"):
-                        if records[index].get(key):
-                            out[key] = records[index][key]
-                    for key in ("hist_len", "seen"):  # the slices (see TALLRecModule's test/slice/* metrics)
-                        if records[index].get(key, -1) >= 0:
-                            out[key] = records[index][key]
-                fh.write(json.dumps(out) + "\n")
+            for row in record.prediction_rows(table, group_ranks(table), texts):
+                fh.write(json.dumps(row) + "\n")
         os.replace(tmp, self.output)
-        print(f"tallrec_pl: {len(seen)} predictions written to {self.output}", flush=True)
-
-
-def group_ranks(rows: dict[int, dict]) -> dict[int, int]:
-    """Each sample's rank (1 = top) by p(Yes) within its ranking group."""
-    groups: dict[int, list[int]] = {}
-    for index, row in rows.items():
-        if row.get("group", -1) >= 0:
-            groups.setdefault(int(row["group"]), []).append(index)
-    ranks = {}
-    for members in groups.values():
-        for r, index in enumerate(sorted(members, key=lambda i: -rows[i]["p_yes"]), 1):
-            ranks[index] = r
-    return ranks
+        print(f"tallrec_pl: {record.size(table)} predictions written to {self.output}", flush=True)
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -197,4 +184,7 @@ class SaveOnInterrupt(L.Callback):
         path = os.path.join(ckpt.dirpath, "last.ckpt")
         trainer.save_checkpoint(path, weights_only=False)  # the full resumable state
         if trainer.is_global_zero:
-            print(f"tallrec_pl: interrupted ({type(exception).__name__}); saved {path}; resume with --ckpt_path last", flush=True)
+            print(
+                f"tallrec_pl: interrupted ({type(exception).__name__}); saved {path}; resume with --ckpt_path last",
+                flush=True,
+            )

@@ -23,6 +23,7 @@ from tallrec_pl.callbacks import AdapterExport, PredictionWriter, RunCheckpoint,
 from tallrec_pl.data.datamodule import SPLITS, PromptDataModule
 from tallrec_pl.errors import TallrecError, require_path
 from tallrec_pl.hardware import configure_host, say
+from tallrec_pl.lightning_internals import check_cli, is_checkpoint_key
 from tallrec_pl.model.lora import load_lightning_state
 from tallrec_pl.model.module import TALLRecModule
 from tallrec_pl.quiet import silence_known_noise
@@ -47,13 +48,25 @@ class TallrecCLI(LightningCLI):
         })
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         # not strict: a run that ends (max_steps) before its first validation warns instead of failing
-        parser.set_defaults({"early_stopping.monitor": "val/auc", "early_stopping.mode": "max", "early_stopping.patience": 10,
-                             "early_stopping.strict": False})
+        parser.set_defaults(
+            {
+                "early_stopping.monitor": "val/auc",
+                "early_stopping.mode": "max",
+                "early_stopping.patience": 10,
+                "early_stopping.strict": False,
+            }
+        )
         parser.add_lightning_class_args(AdapterExport, "adapter_export")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
 
     @override
-    def _parse_ckpt_path(self) -> None:
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        if isinstance(self.datamodule, PromptDataModule):  # one tokenizer: the one the model resolved
+            self.datamodule.connect(self.model.tokenizer)
+
+    @override
+    def _parse_ckpt_path(self) -> None:  # fenced: lightning_internals.check_cli
         """Resolve ``last`` / ``best`` and check the file is a readable checkpoint.
 
         Unlike LightningCLI's default, the checkpoint's saved hyper-parameters do not
@@ -68,12 +81,18 @@ class TallrecCLI(LightningCLI):
         ckpt = cfg.get("ckpt_path")
         if ckpt is None:
             if self.config.subcommand != "fit" and not cfg["model"].get("init_adapter"):
-                rank_zero_info(f"tallrec_pl: {self.config.subcommand} without --ckpt_path scores the backbone with a fresh (untrained) "
-                               "adapter, i.e. zero-shot; pass --ckpt_path best (or last, or a .ckpt file) for a rec-tuned run")
+                rank_zero_info(
+                    f"tallrec_pl: {self.config.subcommand} without --ckpt_path scores the backbone with a fresh "
+                    "(untrained) "
+                    "adapter, i.e. zero-shot; pass --ckpt_path best (or last, or a .ckpt file) for a rec-tuned run"
+                )
             return
         cfg["ckpt_path"] = resolve_ckpt_path(ckpt, cfg["checkpoint"]["dirpath"])
         if "state_dict" not in load_lightning_state(cfg["ckpt_path"]):
-            raise TallrecError(f"{cfg['ckpt_path']} is not a Lightning checkpoint (no state_dict)", "pass a .ckpt written by tallrec_pl")
+            raise TallrecError(
+                f"{cfg['ckpt_path']} is not a Lightning checkpoint (no state_dict)",
+                "pass a .ckpt written by tallrec_pl",
+            )
 
 
 def resolve_ckpt_path(ckpt: str, dirpath: str | None) -> str:
@@ -84,12 +103,15 @@ def resolve_ckpt_path(ckpt: str, dirpath: str | None) -> str:
         raise TallrecError(f"--ckpt_path {ckpt} needs checkpoint.dirpath", "set checkpoint.dirpath to the run's folder")
     last = os.path.join(dirpath, "last.ckpt")
     if not os.path.exists(last):
-        raise TallrecError(f"no checkpoint in {dirpath} (no last.ckpt)", "run fit first, or point checkpoint.dirpath at the run's folder")
+        raise TallrecError(
+            f"no checkpoint in {dirpath} (no last.ckpt)",
+            "run fit first, or point checkpoint.dirpath at the run's folder",
+        )
     if ckpt == "last":
         return last
     state = load_lightning_state(last)
     for key, value in state.get("callbacks", {}).items():
-        if key.startswith("ModelCheckpoint") and value.get("best_model_path"):
+        if is_checkpoint_key(key) and value.get("best_model_path"):
             best = value["best_model_path"]
             if os.path.exists(best):
                 return best
@@ -104,11 +126,17 @@ def prompts_command(args: list[str]) -> None:
     import yaml
     from jsonargparse import ArgumentParser
 
-    parser = ArgumentParser(prog="python -m tallrec_pl prompts", description="Write one split as TALLRec JSON (instruction, input, output).")
+    parser = ArgumentParser(
+        prog="python -m tallrec_pl prompts", description="Write one split as TALLRec JSON (instruction, input, output)."
+    )
     parser.add_argument("--config", required=True, help="a config whose data section builds the samples")
     parser.add_argument("--split", required=True, choices=SPLITS)
     parser.add_argument("--output", required=True, help="the JSON file to write")
-    parser.add_argument("--sampled", action="store_true", help="write the few-shot sample (data.shots, data.seed) instead of the whole train split")
+    parser.add_argument(
+        "--sampled",
+        action="store_true",
+        help="write the few-shot sample (data.shots, data.seed) instead of the whole train split",
+    )
     opts = parser.parse_args(args)
     require_path(opts.config, "config", "pass an existing YAML file")
     with open(opts.config) as fh:
@@ -135,6 +163,7 @@ def main(args: list[str] | None = None) -> None:
         if argv and argv[0] == "prompts":
             prompts_command(argv[1:])
             return
+        check_cli()
         if not any(a in ("-h", "--help", "--print_config") or a.startswith("--print_config=") for a in argv):
             say(configure_host())  # threads per physical core; the CPU's flags beside every figure
         TallrecCLI(
@@ -151,7 +180,10 @@ def main(args: list[str] | None = None) -> None:
         sys.exit(128 + signal.SIGTERM)
     except ArgumentError as err:  # a misspelt key or a bad value: one line, not the usage wall
         message = " ".join(str(err).split())
-        print(f"tallrec_pl: error: {message[:400]}; see `python -m tallrec_pl {argv[0] if argv else 'fit'} --help`", file=sys.stderr)
+        print(
+            f"tallrec_pl: error: {message[:400]}; see `python -m tallrec_pl {argv[0] if argv else 'fit'} --help`",
+            file=sys.stderr,
+        )
         sys.exit(2)
     except Exception as err:  # a user error may arrive wrapped by jsonargparse or Lightning
         user = find_user_error(err)
@@ -174,7 +206,10 @@ def find_user_error(err: BaseException) -> TallrecError | None:
         if isinstance(e, TallrecError):
             return e
         if isinstance(e, MisconfigurationException):  # Lightning refusing a trainer.* setting
-            return TallrecError(f"Lightning refused the trainer settings: {' '.join(str(e).split())}",
-                                "check the trainer.* keys (--print_config shows them); trainer.accelerator auto picks what this machine has")
+            return TallrecError(
+                f"Lightning refused the trainer settings: {' '.join(str(e).split())}",
+                "check the trainer.* keys (--print_config shows them); trainer.accelerator auto picks what this "
+                "machine has",
+            )
         stack += [e.__cause__, e.__context__, *[x for x in getattr(e, "args", ()) if isinstance(x, BaseException)]]
     return None

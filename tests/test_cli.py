@@ -1,54 +1,28 @@
-"""Issue 3 and 6: the CLI end to end on a tiny random LLaMA (fit, resume, test, predict, export)."""
+"""tallrec_pl/cli.py: every shipped config parses, --help, fit / resume / test / predict / export end to end on a
+tiny random LLaMA, and bad input ending in one line."""
 
 from __future__ import annotations
 
-import logging
 import json
-import warnings
+import logging
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from helpers import CONFIGS, ROOT, config, lora_state, run_args
 
 from tallrec_pl.cli import main
 
-CONFIGS = sorted(str(p) for p in Path("configs").rglob("*.yaml"))
 
-
-def run_args(tiny_backbone: str, data_path: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "--config", "configs/debug.yaml",
-        f"--model.backbone={tiny_backbone}",
-        "--model.dtype=float32",
-        f"--data.init_args.path={data_path}",
-        "--data.init_args.history_len=4",
-        "--data.init_args.split_sizes=[0.6,0.2,0.2]",
-        "--data.init_args.shots=-1",
-        "--data.init_args.val_limit=null",
-        "--data.init_args.cache_dir=null",
-        f"--checkpoint.dirpath={out}",
-        f"--trainer.default_root_dir={out}",
-        "--trainer.max_steps=-1",
-        "--trainer.max_epochs=1",
-        "--trainer.val_check_interval=null",
-        "--trainer.limit_test_batches=null",
-        "--trainer.limit_predict_batches=null",
-        "--trainer.enable_progress_bar=false",
-        "--trainer.logger=false",
-        f"--predictions.output={out / 'predictions.jsonl'}",
-        *extra,
-    ]
-
-
-def lora_state(ckpt: Path) -> dict[str, torch.Tensor]:
-    return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
-
-
-@pytest.mark.parametrize("config", CONFIGS)
-def test_every_shipped_config_parses(config, capsys):
-    base = ["--config", "configs/rec.yaml"] if "/trainer/" in config or config.endswith("demo.yaml") else []
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(Path(p).relative_to(ROOT)))
+def test_every_shipped_config_parses(path, capsys):
+    """Each YAML under configs/ parses into a full config (trainer/ and demo.yaml on top of rec.yaml)."""
+    on_rec = "/trainer/" in path or path.endswith("demo.yaml")
+    base = ["--config", config("rec.yaml")] if on_rec else []
     with pytest.raises(SystemExit) as exc:
-        main(["fit", *base, "--config", config, "--print_config"])
+        main(["fit", *base, "--config", path, "--print_config"])
     assert exc.value.code in (0, None)
     assert "model:" in capsys.readouterr().out
 
@@ -65,7 +39,14 @@ def test_fit_resume_equals_uninterrupted(tiny_backbone, ml100k, tmp_path):
     whole, part = tmp_path / "whole", tmp_path / "part"
     main(["fit", *run_args(tiny_backbone, ml100k, whole, "--trainer.max_epochs=2")])
     # same config (so the same LR schedule), stopped after its first epoch
-    main(["fit", *run_args(tiny_backbone, ml100k, part, "--trainer.max_epochs=2", "--trainer.callbacks+=conftest.StopAfterEpoch")])
+    main(
+        [
+            "fit",
+            *run_args(
+                tiny_backbone, ml100k, part, "--trainer.max_epochs=2", "--trainer.callbacks+=helpers.StopAfterEpoch"
+            ),
+        ]
+    )
     first = lora_state(part / "last.ckpt")
     main(["fit", *run_args(tiny_backbone, ml100k, part, "--trainer.max_epochs=2", "--ckpt_path=last")])
     a, b = lora_state(whole / "last.ckpt"), lora_state(part / "last.ckpt")
@@ -129,16 +110,6 @@ def test_bad_cli_input_is_one_line(tiny_backbone, ml100k, tmp_path, capsys, extr
     assert len(errors) == 1 and expected in errors[0], err
 
 
-def test_backbone_folder_without_weights(tmp_path, ml100k, tiny_backbone, capsys):
-    empty = tmp_path / "empty-model"
-    empty.mkdir()
-    (empty / "config.json").write_text("{}")
-    with pytest.raises(SystemExit) as exc:
-        main(["fit", *run_args(tiny_backbone, ml100k, tmp_path / "run"), f"--model.backbone={empty}"])
-    assert exc.value.code == 2
-    assert "has no weights" in capsys.readouterr().err
-
-
 def test_corrupt_and_foreign_checkpoints_are_refused(tiny_backbone, ml100k, tmp_path, capsys):
     out = tmp_path / "run"
     main(["fit", *run_args(tiny_backbone, ml100k, out, "--trainer.max_epochs=1")])
@@ -154,38 +125,6 @@ def test_corrupt_and_foreign_checkpoints_are_refused(tiny_backbone, ml100k, tmp_
     assert "Traceback" not in err and "tallrec_pl: error: checkpoint was made for another model" in err
 
 
-def test_backbone_with_own_code_needs_consent(tmp_path, ml100k, tiny_backbone, capsys):
-    folder = tmp_path / "custom"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "x", "auto_map": {"AutoModelForCausalLM": "modeling_x.XModel"}}))
-    (folder / "model.safetensors").write_bytes(b"")
-    with pytest.raises(SystemExit) as exc:
-        main(["fit", *run_args(tiny_backbone, ml100k, tmp_path / "run"), f"--model.backbone={folder}"])
-    assert exc.value.code == 2
-    assert "ships its own code (AutoModelForCausalLM); read that code, then set model.trust_remote_code: true" in capsys.readouterr().err
-
-
-def test_new_run_is_not_warned_about_its_own_files(tiny_backbone, ml100k, tmp_path):
-    out = tmp_path / "run"
-    args = run_args(tiny_backbone, ml100k, out, "--trainer.logger=true")
-
-    def dir_warnings() -> list[str]:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            main(["fit", *args])
-        return [str(w.message) for w in caught if "not empty" in str(w.message) or "already holds" in str(w.message)]
-
-    assert dir_warnings() == []  # a new run: the folder holds only what this run (and its logger) wrote
-    assert (out / "config-fit.yaml").exists() and list(out.glob("lightning_logs/*/config.yaml"))
-    for i in range(4):  # a busy folder: the warning names a few files, not every one
-        (out / f"old-{i}.ckpt").write_bytes(b"")
-    second = dir_warnings()  # a new fit into a folder with checkpoints is warned about, with the fix
-    assert len(second) == 1 and "last.ckpt" in second[0] and "--ckpt_path last" in second[0]
-    assert "and 3 more" in second[0] and "old-3" not in second[0]
-    args += ["--trainer.max_epochs=2", "--ckpt_path=last"]
-    assert dir_warnings() == []  # resuming continues the folder's own run
-
-
 def test_evaluating_without_checkpoint_says_it_is_zero_shot(tiny_backbone, ml100k, tmp_path, caplog):
     out = tmp_path / "run"
     with caplog.at_level(logging.INFO):
@@ -196,3 +135,44 @@ def test_evaluating_without_checkpoint_says_it_is_zero_shot(tiny_backbone, ml100
     with caplog.at_level(logging.INFO):
         main(["validate", *run_args(tiny_backbone, ml100k, out), "--ckpt_path=best"])
     assert not any("zero-shot" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.slow
+def test_cli_error_has_no_traceback_in_a_real_process(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "data:\n  class_path: tallrec_pl.data.datamodule.RecDataModule\n  init_args:\n    path: "
+        f"{tmp_path / 'missing'}\n"
+    )
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tallrec_pl",
+            "prompts",
+            "--config",
+            str(cfg),
+            "--split",
+            "train",
+            "--output",
+            str(tmp_path / "o.json"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"tallrec_pl: error: data.path not found: {tmp_path / 'missing'}; set data.path to an existing file or folder"
+    ]
+
+
+def test_cli_loads_the_tokenizer_once_and_connects_it(tiny_backbone, ml100k, tmp_path, monkeypatch):
+    """The data module encodes with the tokenizer the model resolved (``connect``), not a second copy."""
+    from tallrec_pl.model import backbone
+
+    loaded = []
+    load = backbone.load_tokenizer
+    monkeypatch.setattr(backbone, "load_tokenizer", lambda *a, **k: loaded.append(a) or load(*a, **k))
+    main(["test", *run_args(tiny_backbone, ml100k, tmp_path / "run")])
+    assert len(loaded) == 1

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from test_cli import lora_state, run_args
+from helpers import config, lora_state, run_args
 
 from tallrec_pl.cli import main
 
@@ -37,7 +37,9 @@ def test_bfloat16_fit_step_on_gpu(tiny_backbone, ml100k, tmp_path, capsys):
 
 def test_8bit_backbone_loads_and_trains_on_gpu(tiny_backbone, ml100k, tmp_path):
     pytest.importorskip("bitsandbytes")
-    main(["fit", *run_args(tiny_backbone, ml100k, tmp_path, *GPU, "--model.load_in_8bit=true", "--trainer.max_steps=3")])
+    main(
+        ["fit", *run_args(tiny_backbone, ml100k, tmp_path, *GPU, "--model.load_in_8bit=true", "--trainer.max_steps=3")]
+    )
     assert _lora_moved(tmp_path / "last.ckpt")
 
 
@@ -45,15 +47,24 @@ def test_p_yes_on_gpu_equals_cpu_float32(tmp_path):
     """The embedded backbone's p(Yes) on 64 TALLRec test prompts, float32 on both devices (TF32 off)."""
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    common = ["predict", "--config", "configs/rec.yaml", "--model.dtype=float32", "--trainer.limit_predict_batches=4",
-              "--data.init_args.eval_batch_size=16", "--trainer.enable_progress_bar=false", "--trainer.logger=false",
-              f"--checkpoint.dirpath={tmp_path}", f"--trainer.default_root_dir={tmp_path}"]
+    common = [
+        "predict",
+        "--config",
+        config("rec.yaml"),
+        "--model.dtype=float32",
+        "--trainer.limit_predict_batches=4",
+        "--data.init_args.eval_batch_size=16",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.logger=false",
+        f"--checkpoint.dirpath={tmp_path}",
+        f"--trainer.default_root_dir={tmp_path}",
+    ]
     main([*common, "--trainer.accelerator=cpu", f"--predictions.output={tmp_path / 'cpu.jsonl'}"])
     main([*common, *GPU, f"--predictions.output={tmp_path / 'gpu.jsonl'}"])
     cpu, gpu = _predictions(tmp_path / "cpu.jsonl"), _predictions(tmp_path / "gpu.jsonl")
     assert len(cpu) == len(gpu) == 64
     assert [r["index"] for r in cpu] == [r["index"] for r in gpu]
-    diff = max(abs(a["p_yes"] - b["p_yes"]) for a, b in zip(cpu, gpu))
+    diff = max(abs(a["p_yes"] - b["p_yes"]) for a, b in zip(cpu, gpu, strict=True))
     print(f"max |p_yes gpu - cpu| float32: {diff:.2e}")
     assert diff < 1e-3
 
@@ -64,10 +75,14 @@ def test_predictions_writer_under_one_gpu_ddp(tiny_backbone, ml100k, tmp_path):
     single = tmp_path / "predictions.jsonl"
     main(["predict", *args])
     expected = _predictions(single)
-    proc = subprocess.run([sys.executable, "-m", "tallrec_pl", "predict", *args, "--trainer.strategy=ddp"],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tallrec_pl", "predict", *args, "--trainer.strategy=ddp"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = _predictions(single)
     assert [r["index"] for r in got] == list(range(len(expected)))  # every sample exactly once, in order
-    for a, b in zip(expected, got):
+    for a, b in zip(expected, got, strict=True):
         assert a["label"] == b["label"] and a["p_yes"] == pytest.approx(b["p_yes"], abs=1e-4)

@@ -111,7 +111,9 @@ def test_host_line_names_the_cpu_and_its_flags(monkeypatch):
 
 
 @pytest.mark.parametrize("bf16_gflops,expected", [(1.1, torch.float32), (400.0, torch.bfloat16)])
-def test_module_loads_the_backbone_in_the_dtype_auto_resolves_to(tiny_backbone, monkeypatch, capsys, bf16_gflops, expected):
+def test_module_loads_the_backbone_in_the_dtype_auto_resolves_to(
+    tiny_backbone, monkeypatch, capsys, bf16_gflops, expected
+):
     from tallrec_pl.model.module import TALLRecModule
 
     seen = []

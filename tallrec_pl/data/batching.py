@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from tallrec_pl.data import record
 from tallrec_pl.data.encode import IGNORE
 
 
 class Collator:
-    """Right-pads a list of encoded records into a batch; the mask comes from the lengths.
+    """Right-pads a list of encoded samples into a batch (the mask comes from the lengths) beside
+    their record fields as named int64 tensors.
 
     The pad id is only a filler under a zero attention mask and IGNORE labels, so it never
     decides what is masked (on SmolLM2 the pad token *is* EOS).
@@ -36,11 +38,7 @@ class Collator:
             "attention_mask": mask,
             "labels": labels,
             "prompt_len": torch.tensor([r["prompt_len"] for r in records]),
-            "label": torch.tensor([r["label"] for r in records]),
-            "index": torch.tensor([r["index"] for r in records]),
-            "group": torch.tensor([r.get("group", -1) for r in records]),
-            "hist_len": torch.tensor([r.get("hist_len", -1) for r in records]),
-            "seen": torch.tensor([r.get("seen", -1) for r in records]),
+            **record.collate(records),
         }
 
 

@@ -6,6 +6,7 @@ number: the Yes / No ids and EOS come from the tokenizer at run time.
 
 from __future__ import annotations
 
+from tallrec_pl.data import record
 from tallrec_pl.data.prompts import ALPACA_NO_INPUT, Sample
 from tallrec_pl.errors import TallrecError
 
@@ -42,19 +43,20 @@ def encode_samples(samples: list[Sample], tokenizer, max_length: int, train_on_i
     """Encode ``samples`` in order; over-long ones lose their oldest history items first.
 
     Each result holds ``input_ids``, ``labels`` (IGNORE on the prompt unless
-    ``train_on_inputs``), ``prompt_len`` (the answer starts there) and ``label``
-    (1 Yes, 0 No, -1 other answers). With ``skip_unfit``, samples that cannot fit even
-    shortened are left out (instruction data) instead of stopping with an error.
+    ``train_on_inputs``), ``prompt_len`` (the answer starts there) and the fields of
+    :mod:`tallrec_pl.data.record` (all but ``index``, which the caller sets). With
+    ``skip_unfit``, samples that cannot fit even shortened are left out (instruction data)
+    instead of stopping with an error.
     """
     eos = tokenizer.eos_token_id
     if eos is None:
         raise TallrecError(f"tokenizer {tokenizer.name_or_path} has no EOS token", "use a tokenizer with an eos_token")
     out: list[dict] = []
     for start in range(0, len(samples), batch):
-        chunk = samples[start:start + batch]
+        chunk = samples[start : start + batch]
         prompts = [s.prompt() for s in chunk]
         p_ids = _tokenize(tokenizer, prompts)
-        f_ids = _tokenize(tokenizer, [p + s.output for p, s in zip(prompts, chunk)])
+        f_ids = _tokenize(tokenizer, [p + s.output for p, s in zip(prompts, chunk, strict=False)])
         for k, sample in enumerate(chunk):
             p, f = p_ids[k], f_ids[k]
             if len(f) + 1 > max_length:
@@ -70,22 +72,12 @@ def encode_samples(samples: list[Sample], tokenizer, max_length: int, train_on_i
 
 def _record(p: list[int], f: list[int], eos: int, sample: Sample, train_on_inputs: bool, where: str) -> dict:
     if f[: len(p)] != p:
-        raise TallrecError(f"{where}: the tokenizer merges the prompt's last token with the answer", "use a LLaMA-family tokenizer")
+        raise TallrecError(
+            f"{where}: the tokenizer merges the prompt's last token with the answer", "use a LLaMA-family tokenizer"
+        )
     ids = f + [eos]
-    labels = list(ids) if train_on_inputs else [IGNORE] * len(p) + ids[len(p):]
-    label = {"Yes.": 1, "No.": 0}.get(sample.output.strip(), -1)
-    return {
-        "input_ids": ids,
-        "labels": labels,
-        "prompt_len": len(p),
-        "label": label,
-        "user": str(sample.meta.get("user", "")),
-        "item": str(sample.meta.get("item", "")),
-        "group": int(sample.meta.get("group", -1)),  # ranking: the candidates of one window share a group
-        # slices: history items before any truncation (-1: not a rec sample); item seen in training (1 / 0, -1 unknown)
-        "hist_len": int(sample.meta.get("hist_len", len(sample.history) if sample.history is not None else -1)),
-        "seen": int(sample.meta.get("seen", -1)),
-    }
+    labels = list(ids) if train_on_inputs else [IGNORE] * len(p) + ids[len(p) :]
+    return {"input_ids": ids, "labels": labels, "prompt_len": len(p), **record.from_sample(sample)}
 
 
 def _shorten(sample: Sample, tokenizer, max_length: int, where: str) -> tuple[list[int], list[int]]:

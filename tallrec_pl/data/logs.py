@@ -69,7 +69,9 @@ def detect_format(path: str | os.PathLike) -> str:
         return "recbole"
     if suffix in (".csv", ".tsv", ".parquet"):
         return "csv"
-    raise TallrecError(f"cannot tell the format of {p} from its name", "set data.format (ml-100k, recbole, csv, tallrec-json)")
+    raise TallrecError(
+        f"cannot tell the format of {p} from its name", "set data.format (ml-100k, recbole, csv, tallrec-json)"
+    )
 
 
 def _number(text: str, path: str, line: int, what: str) -> float:
@@ -126,10 +128,8 @@ def read_ml100k(folder: str | os.PathLike) -> Log:
                 continue
             parts = line.rstrip("\n").split("\t")
             if len(parts) < 4:
-                raise TallrecError(
-                    f"{data} line {n}: expected 4 tab-separated fields (user, item, rating, timestamp), found {len(parts)}",
-                    f"fix or remove that line of {data}",
-                )
+                raise TallrecError(f"{data} line {n}: expected 4 tab-separated fields (user, item, rating, timestamp), "
+                                   f"found {len(parts)}", f"fix or remove that line of {data}")
             users.append(parts[0])
             items.append(parts[1])
             ratings.append(_number(parts[2], data, n, "rating"))
@@ -142,11 +142,14 @@ def read_ml100k(folder: str | os.PathLike) -> Log:
                 continue
             parts = line.rstrip("\n").split("|")
             if len(parts) < 2:
-                raise TallrecError(f"{item_path} line {n}: expected pipe-separated fields (id|title|...)", f"fix that line of {item_path}")
+                raise TallrecError(
+                    f"{item_path} line {n}: expected pipe-separated fields (id|title|...)",
+                    f"fix that line of {item_path}",
+                )
             full = parts[1].strip()
             m = re.fullmatch(r"(.*) \((\d{4})\)", full)
             title, year = (m.group(1), m.group(2)) if m else (full, parts[2][-4:] if len(parts) > 2 else "")
-            genres = [g for g, flag in zip(ML100K_GENRES, parts[5:]) if flag.strip() == "1"]
+            genres = [g for g, flag in zip(ML100K_GENRES, parts[5:], strict=False) if flag.strip() == "1"]
             item_fields[parts[0]] = {"title": title, "year": year, "genre": ", ".join(genres)}
             lines[parts[0]] = n
     _check_titles(item_fields, item_path, lines)
@@ -177,10 +180,11 @@ def _atomic_rows(path: str):
             parts = line.rstrip("\n").split("\t")
             if len(parts) != len(names):
                 raise TallrecError(
-                    f"{path} line {n}: expected {len(names)} tab-separated fields ({', '.join(names)}), found {len(parts)}",
+                    f"{path} line {n}: expected {len(names)} tab-separated fields ({', '.join(names)}), found "
+                    f"{len(parts)}",
                     f"fix or remove that line of {path}",
                 )
-            yield n, dict(zip(names, parts)), names
+            yield n, dict(zip(names, parts, strict=False)), names
 
 
 def read_recbole(path: str | os.PathLike) -> Log:
@@ -189,7 +193,9 @@ def read_recbole(path: str | os.PathLike) -> Log:
     if path.is_dir():
         inters = sorted(path.glob("*.inter"))
         if not inters:
-            raise TallrecError(f"{path}: no <name>.inter file in this folder", "point data.path at a RecBole dataset folder")
+            raise TallrecError(
+                f"{path}: no <name>.inter file in this folder", "point data.path at a RecBole dataset folder"
+            )
         inter = inters[0]
     else:
         inter = path
@@ -198,7 +204,10 @@ def read_recbole(path: str | os.PathLike) -> Log:
     for n, row, names in _atomic_rows(str(inter)):
         missing = [c for c in ("user_id", "item_id", "timestamp") if c not in row]
         if missing:
-            raise TallrecError(f"{inter}: missing column {missing[0]} (has {', '.join(names)})", "RecBole .inter files need user_id, item_id, rating and timestamp")
+            raise TallrecError(
+                f"{inter}: missing column {missing[0]} (has {', '.join(names)})",
+                "RecBole .inter files need user_id, item_id, rating and timestamp",
+            )
         users.append(row["user_id"])
         items.append(row["item_id"])
         ratings.append(_number(row["rating"], str(inter), n, "rating") if "rating" in row else 5.0)
@@ -208,7 +217,9 @@ def read_recbole(path: str | os.PathLike) -> Log:
     item_fields, lines = {}, {}
     for n, row, names in _atomic_rows(item_path):
         if "item_id" not in row:
-            raise TallrecError(f"{item_path}: missing column item_id (has {', '.join(names)})", "add an item_id:token column")
+            raise TallrecError(
+                f"{item_path}: missing column item_id (has {', '.join(names)})", "add an item_id:token column"
+            )
         item_fields[row["item_id"]] = _with_aliases({k: v for k, v in row.items() if k != "item_id"})
         lines[row["item_id"]] = n
     _check_titles(item_fields, item_path, lines)
@@ -249,7 +260,7 @@ def _read_table(path: str) -> tuple[list[str], list[dict[str, str]]]:
                     f"{path} line {reader.line_num}: expected {len(header)} fields, found {len(row)}",
                     f"fix or remove that line of {path}",
                 )
-            rows.append(dict(zip(header, row)))
+            rows.append(dict(zip(header, row, strict=False)))
     return header, rows
 
 
@@ -273,7 +284,9 @@ def read_csv(path: str | os.PathLike, columns: dict[str, str], items_path: str |
     items_path = require_path(items_path, "item table", "set data.items_path to an existing file")
     item_header, item_rows = _read_table(items_path)
     if item_id_column not in item_header:
-        raise TallrecError(f"{items_path}: missing column {item_id_column!r} (has {', '.join(item_header)})", "set data.item_id_column")
+        raise TallrecError(
+            f"{items_path}: missing column {item_id_column!r} (has {', '.join(item_header)})", "set data.item_id_column"
+        )
     item_fields, lines = {}, {}
     for i, r in enumerate(item_rows):
         item_fields[r[item_id_column]] = _with_aliases({k: v for k, v in r.items() if k != item_id_column})
@@ -304,22 +317,38 @@ def read_samples_json(path: str | os.PathLike, require_labels: bool = True) -> l
     except json.JSONDecodeError as err:
         raise TallrecError(f"{path} line {err.lineno}: not valid JSON ({err.msg})", "fix the JSON syntax") from None
     if not isinstance(records, list):
-        raise TallrecError(f"{path}: expected a JSON list of objects, found {type(records).__name__}", "wrap the samples in [ ... ]")
+        raise TallrecError(
+            f"{path}: expected a JSON list of objects, found {type(records).__name__}", "wrap the samples in [ ... ]"
+        )
     if not records:
         raise TallrecError(f"{path}: the file holds no samples", "point at a file with samples")
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
-            raise TallrecError(f"{path} sample {i}: expected an object, found {type(rec).__name__}", "each sample is {instruction, input, output}")
+            raise TallrecError(
+                f"{path} sample {i}: expected an object, found {type(rec).__name__}",
+                "each sample is {instruction, input, output}",
+            )
         for key in ("instruction", "input", "output"):
             if not isinstance(rec.get(key), str):
-                raise TallrecError(f"{path} sample {i}: missing or non-text key {key!r}", "each sample needs instruction, input and output strings")
+                raise TallrecError(
+                    f"{path} sample {i}: missing or non-text key {key!r}",
+                    "each sample needs instruction, input and output strings",
+                )
         if require_labels and rec["output"].strip() not in LABELS:
-            raise TallrecError(f"{path} sample {i}: label {rec['output']!r} is not 'Yes.' or 'No.'", "rec-tuning outputs must be 'Yes.' or 'No.'")
+            raise TallrecError(
+                f"{path} sample {i}: label {rec['output']!r} is not 'Yes.' or 'No.'",
+                "rec-tuning outputs must be 'Yes.' or 'No.'",
+            )
     return records
 
 
-def read_log(path: str | os.PathLike | None, fmt: str = "auto", columns: dict[str, str] | None = None,
-             items_path: str | None = None, item_id_column: str = "item") -> Log:
+def read_log(
+    path: str | os.PathLike | None,
+    fmt: str = "auto",
+    columns: dict[str, str] | None = None,
+    items_path: str | None = None,
+    item_id_column: str = "item",
+) -> Log:
     """Read an interaction log of any supported format; no path means the embedded ML-100K."""
     if fmt not in FORMATS:
         raise TallrecError(f"unknown data.format {fmt!r}", f"use one of {', '.join(FORMATS)}")

@@ -25,7 +25,11 @@ REC_INSTRUCTION = (
     "Given the user's preference and unpreference, identify whether the user will like the target {domain} "
     'by answering "Yes." or "No.".'
 )
-_INPUT_RE = re.compile(r"(?:User Profile: (.*?)\n)?User Preference: (.*)\nUser Unpreference: (.*)\nWhether the user will like the target (\w+) \"(.*)\"\?", re.S)
+_INPUT_RE = re.compile(
+    r"(?:User Profile: (.*?)\n)?User Preference: (.*)\nUser Unpreference: (.*)\nWhether the user will like the target "
+    r"(\w+) \"(.*)\"\?",
+    re.S,
+)
 _ITEM_SPLIT = re.compile(r', (?=")')  # items in a list start with a quote: split only there
 
 
@@ -54,7 +58,8 @@ class Sample:
         liked = ", ".join(t for t, ok in self.history if ok)
         disliked = ", ".join(t for t, ok in self.history if not ok)
         return (
-            (f"User Profile: {self.profile}\n" if self.profile else "") + f"User Preference: {liked}\nUser Unpreference: {disliked}\n"
+            (f"User Profile: {self.profile}\n" if self.profile else "")
+            + f"User Preference: {liked}\nUser Unpreference: {disliked}\n"
             f'Whether the user will like the target {self.domain} "{self.target}"?'
         )
 
@@ -89,7 +94,9 @@ class ItemText:
 
     def render(self, item: str, fields: dict[str, dict[str, str]], source: str) -> str:
         if item not in fields:
-            raise TallrecError(f"{source}: item {item} is rated in the log but missing from the item table", "add it to the item table")
+            raise TallrecError(
+                f"{source}: item {item} is rated in the log but missing from the item table", "add it to the item table"
+            )
         return fill_template(self.template, fields[item], "data.item_template", f"items of {source}")
 
 
@@ -98,10 +105,15 @@ def fill_template(template: str, fields: dict[str, str], option: str, whose: str
     try:
         return template.format(**fields).strip()
     except KeyError as err:
-        raise TallrecError(f"{option} {template!r} uses field {err.args[0]!r}, which {whose} lack", f"use only {', '.join(sorted(fields))}") from None
+        raise TallrecError(
+            f"{option} {template!r} uses field {err.args[0]!r}, which {whose} lack",
+            f"use only {', '.join(sorted(fields))}",
+        ) from None
 
 
-def window_sample(window: Window, item_fields: dict, text: ItemText, domain: str, source: str, profile: str = "") -> Sample:
+def window_sample(
+    window: Window, item_fields: dict, text: ItemText, domain: str, source: str, profile: str = ""
+) -> Sample:
     history = [(text.history_format.format(text.render(i, item_fields, source)), ok) for i, ok in window.history]
     return Sample(
         instruction=REC_INSTRUCTION.format(domain=domain),
@@ -109,7 +121,12 @@ def window_sample(window: Window, item_fields: dict, text: ItemText, domain: str
         history=history,
         target=text.render(window.target, item_fields, source),
         domain=domain,
-        meta={"user": window.user, "item": window.target, "history": [i for i, _ in window.history], "hist_len": len(window.history)},
+        meta={
+            "user": window.user,
+            "item": window.target,
+            "history": [i for i, _ in window.history],
+            "hist_len": len(window.history),
+        },
         profile=profile,
     )
 
@@ -137,9 +154,18 @@ def json_sample(record: dict[str, str]) -> Sample:
     if not m:
         return Sample(instruction=record["instruction"], output=record["output"], input=record["input"])
     profile, liked, disliked, domain, target = m.groups()
-    history = [(t, True) for t in _ITEM_SPLIT.split(liked) if t] + [(t, False) for t in _ITEM_SPLIT.split(disliked) if t]
-    sample = Sample(record["instruction"], record["output"], history=history, target=target, domain=domain, time_ordered=False,
-                    profile=profile or "")
+    history = [(t, True) for t in _ITEM_SPLIT.split(liked) if t] + [
+        (t, False) for t in _ITEM_SPLIT.split(disliked) if t
+    ]
+    sample = Sample(
+        record["instruction"],
+        record["output"],
+        history=history,
+        target=target,
+        domain=domain,
+        time_ordered=False,
+        profile=profile or "",
+    )
     if sample.render_input() != record["input"]:  # an unusual list that does not round-trip: keep it whole
         return Sample(instruction=record["instruction"], output=record["output"], input=record["input"])
     return sample

@@ -1,10 +1,10 @@
 """Candidate ranking: a liked next item plus sampled items the user never rated, one group
-per test window, scored by p(Yes) under the same history. No tokenizer here."""
+per test window, scored by p(Yes) under the same history (metrics: tallrec_pl/model/metrics.py).
+No tokenizer here."""
 
 from __future__ import annotations
 
-import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -14,11 +14,13 @@ from tallrec_pl.data.windows import Window
 from tallrec_pl.errors import TallrecError
 
 
-def candidate_groups(windows: list[Window], log: Log, negatives: int, seed: int, make_sample: Callable[[Window], Sample]) -> list[Sample]:
+def candidate_groups(
+    windows: list[Window], log: Log, negatives: int, seed: int, make_sample: Callable[[Window], Sample]
+) -> list[Sample]:
     """For each liked test window: the true item first, then ``negatives`` unrated items
     (all unrated items when ``negatives`` < 0). Samples carry ``group`` and ``positive``."""
     rated: dict[str, set[str]] = {}
-    for user, item in zip(log.users, log.items):
+    for user, item in zip(log.users, log.items, strict=False):
         rated.setdefault(user, set()).add(item)
     catalogue = np.array(sorted(log.item_fields))
     rng = np.random.default_rng(seed)
@@ -29,7 +31,10 @@ def candidate_groups(windows: list[Window], log: Log, negatives: int, seed: int,
             continue
         pool = catalogue[~np.isin(catalogue, list(rated.get(w.user, ())))]
         if negatives >= 0 and len(pool) < negatives:
-            raise TallrecError(f"user {w.user} has only {len(pool)} unrated items, fewer than data.negatives={negatives}", "lower data.negatives")
+            raise TallrecError(
+                f"user {w.user} has only {len(pool)} unrated items, fewer than data.negatives={negatives}",
+                "lower data.negatives",
+            )
         picked = pool if negatives < 0 else rng.choice(pool, size=negatives, replace=False)
         for k, item in enumerate([w.target, *picked.tolist()]):
             s = make_sample(Window(w.user, w.history, item, k == 0))
@@ -39,22 +44,3 @@ def candidate_groups(windows: list[Window], log: Log, negatives: int, seed: int,
     if not samples:
         raise TallrecError("the test split has no liked window to rank", "use a split with positive ratings")
     return samples
-
-
-def ranking_metrics(groups: list[int], scores: list[float], positives: list[bool], ks=(1, 5, 10)) -> dict[str, float]:
-    """HR@k, NDCG@k and MRR of the positive item's rank within each group (ties count against it)."""
-    by_group: dict[int, list[tuple[float, bool]]] = {}
-    for g, s, p in zip(groups, scores, positives):
-        by_group.setdefault(g, []).append((s, p))
-    ranks = []
-    for rows in by_group.values():
-        pos = [s for s, p in rows if p]
-        if len(pos) != 1:
-            continue
-        ranks.append(sum(1 for s, p in rows if not p and s >= pos[0]))  # 0 = top
-    if not ranks:
-        return {}
-    out = {f"hr@{k}": sum(r < k for r in ranks) / len(ranks) for k in ks}
-    out.update({f"ndcg@{k}": sum(1 / math.log2(r + 2) for r in ranks if r < k) / len(ranks) for k in ks if k > 1})
-    out["mrr"] = sum(1 / (r + 1) for r in ranks) / len(ranks)
-    return out

@@ -53,7 +53,10 @@ def build_windows(log: Log, history_len: int = 10, like_threshold: float = 3.0, 
 def split_sizes(n: int, sizes: list[float]) -> list[int]:
     """Turn ``sizes`` (counts, or fractions that sum to at most 1) into counts for ``n`` samples."""
     if len(sizes) != 3 or any(s < 0 for s in sizes):
-        raise TallrecError(f"data.split_sizes must be three non-negative numbers, got {sizes}", "e.g. [8000, 1000, 1000] or [0.8, 0.1, 0.1]")
+        raise TallrecError(
+            f"data.split_sizes must be three non-negative numbers, got {sizes}",
+            "e.g. [8000, 1000, 1000] or [0.8, 0.1, 0.1]",
+        )
     if all(s <= 1 for s in sizes) and any(0 < s < 1 for s in sizes):
         counts = [int(n * s) for s in sizes]
     else:
@@ -69,7 +72,7 @@ def split_sizes(n: int, sizes: list[float]) -> list[int]:
 def split(samples: list, sizes: list[float]) -> dict[str, list]:
     """Train / valid / test in that order, as TALLRec cuts its CSV."""
     a, b, c = split_sizes(len(samples), sizes)
-    return {"train": samples[:a], "valid": samples[a:a + b], "test": samples[a + b:a + b + c]}
+    return {"train": samples[:a], "valid": samples[a : a + b], "test": samples[a + b : a + b + c]}
 
 
 def few_shot_indices(n: int, shots: int, seed: int) -> list[int]:
@@ -82,5 +85,7 @@ def few_shot_indices(n: int, shots: int, seed: int) -> list[int]:
     if shots < 0:
         return list(range(n))
     if shots > n:
-        raise TallrecError(f"data.shots={shots} is larger than the train split ({n} samples)", f"use data.shots <= {n}, or -1 for all")
+        raise TallrecError(
+            f"data.shots={shots} is larger than the train split ({n} samples)", f"use data.shots <= {n}, or -1 for all"
+        )
     return np.random.default_rng(seed).permutation(n)[:shots].tolist()

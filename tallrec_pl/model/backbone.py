@@ -64,12 +64,20 @@ def resolve(backbone: str) -> str:
         return str(convert_embedded())
     if os.path.isdir(backbone):
         if not os.path.exists(os.path.join(backbone, "config.json")):
-            raise TallrecError(f"backbone folder {backbone} has no config.json", "point model.backbone at a Hugging Face model folder")
+            raise TallrecError(
+                f"backbone folder {backbone} has no config.json", "point model.backbone at a Hugging Face model folder"
+            )
         if not any(f.endswith((".safetensors", ".bin", ".pt", ".gguf")) for f in os.listdir(backbone)):
-            raise TallrecError(f"backbone folder {backbone} has no weights (*.safetensors or *.bin)", "download the weights into it or pick another folder")
+            raise TallrecError(
+                f"backbone folder {backbone} has no weights (*.safetensors or *.bin)",
+                "download the weights into it or pick another folder",
+            )
         return backbone
     if backbone.startswith((".", "/", "~")) or os.sep in backbone and backbone.count("/") > 1:
-        raise TallrecError(f"backbone folder {backbone} does not exist", "set model.backbone to an existing folder, a Hub id or 'embedded'")
+        raise TallrecError(
+            f"backbone folder {backbone} does not exist",
+            "set model.backbone to an existing folder, a Hub id or 'embedded'",
+        )
     return backbone
 
 
@@ -86,12 +94,17 @@ def _check_remote_code(path: str, backbone: str, trust_remote_code: bool) -> Non
     except (OSError, ValueError):
         return
     if auto_map:
-        raise TallrecError(f"backbone {backbone} ships its own code ({', '.join(sorted(auto_map))})", "read that code, then set model.trust_remote_code: true")
+        raise TallrecError(
+            f"backbone {backbone} ships its own code ({', '.join(sorted(auto_map))})",
+            "read that code, then set model.trust_remote_code: true",
+        )
 
 
 def _remote_code_hint(err: Exception, backbone: str) -> TallrecError | None:
     if "trust_remote_code" in str(err):
-        return TallrecError(f"backbone {backbone} ships its own code", "read that code, then set model.trust_remote_code: true")
+        return TallrecError(
+            f"backbone {backbone} ships its own code", "read that code, then set model.trust_remote_code: true"
+        )
     return None
 
 
@@ -114,7 +127,9 @@ def load_tokenizer(backbone: str, trust_remote_code: bool = False):
     return tok
 
 
-def resolve_dtype(backbone: str, dtype: str, device: torch.device | str = "cpu", trust_remote_code: bool = False) -> DtypeChoice:
+def resolve_dtype(
+    backbone: str, dtype: str, device: torch.device | str = "cpu", trust_remote_code: bool = False
+) -> DtypeChoice:
     """``model.dtype`` for this backbone on ``device`` (``auto``: the fastest precision the hardware
     runs, probed at the backbone's own matmul shape), printed in one line with its reason."""
     device = torch.device(device)
@@ -133,8 +148,14 @@ def resolve_dtype(backbone: str, dtype: str, device: torch.device | str = "cpu",
     return choice
 
 
-def load_model(backbone: str, dtype: str = "float32", load_in_8bit: bool = False, attn_implementation: str | None = "sdpa",
-               trust_remote_code: bool = False, device: torch.device | str = "cpu"):
+def load_model(
+    backbone: str,
+    dtype: str = "float32",
+    load_in_8bit: bool = False,
+    attn_implementation: str | None = "sdpa",
+    trust_remote_code: bool = False,
+    device: torch.device | str = "cpu",
+):
     """The causal LM, in ``dtype`` (``auto``: see ``resolve_dtype``) or 8-bit (bitsandbytes),
     frozen and ready for adapters. ``device`` is where it will run (it decides ``auto``)."""
     from transformers import AutoModelForCausalLM

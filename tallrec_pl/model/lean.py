@@ -1,20 +1,20 @@
 """Keep less for backward in LLaMA-family training, with the same outputs.
 
-What autograd keeps for a rec-tuning step of the embedded backbone (batch 8, bfloat16) was
-1.34 GB, of which these three parts are avoidable:
+Three parts of what autograd keeps can be recomputed or shared instead (sizes measured in
+docs/BENCHMARKS.md):
 
-- SDPA with a padding mask: transformers repeats the key/value heads to the query heads
-  (3 -> 9 here) and SDPA keeps the repeated copies. :func:`sdpa_gqa_attention` hands SDPA the
-  key/value heads with ``enable_gqa=True`` instead.
+- SDPA with a padding mask: transformers repeats the key/value heads to the query heads and SDPA
+  keeps the repeated copies. :func:`sdpa_gqa_attention` hands SDPA the key/value heads with
+  ``enable_gqa=True`` instead.
 - SwiGLU ``silu(gate) * up``: autograd keeps gate, silu(gate) and up. :class:`_SwiGLU` keeps
   gate and up and recomputes silu(gate) in backward (gradients bit-identical).
 - RMSNorm in a bfloat16 model keeps a float32 copy of its input. :class:`_RMSNorm` keeps the
   input as it came and one scale per token, and recomputes the rest.
 
-Forward outputs equal transformers' modules' (bit for bit in the checks made: MLP and RMSNorm
-run the same ops; SDPA on 3 or on 9 repeated key/value heads gave identical outputs in float32
-and bfloat16 on this CPU). Applied by :func:`apply` to the LLaMA, Mistral and Qwen2 classes
-only (others are left as they are); ``model.lean_activations: false`` turns it off.
+The outputs equal transformers' modules' (tests/test_lean.py compares loss and gradients).
+:func:`apply` patches the LLaMA, Mistral and Qwen2 classes only, found by class name, after
+``fence.require`` has checked the attributes the new forwards read; the attention goes through
+transformers' public AttentionInterface. ``model.lean_activations: false`` turns it off.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ import functools
 
 import torch
 import torch.nn.functional as F
+
+from tallrec_pl import fence
 
 SDPA_GQA = "sdpa_gqa"
 _MLPS = {"LlamaMLP", "MistralMLP", "Qwen2MLP"}
@@ -37,8 +39,12 @@ def sdpa_gqa_attention(module, query, key, value, attention_mask, dropout: float
     plain = (getattr(module, "num_key_value_groups", 1) == 1 or query.shape[2] == 1 or attention_mask is None
              or kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None)
     if plain:  # without a mask transformers already uses enable_gqa; the rest is theirs as is
-        return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs)
-    out = F.scaled_dot_product_attention(query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, enable_gqa=True)
+        return sdpa_attention_forward(
+            module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs
+        )
+    out = F.scaled_dot_product_attention(
+        query, key, value, attn_mask=attention_mask, dropout_p=dropout, scale=scaling, enable_gqa=True
+    )
     return out.transpose(1, 2).contiguous(), None
 
 
@@ -90,6 +96,12 @@ def register() -> None:
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, sdpa_mask
 
+    fence.require(
+        "transformers",
+        hasattr(AttentionInterface, "register") and hasattr(AttentionMaskInterface, "register"),
+        "AttentionInterface.register",
+        "set model.lean_activations: false",
+    )
     AttentionInterface.register(SDPA_GQA, sdpa_gqa_attention)
     AttentionMaskInterface.register(SDPA_GQA, sdpa_mask)
 
@@ -97,17 +109,25 @@ def register() -> None:
 def apply(model: torch.nn.Module) -> int:
     """Patch ``model``'s known MLP and RMSNorm modules and switch SDPA to :data:`SDPA_GQA`;
     returns how many modules were patched."""
+    mlps = [m for m in model.modules() if type(m).__name__ in _MLPS]
+    norms = [m for m in model.modules() if type(m).__name__ in _NORMS]
+    fence.require(
+        "transformers",
+        all(hasattr(m, a) for m in mlps for a in ("gate_proj", "up_proj", "down_proj", "act_fn"))
+        and all(hasattr(m, a) for m in norms for a in ("weight", "variance_epsilon")),
+        "the LLaMA-family MLP / RMSNorm attributes",
+        "set model.lean_activations: false",
+    )
     patched = 0
-    for module in model.modules():
-        name = type(module).__name__
-        if name in _MLPS and type(getattr(module, "act_fn", None)).__name__ in ("SiLU", "SiLUActivation"):
+    for module in mlps:
+        if type(module.act_fn).__name__ in ("SiLU", "SiLUActivation"):
             module.forward = functools.partial(_mlp_forward, module)  # a partial pickles; a bound method would not
             patched += 1
-        elif name in _NORMS and hasattr(module, "variance_epsilon"):
-            module.forward = functools.partial(_norm_forward, module)
-            patched += 1
+    for module in norms:
+        module.forward = functools.partial(_norm_forward, module)
+        patched += 1
     config = getattr(model, "config", None)
     if patched and config is not None and getattr(config, "_attn_implementation", None) == "sdpa":
         register()
-        config._attn_implementation = SDPA_GQA
+        model.set_attn_implementation(SDPA_GQA)
     return patched

@@ -1,4 +1,5 @@
-"""LoRA options, adapter export and the checked stage-1 handoff."""
+"""LoRA options, adapter export and the checked stage-1 handoff (reading, checking and copying
+adapter weights)."""
 
 from __future__ import annotations
 
@@ -35,7 +36,10 @@ class LoraOptions:
         if self.r < 1:
             raise TallrecError(f"model.lora.r={self.r} must be at least 1", "use e.g. model.lora.r: 8")
         if not self.alpha > 0:
-            raise TallrecError(f"model.lora.alpha={self.alpha} must be positive (the update is scaled by alpha / r)", "use e.g. model.lora.alpha: 16")
+            raise TallrecError(
+                f"model.lora.alpha={self.alpha} must be positive (the update is scaled by alpha / r)",
+                "use e.g. model.lora.alpha: 16",
+            )
         if not 0 <= self.dropout < 1:
             raise TallrecError(f"model.lora.dropout={self.dropout} must be in [0, 1)", "use e.g. 0.05")
         if not self.target_modules:
@@ -44,8 +48,14 @@ class LoraOptions:
     def peft_config(self):
         from peft import LoraConfig
 
-        return LoraConfig(task_type="CAUSAL_LM", r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                          target_modules=list(self.target_modules), bias="none")
+        return LoraConfig(
+            task_type="CAUSAL_LM",
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=list(self.target_modules),
+            bias="none",
+        )
 
 
 def check_targets(model: torch.nn.Module, targets: list[str], backbone: str) -> None:
@@ -56,55 +66,10 @@ def check_targets(model: torch.nn.Module, targets: list[str], backbone: str) -> 
     missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
     if missing:
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
-        raise TallrecError(f"model.lora.target_modules {missing} not found in {backbone}", f"its linear layers are named {', '.join(linear)}")
-
-
-class FastDropout(torch.nn.Module):
-    """Dropout whose mask costs one random 64-bit word per four elements.
-
-    ``torch.nn.Dropout`` draws one random number per element; on a CPU that made the 60 LoRA
-    dropouts of a rec-tuning step (q and v in 30 layers) about 7 % of the step. Here each
-    element keeps its input iff a uniform 16-bit lane of a random 64-bit word is at least
-    round(p * 65536), and the kept ones are scaled by 65536 / (65536 - that), so the output's
-    expectation is the input exactly. The draws come from torch's generator, so seeding
-    repeats them (resumed runs rely on it). On other devices it is ``F.dropout``.
-    """
-
-    def __init__(self, p: float) -> None:
-        super().__init__()
-        self.p = p
-        self.cut = round(p * 65536)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.cut == 0:
-            return x
-        if x.device.type != "cpu":
-            return torch.nn.functional.dropout(x, self.p, True)
-        n = x.numel()
-        words = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)
-        keep = (words.view(torch.int16)[:n] >= self.cut - 32768).view(x.shape)
-        return torch.where(keep, x * (65536 / (65536 - self.cut)), 0.0)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
-
-def lora_dropout_slots(model: torch.nn.Module):
-    """(ModuleDict, adapter name) of every LoRA layer's dropout in ``model``."""
-    for module in model.modules():
-        drops = getattr(module, "lora_dropout", None)
-        if isinstance(drops, torch.nn.ModuleDict):
-            yield from ((drops, name) for name in list(drops))
-
-
-def use_fast_dropout(model: torch.nn.Module) -> int:
-    """Swap the LoRA layers' ``nn.Dropout`` for :class:`FastDropout`; returns how many."""
-    swapped = 0
-    for drops, name in lora_dropout_slots(model):
-        if type(drops[name]) is torch.nn.Dropout:
-            drops[name] = FastDropout(drops[name].p)
-            swapped += 1
-    return swapped
+        raise TallrecError(
+            f"model.lora.target_modules {missing} not found in {backbone}",
+            f"its linear layers are named {', '.join(linear)}",
+        )
 
 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -118,7 +83,10 @@ def load_lightning_state(path: str) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated zip, pickle of another kind, …: all mean "unreadable"
-        raise TallrecError(f"checkpoint {path} is unreadable ({type(err).__name__})", "it is truncated or not a tallrec_pl checkpoint; use another one") from None
+        raise TallrecError(
+            f"checkpoint {path} is unreadable ({type(err).__name__})",
+            "it is truncated or not a tallrec_pl checkpoint; use another one",
+        ) from None
 
 
 def read_adapter(path: str) -> tuple[dict[str, torch.Tensor], dict]:
@@ -130,8 +98,12 @@ def read_adapter(path: str) -> tuple[dict[str, torch.Tensor], dict]:
     if os.path.isdir(path):
         from safetensors.torch import load_file
 
-        cfg_file = require_path(os.path.join(path, ADAPTER_CONFIG), "adapter config", "a PEFT adapter folder holds adapter_config.json")
-        weights = require_path(os.path.join(path, ADAPTER_WEIGHTS), "adapter weights", f"a PEFT adapter folder holds {ADAPTER_WEIGHTS}")
+        cfg_file = require_path(
+            os.path.join(path, ADAPTER_CONFIG), "adapter config", "a PEFT adapter folder holds adapter_config.json"
+        )
+        weights = require_path(
+            os.path.join(path, ADAPTER_WEIGHTS), "adapter weights", f"a PEFT adapter folder holds {ADAPTER_WEIGHTS}"
+        )
         with open(cfg_file) as fh:
             cfg = json.load(fh)
         info = {"r": cfg.get("r"), "target_modules": sorted(cfg.get("target_modules") or []), "backbone": None}
@@ -143,7 +115,11 @@ def read_adapter(path: str) -> tuple[dict[str, torch.Tensor], dict]:
     hp = ckpt.get("hyper_parameters", {})
     lora = hp.get("lora") or {}
     lora = lora if isinstance(lora, dict) else vars(lora)
-    info = {"r": lora.get("r"), "target_modules": sorted(lora.get("target_modules") or []), "backbone": hp.get("backbone")}
+    info = {
+        "r": lora.get("r"),
+        "target_modules": sorted(lora.get("target_modules") or []),
+        "backbone": hp.get("backbone"),
+    }
     # Lightning keys are "model.<peft name>"; PEFT files drop the adapter name "default".
     state = {k.removeprefix("model.").replace(".default.", "."): v for k, v in ckpt.get("state_dict", {}).items()}
     return state, info
@@ -152,17 +128,25 @@ def read_adapter(path: str) -> tuple[dict[str, torch.Tensor], dict]:
 def check_adapter(path: str, info: dict, backbone: str, lora: LoraOptions) -> None:
     """Refuse an adapter made for another backbone, rank or set of target modules."""
     if info["backbone"] is not None and info["backbone"] != backbone:
-        raise TallrecError(f"adapter {path} was trained on backbone {info['backbone']!r}, not {backbone!r}", "use the same model.backbone as stage 1")
+        raise TallrecError(
+            f"adapter {path} was trained on backbone {info['backbone']!r}, not {backbone!r}",
+            "use the same model.backbone as stage 1",
+        )
     if info["r"] is not None and info["r"] != lora.r:
-        raise TallrecError(f"adapter {path} has LoRA rank {info['r']}, but model.lora.r is {lora.r}", f"set model.lora.r: {info['r']}")
+        raise TallrecError(
+            f"adapter {path} has LoRA rank {info['r']}, but model.lora.r is {lora.r}", f"set model.lora.r: {info['r']}"
+        )
     if info["target_modules"] and info["target_modules"] != sorted(lora.target_modules):
         raise TallrecError(
-            f"adapter {path} targets {info['target_modules']}, but model.lora.target_modules is {sorted(lora.target_modules)}",
+            f"adapter {path} targets {info['target_modules']}, but model.lora.target_modules is "
+            f"{sorted(lora.target_modules)}",
             f"set model.lora.target_modules: {info['target_modules']}",
         )
 
 
-def match_state(path: str, state: dict[str, torch.Tensor], params: dict[str, torch.nn.Parameter]) -> dict[str, torch.Tensor]:
+def match_state(
+    path: str, state: dict[str, torch.Tensor], params: dict[str, torch.nn.Parameter]
+) -> dict[str, torch.Tensor]:
     """Map PEFT-named ``state`` onto ``params`` (names with ``.default.``); refuse any mismatch."""
     wanted = {n.replace(".default.", "."): n for n in params}
     if set(state) != set(wanted):
@@ -170,7 +154,8 @@ def match_state(path: str, state: dict[str, torch.Tensor], params: dict[str, tor
         extra = sorted(set(state) - set(wanted))
         example = (missing or extra)[0]
         raise TallrecError(
-            f"adapter {path} does not fit this model: {len(missing)} LoRA weights missing, {len(extra)} unexpected (e.g. {example})",
+            f"adapter {path} does not fit this model: {len(missing)} LoRA weights missing, {len(extra)} unexpected "
+            f"(e.g. {example})",
             "it was made for another backbone or other target modules; use a matching adapter",
         )
     for name, tensor in state.items():
@@ -194,3 +179,31 @@ def export_adapter(peft_model, folder: str, backbone: str) -> None:
 
         shutil.rmtree(folder)
     os.replace(tmp, folder)
+
+
+def copy_lora(path: str, state: dict[str, torch.Tensor], peft_model: torch.nn.Module) -> None:
+    """Copy PEFT-named LoRA weights from ``path`` into ``peft_model`` (any mismatch is refused)."""
+    params = {n: p for n, p in peft_model.named_parameters() if "lora_" in n}
+    with torch.no_grad():
+        for name, value in match_state(path, state, params).items():
+            params[name].copy_(value)
+
+
+def merge_weights(peft_model) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Fold the LoRA update into the adapted weights (evaluation runs one matmul per projection
+    instead of three). Returns (weight, its original on CPU) pairs for ``restore_weights``, which
+    puts them back bit for bit: subtracting the update again would not undo bfloat16 rounding."""
+    from peft.tuners.lora import LoraLayer
+
+    weights = [m.get_base_layer().weight for m in peft_model.modules() if isinstance(m, LoraLayer)]
+    saved = [(w, w.detach().to("cpu", copy=True)) for w in weights]
+    peft_model.merge_adapter()
+    return saved
+
+
+def restore_weights(peft_model, saved: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """Undo ``merge_weights``: PEFT's unmerge (its bookkeeping), then the exact original weights."""
+    peft_model.unmerge_adapter()
+    with torch.no_grad():
+        for weight, original in saved:
+            weight.copy_(original)

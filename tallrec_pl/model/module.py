@@ -1,8 +1,8 @@
-"""TALLRecModule: LoRA on a causal LM, answer-only loss, p(Yes) in one forward pass."""
+"""TALLRecModule, the LightningModule and nothing else: LoRA on a causal LM, answer-only loss,
+p(Yes) in one forward pass, evaluation tables, optimizer and adapter-only checkpoints."""
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import asdict
 
@@ -10,15 +10,26 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
-from torchmetrics.functional.classification import binary_auroc
 from typing_extensions import override
 
+from tallrec_pl.data import record
 from tallrec_pl.data.encode import IGNORE, answer_token_ids
 from tallrec_pl.errors import TallrecError
 from tallrec_pl.model import backbone as bb
 from tallrec_pl.model import lean
-from tallrec_pl.model.lora import LoraOptions, check_adapter, check_targets, match_state, read_adapter, trainable_state, use_fast_dropout
-from tallrec_pl.model.scoring import answer_logits, gather_rows
+from tallrec_pl.model.dropout import seed_step, use_fast_dropout
+from tallrec_pl.model.lora import (
+    LoraOptions,
+    check_adapter,
+    check_targets,
+    copy_lora,
+    merge_weights,
+    read_adapter,
+    restore_weights,
+    trainable_state,
+)
+from tallrec_pl.model.metrics import slices, table_metrics, unique_rows
+from tallrec_pl.model.scoring import answer_logits, decode, gather_rows, reused_prefix_len
 
 
 class TALLRecModule(L.LightningModule):
@@ -76,16 +87,22 @@ class TALLRecModule(L.LightningModule):
         if not lr > 0:
             raise TallrecError(f"model.lr={lr} must be positive", "use e.g. model.lr: 3.0e-4")
         if weight_decay < 0 or warmup_steps < 0:
-            raise TallrecError(f"model.weight_decay={weight_decay} and model.warmup_steps={warmup_steps} must be 0 or more",
-                               "use e.g. model.weight_decay: 0 and model.warmup_steps: 20")
+            raise TallrecError(
+                f"model.weight_decay={weight_decay} and model.warmup_steps={warmup_steps} must be 0 or more",
+                "use e.g. model.weight_decay: 0 and model.warmup_steps: 20",
+            )
         if merge_init_adapter and not init_adapter:
-            raise TallrecError("model.merge_init_adapter is set but model.init_adapter is not", "set model.init_adapter or drop merge_init_adapter")
+            raise TallrecError(
+                "model.merge_init_adapter is set but model.init_adapter is not",
+                "set model.init_adapter or drop merge_init_adapter",
+            )
         # plain types only, so that checkpoints load with torch.load(weights_only=True)
         self.save_hyperparameters(ignore=["lora"])
         self.hparams["lora"] = asdict(lora)
         self.lora = lora
         self.model = None
         self.yes_id = self.no_id = None
+        self._tokenizer = None
         self.strict_loading = False  # checkpoints hold the adapter only, not the frozen backbone
         self._eval: dict[str, list] = {}
         self._unmerged: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # (weight, its pre-merge copy)
@@ -99,10 +116,11 @@ class TALLRecModule(L.LightningModule):
         from peft import get_peft_model
 
         hp = self.hparams
-        tokenizer = bb.load_tokenizer(hp.backbone, hp.trust_remote_code)
-        self.yes_id, self.no_id = answer_token_ids(tokenizer)
+        self.yes_id, self.no_id = answer_token_ids(self.tokenizer)
         device = self.trainer.strategy.root_device if self._trainer is not None else torch.device("cpu")
-        base = bb.load_model(hp.backbone, hp.dtype, hp.load_in_8bit, hp.attn_implementation, hp.trust_remote_code, device)
+        base = bb.load_model(
+            hp.backbone, hp.dtype, hp.load_in_8bit, hp.attn_implementation, hp.trust_remote_code, device
+        )
         if hp.lean_activations:
             lean.apply(base)
         if hp.gradient_checkpointing:
@@ -122,6 +140,13 @@ class TALLRecModule(L.LightningModule):
         n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         rank_zero_info(f"tallrec_pl: backbone {hp.backbone}, {n_train:,} trainable LoRA parameters")
 
+    @property
+    def tokenizer(self):
+        """The backbone's tokenizer, loaded once; the CLI hands it to the data module (``connect``)."""
+        if self._tokenizer is None:
+            self._tokenizer = bb.load_tokenizer(self.hparams.backbone, self.hparams.trust_remote_code)
+        return self._tokenizer
+
     def _merge(self, base, state):
         """Fold a stage-1 adapter into the backbone weights (then a fresh adapter trains)."""
         from peft import get_peft_model
@@ -140,27 +165,17 @@ class TALLRecModule(L.LightningModule):
     # --- evaluation: the adapter folded into the weights ------------------------------------
 
     def merge_adapter(self) -> bool:
-        """Fold the LoRA update into the adapted weights (for evaluation only). The original
-        weights are copied to CPU first and put back bit for bit by ``unmerge_adapter``:
-        subtracting the update again would not undo bfloat16 rounding. Returns whether it merged."""
-        if self._unmerged is not None or not self._can_merge():
-            return self._unmerged is not None
-        from peft.tuners.lora import LoraLayer
-
-        layers = [m for m in self.model.modules() if isinstance(m, LoraLayer)]
-        self._unmerged = [(w, w.detach().to("cpu", copy=True)) for w in (m.get_base_layer().weight for m in layers)]
-        self.model.merge_adapter()
-        return True
+        """Fold the LoRA update into the adapted weights for evaluation (``lora.merge_weights``);
+        ``unmerge_adapter`` puts the originals back. Returns whether the adapter is merged."""
+        if self._unmerged is None and self._can_merge():
+            self._unmerged = merge_weights(self.model)
+        return self._unmerged is not None
 
     def unmerge_adapter(self) -> None:
         """Put back the weights ``merge_adapter`` changed (a no-op when nothing is merged)."""
-        if self._unmerged is None:
-            return
-        self.model.unmerge_adapter()
-        with torch.no_grad():
-            for weight, original in self._unmerged:
-                weight.copy_(original)
-        self._unmerged = None
+        if self._unmerged is not None:
+            restore_weights(self.model, self._unmerged)
+            self._unmerged = None
 
     def _can_merge(self) -> bool:
         if not self.hparams.merge_for_eval or self.model is None or self.hparams.load_in_8bit:
@@ -171,52 +186,19 @@ class TALLRecModule(L.LightningModule):
 
         return isinstance(self.trainer.strategy, (SingleDeviceStrategy, DDPStrategy))
 
-    @override
-    def on_validation_start(self) -> None:
-        self.merge_adapter()
-
-    @override
-    def on_validation_end(self) -> None:
-        self.unmerge_adapter()
-
-    @override
-    def on_test_start(self) -> None:
-        self.merge_adapter()
-
-    @override
-    def on_test_end(self) -> None:
-        self.unmerge_adapter()
-
-    @override
-    def on_predict_start(self) -> None:
-        self.merge_adapter()
-
-    @override
-    def on_predict_end(self) -> None:
-        self.unmerge_adapter()
-
-    @override
-    def on_train_start(self) -> None:
-        self.unmerge_adapter()  # never train on merged weights, whatever ran before
+    # evaluation runs on the merged weights; training never does, whatever ran before it
+    on_validation_start = on_test_start = on_predict_start = merge_adapter
+    on_validation_end = on_test_end = on_predict_end = on_train_start = unmerge_adapter
 
     # --- forward -------------------------------------------------------------------------
 
-    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: torch.Tensor | None = None) -> torch.Tensor:
+    def hidden_states(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Last hidden states [batch, seq, hidden]; the LM head is applied later, where needed."""
         decoder = self.model.get_base_model().get_decoder()
         reuse = self.hparams.share_prefix and prompt_len is not None and not self.hparams.gradient_checkpointing
-        n = reused_prefix_len(input_ids, prompt_len) if reuse else 0
-        if n == 0:
-            return decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-        # the shared prefix once, its key/value cache repeated for every row, then the rest
-        prefix = decoder(input_ids=input_ids[:1, :n], use_cache=True)
-        # transformers >= 5.20 names the cache `cache`; earlier releases `past_key_values`
-        new_api = "cache" in inspect.signature(decoder.forward).parameters
-        cache = prefix.cache if new_api else prefix.past_key_values
-        cache.batch_repeat_interleave(input_ids.shape[0])
-        kwargs = {"cache" if new_api else "past_key_values": cache}
-        rest = decoder(input_ids=input_ids[:, n:], attention_mask=attention_mask, use_cache=True, **kwargs).last_hidden_state
-        return torch.cat([prefix.last_hidden_state.expand(input_ids.shape[0], -1, -1), rest], dim=1)
+        return decode(decoder, input_ids, attention_mask, reused_prefix_len(input_ids, prompt_len) if reuse else 0)
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss over answer tokens, p(Yes) at each sample's answer position)."""
@@ -233,9 +215,7 @@ class TALLRecModule(L.LightningModule):
 
     @override
     def on_train_batch_start(self, batch: dict, batch_idx: int) -> None:
-        # LoRA dropout draws from a stream seeded by (run seed, rank, step), not from whatever
-        # the RNG went through before: a resumed run drops the same units as an unbroken one.
-        torch.manual_seed((self._base_seed * 1_000_003 + self.global_rank * 7919 + self.global_step) % 2**63)
+        seed_step(self._base_seed, self.global_rank, self.global_step)
 
     @override
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -246,9 +226,7 @@ class TALLRecModule(L.LightningModule):
     def _eval_step(self, stage: str, batch: dict) -> None:
         loss, p_yes = self(batch)
         self.log(f"{stage}/loss", loss, prog_bar=True, batch_size=len(batch["index"]), sync_dist=True)
-        cols = [batch["index"], p_yes.detach(), batch["label"], batch["group"], batch["hist_len"], batch["seen"]]
-        cols = [c.float() for c in cols]
-        self._eval.setdefault(stage, []).append(torch.stack(cols, 1))
+        self._eval.setdefault(stage, []).append(record.scored(batch, p_yes))
 
     @override
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -259,9 +237,10 @@ class TALLRecModule(L.LightningModule):
         self._eval_step("test", batch)
 
     def _eval_end(self, stage: str) -> None:
-        rows = self._eval.pop(stage, [])
-        local = torch.cat(rows) if rows else torch.zeros(0, 6, device=self.device)
-        table = unique_rows(self.all_gather(local).reshape(-1, 6) if self.trainer.world_size > 1 else local)
+        local = record.cat(self._eval.pop(stage, [])) if self._eval.get(stage) else record.empty(self.device)
+        if self.trainer.world_size > 1:  # every rank scores its share; each computes the metrics on all of them
+            local = {k: v.reshape(-1) for k, v in self.all_gather(local).items()}
+        table = unique_rows(local)
         for name, value in table_metrics(table).items():
             self.log(f"{stage}/{name}", value, prog_bar=name == "auc")
         if stage == "test":  # slices: by history length and by whether the item was seen in training
@@ -278,9 +257,9 @@ class TALLRecModule(L.LightningModule):
         self._eval_end("test")
 
     @override
-    def predict_step(self, batch: dict, batch_idx: int) -> dict:
+    def predict_step(self, batch: dict, batch_idx: int) -> record.Table:
         _, p_yes = self(batch)
-        return {"index": batch["index"].tolist(), "p_yes": p_yes.float().tolist(), "label": batch["label"].tolist(), "group": batch["group"].tolist()}
+        return {k: v.cpu() for k, v in record.scored(batch, p_yes).items()}
 
     # --- optimisation --------------------------------------------------------------------
 
@@ -319,88 +298,7 @@ class TALLRecModule(L.LightningModule):
         if bad:
             hp = checkpoint.get("hyper_parameters", {})
             raise TallrecError(
-                f"checkpoint was made for another model (backbone {hp.get('backbone', '?')!r}, {len(theirs)} weights; this one has {len(ours)})",
+                f"checkpoint was made for another model (backbone {hp.get('backbone', '?')!r}, {len(theirs)} weights; "
+                f"this one has {len(ours)})",
                 "pass a checkpoint of this backbone and LoRA shape, or change model.* to match it",
             )
-
-
-def copy_lora(path: str, state: dict[str, torch.Tensor], peft_model: torch.nn.Module) -> None:
-    """Copy PEFT-named LoRA weights from ``path`` into ``peft_model`` (any mismatch is refused)."""
-    params = {n: p for n, p in peft_model.named_parameters() if "lora_" in n}
-    with torch.no_grad():
-        for name, value in match_state(path, state, params).items():
-            params[name].copy_(value)
-
-
-MIN_SHARED_PREFIX = 8  # below this, a second decoder call costs more than it saves
-
-
-def shared_prefix_len(input_ids: torch.Tensor, prompt_len: torch.Tensor) -> int:
-    """How many leading tokens every row shares, stopping before any row's last prompt token
-    (whose hidden state is read per row)."""
-    if input_ids.shape[0] < 2:
-        return 0
-    same = (input_ids == input_ids[:1]).all(dim=0).int()
-    return min(int(same.cumprod(0).sum()), int(prompt_len.min()) - 1)
-
-
-def reused_prefix_len(input_ids: torch.Tensor, prompt_len: torch.Tensor) -> int:
-    """The shared prefix ``hidden_states`` computes once per batch: 0 when it is too short to pay."""
-    n = shared_prefix_len(input_ids, prompt_len)
-    return n if n >= MIN_SHARED_PREFIX else 0
-
-
-HISTORY_SLICES = {"hist_0": (0, 0), "hist_1-4": (1, 4), "hist_5+": (5, 1 << 30)}
-
-
-def table_metrics(table: torch.Tensor) -> dict[str, float]:
-    """AUC over labelled rows (both classes present) and ranking metrics over grouped rows of an
-    evaluation table (columns: index, p_yes, label, group, hist_len, seen)."""
-    out = {}
-    labelled = table[table[:, 2] >= 0]
-    if len(labelled) and 0 < labelled[:, 2].sum() < len(labelled):
-        out["auc"] = float(binary_auroc(labelled[:, 1], labelled[:, 2].long()))
-    ranked = table[table[:, 3] >= 0]
-    if len(ranked):
-        from tallrec_pl.data.ranking import ranking_metrics
-
-        out.update(ranking_metrics(ranked[:, 3].long().tolist(), ranked[:, 1].tolist(), (ranked[:, 2] == 1).tolist()))
-    if out:
-        out["n"] = float(len(table))
-    return out
-
-
-def slices(table: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Rows per slice: history length 0 / 1-4 / 5+, and target item seen / unseen in training.
-    A ranking group goes by its true item (one positive), so a group is never split."""
-    hist, seen = table[:, 4].clone(), table[:, 5].clone()
-    grouped = table[:, 3] >= 0
-    if grouped.any():  # every candidate takes its group's positive row's values
-        groups = table[grouped, 3].long()
-        pos = grouped & (table[:, 2] == 1)
-        by_group_hist = torch.full((int(groups.max()) + 1,), -1.0, dtype=table.dtype, device=table.device)
-        by_group_seen = by_group_hist.clone()
-        by_group_hist[table[pos, 3].long()] = table[pos, 4]
-        by_group_seen[table[pos, 3].long()] = table[pos, 5]
-        hist[grouped], seen[grouped] = by_group_hist[groups], by_group_seen[groups]
-    out = {}
-    for name, (lo, hi) in HISTORY_SLICES.items():
-        keep = (hist >= lo) & (hist <= hi)
-        if keep.any():
-            out[name] = table[keep]
-    for name, value in (("item_seen", 1), ("item_unseen", 0)):
-        keep = seen == value
-        if keep.any():
-            out[name] = table[keep]
-    return out
-
-
-def unique_rows(table: torch.Tensor) -> torch.Tensor:
-    """Keep the first row per sample index (the distributed sampler repeats samples to pad)."""
-    if len(table) == 0:
-        return table
-    order = torch.argsort(table[:, 0], stable=True)
-    table = table[order]
-    first = torch.ones(len(table), dtype=torch.bool, device=table.device)
-    first[1:] = table[1:, 0] != table[:-1, 0]
-    return table[first]

@@ -1,8 +1,45 @@
-"""Reading p(Yes) without a full-vocabulary projection."""
+"""The scoring pass: decoder hidden states with the batch's shared prefix run once, and p(Yes)
+read from two rows of the LM head instead of the whole vocabulary."""
 
 from __future__ import annotations
 
+import inspect
+
 import torch
+
+MIN_SHARED_PREFIX = 8  # below this, a second decoder call costs more than it saves
+
+
+def shared_prefix_len(input_ids: torch.Tensor, prompt_len: torch.Tensor) -> int:
+    """How many leading tokens every row shares, stopping before any row's last prompt token
+    (whose hidden state is read per row)."""
+    if input_ids.shape[0] < 2:
+        return 0
+    same = (input_ids == input_ids[:1]).all(dim=0).int()
+    return min(int(same.cumprod(0).sum()), int(prompt_len.min()) - 1)
+
+
+def reused_prefix_len(input_ids: torch.Tensor, prompt_len: torch.Tensor) -> int:
+    """The shared prefix ``decode`` computes once per batch: 0 when it is too short to pay."""
+    n = shared_prefix_len(input_ids, prompt_len)
+    return n if n >= MIN_SHARED_PREFIX else 0
+
+
+def decode(
+    decoder: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix: int = 0
+) -> torch.Tensor:
+    """Last hidden states [batch, seq, hidden]. With ``prefix`` > 0 the first ``prefix`` tokens
+    (the same in every row) run once and their key/value cache is repeated for every row;
+    gradients still flow through it."""
+    if prefix == 0:
+        return decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+    head = decoder(input_ids=input_ids[:1, :prefix], use_cache=True)
+    # transformers >= 5.20 names the cache argument `cache`; earlier releases `past_key_values`
+    name = "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+    cache = getattr(head, name)
+    cache.batch_repeat_interleave(input_ids.shape[0])
+    rest = decoder(input_ids=input_ids[:, prefix:], attention_mask=attention_mask, use_cache=True, **{name: cache})
+    return torch.cat([head.last_hidden_state.expand(input_ids.shape[0], -1, -1), rest.last_hidden_state], dim=1)
 
 
 def gather_rows(hidden: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

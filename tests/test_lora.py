@@ -1,4 +1,4 @@
-"""Issue 4: stage-1 Alpaca tuning and the checked adapter handoff into rec-tuning."""
+"""tallrec_pl/model/lora.py: the stage-1 adapter handoff into rec-tuning, and adapters that do not fit refused."""
 
 from __future__ import annotations
 
@@ -7,42 +7,34 @@ import json
 import pytest
 import torch
 import yaml
-from test_cli import lora_state, run_args
+from helpers import config, lora_state, run_args
 
 from tallrec_pl.cli import main
-from tallrec_pl.data.datamodule import InstructionDataModule
 from tallrec_pl.errors import TallrecError
 from tallrec_pl.model.lora import LoraOptions
 from tallrec_pl.model.module import TALLRecModule
 
 
-@pytest.fixture
-def alpaca(tmp_path):
-    records = [{"instruction": f"Say the number {i}.", "input": "" if i % 2 else " ".join(["number", str(i)] * 10), "output": f"The number is {i}."} for i in range(24)]
-    path = tmp_path / "alpaca.json"
-    path.write_text(json.dumps(records))
-    return path
-
-
 def stage1(tiny_backbone, alpaca, out, *extra):
-    main(["fit", "--config", "configs/alpaca.yaml",
-          f"--model.backbone={tiny_backbone}", "--model.dtype=float32",
-          f"--data.init_args.path={alpaca}", "--data.init_args.val_size=4", "--data.init_args.cache_dir=null", "--data.init_args.batch_size=4",
-          f"--checkpoint.dirpath={out}", f"--trainer.default_root_dir={out}", "--trainer.max_epochs=2",
-          "--trainer.enable_progress_bar=false", "--trainer.logger=false", *extra])
-
-
-def test_instruction_datamodule_trains_on_response_only(tiny_backbone, alpaca):
-    dm = InstructionDataModule(path=str(alpaca), tokenizer=tiny_backbone, val_size=4, max_length=100, cache_dir=None)
-    dm.setup()
-    assert len(dm.encoded["train"]) == 20 and len(dm.encoded["valid"]) == 4
-    whole = InstructionDataModule(path=str(alpaca), tokenizer=tiny_backbone, val_size=4, max_length=512, cache_dir=None)
-    whole.setup()
-    assert max(len(r["input_ids"]) for r in whole.encoded["train"]) > 100  # some samples had to be shortened
-    for r in dm.encoded["train"]:
-        p = r["prompt_len"]
-        assert len(r["input_ids"]) <= 100 and all(x == -100 for x in r["labels"][:p])
-        assert dm.tokenizer.decode(r["input_ids"][p:-1]).startswith("The number is")  # response kept whole
+    main(
+        [
+            "fit",
+            "--config",
+            config("alpaca.yaml"),
+            f"--model.backbone={tiny_backbone}",
+            "--model.dtype=float32",
+            f"--data.init_args.path={alpaca}",
+            "--data.init_args.val_size=4",
+            "--data.init_args.cache_dir=null",
+            "--data.init_args.batch_size=4",
+            f"--checkpoint.dirpath={out}",
+            f"--trainer.default_root_dir={out}",
+            "--trainer.max_epochs=2",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.logger=false",
+            *extra,
+        ]
+    )
 
 
 def test_rec_stage_starts_from_stage1_weights(tiny_backbone, alpaca, ml100k, tmp_path):
@@ -82,7 +74,10 @@ def test_merge_mode_trains_a_fresh_adapter(tiny_backbone, alpaca, tmp_path):
     "change, expected",
     [
         ({"lora": LoraOptions(r=4)}, "has LoRA rank 8, but model.lora.r is 4"),
-        ({"lora": LoraOptions(target_modules=["q_proj", "k_proj"])}, "targets ['q_proj', 'v_proj'], but model.lora.target_modules is ['k_proj', 'q_proj']"),
+        (
+            {"lora": LoraOptions(target_modules=["q_proj", "k_proj"])},
+            "targets ['q_proj', 'v_proj'], but model.lora.target_modules is ['k_proj', 'q_proj']",
+        ),
     ],
 )
 def test_mismatched_adapter_is_refused(tiny_backbone, alpaca, tmp_path, change, expected):
@@ -102,12 +97,3 @@ def test_adapter_of_another_backbone_is_refused(tiny_backbone, alpaca, tmp_path)
     module = TALLRecModule(backbone=tiny_backbone, init_adapter=str(s1 / "adapter"))
     with pytest.raises(TallrecError, match="was trained on backbone 'meta-llama/Llama-2-7b-hf'"):
         module.configure_model()
-
-
-def test_instruction_sample_that_cannot_fit_is_left_out(tiny_backbone, tmp_path):
-    records = [{"instruction": "Say it.", "input": "", "output": "Yes."}, {"instruction": "Say it. " * 40, "input": "", "output": "No."}] * 3
-    path = tmp_path / "a.json"
-    path.write_text(json.dumps(records))
-    dm = InstructionDataModule(path=str(path), tokenizer=tiny_backbone, val_size=2, max_length=60, cache_dir=None)
-    dm.setup()
-    assert len(dm.encoded["train"]) == 2 and all(len(r["input_ids"]) <= 60 for r in dm.encoded["train"])

@@ -1,0 +1,247 @@
+"""PromptDataModule: what every data module shares: the tokenizer (handed over by ``connect``),
+encoding with a ``datasets`` cache, and the train / eval loaders. Subclasses say which text
+samples make each split (``build_samples``)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from torch.utils.data import DataLoader
+
+from tallrec_pl.data import record
+from tallrec_pl.data.batching import (
+    Collator,
+    LengthGroupedSampler,
+    LengthSortedSampler,
+    ResumableLoader,
+    ShuffleSampler,
+)
+from tallrec_pl.data.encode import encode_samples
+from tallrec_pl.data.prompts import Sample
+from tallrec_pl.errors import TallrecError
+from tallrec_pl.lightning_internals import batches_done
+
+SPLITS = ("train", "valid", "test")
+_ENCODING_VERSION = 4  # bump when encode_samples changes what it writes
+
+
+class PromptDataModule(L.LightningDataModule):
+    """What both stages share: tokenisation with a ``datasets`` cache, padding, loaders.
+
+    Subclasses say which samples make each split (``build_samples``); each encoded sample holds
+    its tokens and the fields of :mod:`tallrec_pl.data.record`.
+    """
+
+    def __init__(
+        self,
+        tokenizer: str = "embedded",
+        max_length: int = 512,
+        train_on_inputs: bool = False,
+        batch_size: int = 8,
+        eval_batch_size: int = 16,
+        group_by_length: bool = True,
+        val_limit: int | None = None,
+        predict_split: str = "test",
+        num_workers: int = 0,
+        seed: int = 0,
+        cache_dir: str | None = "data/cache",
+        trust_remote_code: bool = False,
+    ) -> None:
+        """
+        Args:
+            tokenizer: backbone whose tokenizer encodes the prompts when none is connected (the CLI
+                links it to model.backbone and connects the model's own tokenizer).
+            max_length: longest sequence in tokens; longer samples lose their oldest history items.
+            train_on_inputs: also train on the prompt tokens (TALLRec's full-sequence loss).
+            batch_size: training micro-batch size.
+            eval_batch_size: batch size for validation, test and predict.
+            group_by_length: batch training samples of similar length (less padding).
+            val_limit: score only N validation samples, spread evenly over the split (null: all).
+                Windows are listed user by user, so the first N would cover only a few users.
+            predict_split: the split that ``predict`` scores (train, valid or test).
+            num_workers: DataLoader worker processes.
+            seed: seed of the few-shot sample and of the training order.
+            cache_dir: folder for tokenised splits (``datasets`` format); null disables the cache.
+            trust_remote_code: let the tokenizer run its own code (linked to model.trust_remote_code by the CLI).
+        """
+        super().__init__()
+        if max_length < 8:
+            raise TallrecError(f"data.max_length={max_length} is too small for any prompt", "use data.max_length >= 64")
+        if predict_split not in SPLITS:
+            raise TallrecError(
+                f"data.predict_split {predict_split!r} is not a split", f"use one of {', '.join(SPLITS)}"
+            )
+        for name, value, example in (("batch_size", batch_size, 8), ("eval_batch_size", eval_batch_size, 16)):
+            if value < 1:
+                raise TallrecError(f"data.{name}={value} must be at least 1", f"use e.g. data.{name}: {example}")
+        if val_limit is not None and val_limit < 1:
+            raise TallrecError(
+                f"data.val_limit={val_limit} leaves no validation samples",
+                "use a positive number, or null for the whole split",
+            )
+        if num_workers < 0:
+            raise TallrecError(f"data.num_workers={num_workers} must be 0 or more", "use 0 to load in the main process")
+        self.tokenizer_name, self.max_length, self.train_on_inputs = tokenizer, max_length, train_on_inputs
+        self.batch_size, self.eval_batch_size, self.group_by_length = batch_size, eval_batch_size, group_by_length
+        self.val_limit, self.predict_split, self.num_workers = val_limit, predict_split, num_workers
+        self.seed, self.cache_dir, self.trust_remote_code = seed, cache_dir, trust_remote_code
+        self.tokenizer = None
+        self.encoded: dict[str, list[dict]] = {}
+
+    # --- what subclasses provide ---------------------------------------------------------
+
+    skip_unfit = False  # rec samples that cannot fit are errors; instruction data skips them
+    yes_no = True  # rec samples answer Yes. / No.: a split of one answer only is warned about
+
+    def build_samples(self, sampled: bool = True) -> dict[str, list[Sample]]:
+        """Text samples per split; ``sampled`` False skips the few-shot draw (whole train split)."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        return type(self).__name__
+
+    # --- tokenisation --------------------------------------------------------------------
+
+    def connect(self, tokenizer) -> None:
+        """Encode with ``tokenizer``, the one the model resolved (the CLI calls this, as LitGPT's
+        data modules are connected), instead of loading it again from ``data.tokenizer``."""
+        self.tokenizer = tokenizer
+
+    def load_tokenizer(self):
+        """The tokenizer: the connected one, else loaded from ``data.tokenizer`` (scripts, tests)."""
+        if self.tokenizer is None:
+            from tallrec_pl.model.backbone import load_tokenizer
+
+            self.tokenizer = load_tokenizer(self.tokenizer_name, self.trust_remote_code)
+        return self.tokenizer
+
+    def _cache_key(self, split_name: str, samples: list[Sample]) -> str:
+        tok = self.tokenizer
+        h = hashlib.sha256()
+        h.update(
+            json.dumps(
+                [
+                    _ENCODING_VERSION,
+                    type(tok).__name__,
+                    tok.name_or_path,
+                    len(tok),
+                    self.max_length,
+                    self.train_on_inputs,
+                ]
+            ).encode()
+        )
+        for s in samples:
+            h.update(json.dumps([s.prompt(), s.output, *record.from_sample(s).values()]).encode())
+        return f"{split_name}-{h.hexdigest()[:20]}"
+
+    def _encode(self, split_name: str, samples: list[Sample]) -> list[dict]:
+        if not samples:
+            return []
+        key = self._cache_key(split_name, samples) if self.cache_dir else None
+        folder = Path(self.cache_dir) / key if key else None
+        if folder is not None and folder.exists():
+            import datasets
+
+            return datasets.load_from_disk(str(folder)).to_list()
+        records = encode_samples(
+            samples,
+            self.tokenizer,
+            self.max_length,
+            self.train_on_inputs,
+            source=f"{self.describe()} {split_name}",
+            skip_unfit=self.skip_unfit,
+        )
+        if len(records) < len(samples):
+            rank_zero_info(
+                f"{self.describe()} {split_name}: left out {len(samples) - len(records)} samples longer than "
+                f"data.max_length={self.max_length} even with an empty input"
+            )
+        for i, r in enumerate(records):
+            r["index"] = i
+        if folder is not None:
+            import datasets
+
+            tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+            datasets.Dataset.from_list(records).save_to_disk(str(tmp))
+            os.replace(tmp, folder) if not folder.exists() else None
+        return records
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.encoded:
+            return
+        self.load_tokenizer()
+        samples = self.build_samples()
+        if self.val_limit is not None and len(samples.get("valid", [])) > self.val_limit:
+            samples["valid"] = spread(samples["valid"], self.val_limit)
+        for name in SPLITS:
+            self.encoded[name] = self._encode(name, samples.get(name, []))
+        sizes = ", ".join(f"{n} {len(self.encoded[n])}" for n in SPLITS)
+        rank_zero_info(f"{self.describe()}: {sizes} samples")
+        for name in ("train", "valid") if self.yes_no else ():
+            labels = {r["label"] for r in self.encoded[name]}
+            if len(labels) == 1 and labels <= {0, 1}:  # Yes / No samples of one class only
+                answer = "Yes." if labels == {1} else "No."
+                rank_zero_warn(
+                    f"{self.describe()}: every {name} sample answers {answer!r}, so "
+                    f"{'training learns no preference' if name == 'train' else 'validation AUC is undefined'}; "
+                    "for interaction logs a rating above data.like_threshold is a like, so check that threshold"
+                )
+
+    # --- loaders -------------------------------------------------------------------------
+
+    def _records(self, name: str, needed_for: str) -> list[dict]:
+        records = self.encoded.get(name)
+        if not records:
+            raise TallrecError(
+                f"{self.describe()}: the {name} split is empty, so {needed_for} has nothing to run on",
+                "check data.path and data.split_sizes",
+            )
+        return records
+
+    def _loader(self, records: list[dict], loader: type[DataLoader] = DataLoader, **batching) -> DataLoader:
+        """A ``loader`` of ``records`` padded with the tokenizer's pad id; ``batching``: its batch size
+        and sampler (or batch sampler)."""
+        collate = Collator(self.tokenizer.pad_token_id)
+        return loader(records, collate_fn=collate, num_workers=self.num_workers, **batching)
+
+    def _batches_done(self) -> int:
+        done = batches_done(self.trainer) if self.trainer is not None else 0
+        if done:
+            print(f"tallrec_pl: resuming mid-epoch after {done} batches", flush=True)
+        return done
+
+    def train_dataloader(self) -> DataLoader:
+        records = self._records("train", "training")
+        lengths = [len(r["input_ids"]) for r in records]
+        # the seeded samplers make the order a function of (seed, epoch), so a resumed run sees the same batches
+        sampler = (
+            LengthGroupedSampler(lengths, self.batch_size, self.seed)
+            if self.group_by_length
+            else ShuffleSampler(len(records), self.seed)
+        )
+        return self._loader(records, ResumableLoader, batch_size=self.batch_size, sampler=sampler,
+                            batches_done=self._batches_done)
+
+    def _eval_loader(self, name: str, needed_for: str) -> DataLoader:
+        records = self._records(name, needed_for)
+        sampler = LengthSortedSampler([len(r["input_ids"]) for r in records])
+        return self._loader(records, batch_size=self.eval_batch_size, sampler=sampler)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("valid", "validation")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test", "testing")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.predict_split, "predict")
+
+
+def spread(items: list, n: int) -> list:
+    """``n`` items at evenly spaced positions (first included), in order."""
+    return [items[i * len(items) // n] for i in range(n)]

@@ -1,0 +1,193 @@
+"""Rec-tuning data: RecDataModule (an interaction log under TALLRec's rules, or TALLRec JSON)
+and RankDataModule (the ranking protocol's candidate groups)."""
+
+from __future__ import annotations
+
+import os
+
+from torch.utils.data import DataLoader
+
+from tallrec_pl.data.base import SPLITS, PromptDataModule, spread
+from tallrec_pl.data.batching import GroupBatchSampler
+from tallrec_pl.data.logs import FORMATS, detect_format, read_log, read_samples_json
+from tallrec_pl.data.prompts import ItemText, Sample, UserProfile, json_sample, window_sample
+from tallrec_pl.data.windows import build_windows, few_shot_indices, split
+from tallrec_pl.errors import TallrecError, require_path
+
+
+def mark_seen(train: list[Sample], others: list[Sample]) -> None:
+    """Set ``meta["seen"]``: does the sample's target item occur in the (whole, not few-shot)
+    train split, as a target or in a history? Log samples compare item ids, JSON samples titles."""
+    ids = {i for s in train for i in [s.meta.get("item"), *s.meta.get("history", [])] if i is not None}
+    titles = {s.target for s in train} | {t.strip('"') for s in train for t, _ in (s.history or [])}
+    for s in others:
+        if "item" in s.meta:
+            s.meta["seen"] = int(s.meta["item"] in ids)
+        elif s.history is not None:
+            s.meta["seen"] = int(s.target in titles)
+
+
+class RecDataModule(PromptDataModule):
+    """Rec-tuning samples from an interaction log (TALLRec's rules) or from TALLRec JSON."""
+
+    def __init__(
+        self,
+        path: str | None = None,
+        format: str = "auto",
+        domain: str = "movie",
+        item_template: str = "{title} ({year})",
+        history_format: str = '"{}"',
+        history_len: int = 10,
+        min_history: int | None = None,
+        profile_below: int = 0,
+        profile_template: str | None = None,
+        like_threshold: float = 3.0,
+        keep_last: int = 10000,
+        split_sizes: tuple[float, float, float] = (8000, 1000, 1000),
+        shots: int = -1,
+        columns: dict[str, str] | None = None,
+        items_path: str | None = None,
+        item_id_column: str = "item",
+        train_path: str | None = None,
+        valid_path: str | None = None,
+        test_path: str | None = None,
+        **common,
+    ) -> None:
+        """
+        Args:
+            path: log folder or file (ml-100k folder, RecBole dataset, CSV/TSV/Parquet, TALLRec JSON);
+                null: MovieLens-100K from the installed recbole wheel.
+            format: auto, ml-100k, recbole, csv or tallrec-json.
+            domain: the noun in the prompt ("movie", "book").
+            item_template: how an item's fields become its text.
+            history_format: how an item's text is written in the history lists.
+            history_len: how many earlier ratings form a window's history.
+            min_history: also build windows with fewer earlier ratings, down to this many (0: every
+                user's first rating too); null: only full windows (TALLRec's rule).
+            profile_below: users whose history has fewer items than this get a "User Profile:" line
+                from the user table (MovieLens: age, gender, occupation) where one exists; 0: never.
+            profile_template: how a user's fields become the profile line, e.g. "{age}-year-old
+                {occupation}"; null lists every field as "name: value".
+            like_threshold: a rating above this is a like ("Yes.").
+            keep_last: keep only the last N windows (0: all).
+            split_sizes: train / valid / test sizes, counts or fractions, cut in order.
+            shots: few-shot train size (TALLRec's --sample); -1 keeps the whole train split.
+            columns: CSV column names for user, item, rating and timestamp.
+            items_path: CSV item table (format csv).
+            item_id_column: the item id column of the CSV item table.
+            train_path: TALLRec JSON file that replaces the train split.
+            valid_path: TALLRec JSON file that replaces the valid split.
+            test_path: TALLRec JSON file that replaces the test split.
+        """
+        super().__init__(**common)
+        if format not in FORMATS:
+            raise TallrecError(f"unknown data.format {format!r}", f"use one of {', '.join(FORMATS)}")
+        self.path, self.format, self.domain = path, format, domain
+        self.item_text = ItemText(item_template, history_format)
+        if min_history is not None and not 0 <= min_history <= history_len:
+            raise TallrecError(f"data.min_history={min_history} must be between 0 and data.history_len={history_len}",
+                               "set data.min_history in that range, or null for full windows only")
+        self.history_len, self.like_threshold, self.keep_last = history_len, like_threshold, keep_last
+        self.min_history = min_history
+        self.profile = UserProfile(profile_below, profile_template)
+        self.split_sizes, self.shots = list(split_sizes), shots
+        self.columns, self.items_path, self.item_id_column = columns, items_path, item_id_column
+        self.overrides = {"train": train_path, "valid": valid_path, "test": test_path}
+        self._windows_cache = None  # (format, log, windows) from log_windows
+        self._whole_train: list[Sample] = []
+
+    def describe(self) -> str:
+        return str(self.path or "MovieLens-100K (recbole wheel)")
+
+    def _records(self, name: str, needed_for: str) -> list[dict]:
+        if name == "train" and self.shots == 0 and not self.encoded.get("train"):
+            raise TallrecError(
+                "data.shots=0 draws no training samples", "set data.shots to 1 or more, or -1 for the whole train split"
+            )
+        return super()._records(name, needed_for)
+
+    def _base_splits(self) -> dict[str, list[Sample]]:
+        if self.path is not None:
+            require_path(self.path, "data.path", "set data.path to an existing file or folder")
+        fmt = self.format if self.path is None or self.format != "auto" else detect_format(self.path)
+        if self.path is not None and fmt == "tallrec-json":
+            if os.path.isdir(self.path):
+                return {
+                    name: [json_sample(r) for r in read_samples_json(f)]
+                    if os.path.exists(f := os.path.join(self.path, f"{name}.json"))
+                    else []
+                    for name in SPLITS
+                }
+            return split([json_sample(r) for r in read_samples_json(self.path)], self.split_sizes)
+        log, windows = self.log_windows(fmt)
+        return {name: [self.window_sample(w, log) for w in ws] for name, ws in windows.items()}
+
+    def window_sample(self, window, log) -> Sample:
+        """A window as a prompt sample, with the cold-start profile line where it applies."""
+        profile = self.profile.render(window.user, len(window.history), log.user_fields, log.source)
+        return window_sample(window, log.item_fields, self.item_text, self.domain, log.source, profile)
+
+    def log_windows(self, fmt: str | None = None):
+        """The log and its windows split train / valid / test (interaction logs only); read once
+        per data module (the ranking split needs them after the text splits did)."""
+        key = fmt or self.format
+        if self._windows_cache is None or self._windows_cache[0] != key:
+            log = read_log(self.path, key, self.columns, self.items_path, self.item_id_column)
+            windows = split(
+                build_windows(log, self.history_len, self.like_threshold, self.keep_last, self.min_history),
+                self.split_sizes,
+            )
+            self._windows_cache = (key, log, windows)
+        return self._windows_cache[1], self._windows_cache[2]
+
+    def build_samples(self, sampled: bool = True) -> dict[str, list[Sample]]:
+        needed = [n for n in SPLITS if not self.overrides[n]]
+        splits = self._base_splits() if needed else {}
+        for name, file in self.overrides.items():
+            if file:
+                splits[name] = [json_sample(r) for r in read_samples_json(file)]
+        train = splits.get("train", [])
+        self._whole_train = train  # before the few-shot draw: "seen" means seen in the train split
+        mark_seen(train, [s for name in ("valid", "test") for s in splits.get(name, [])])
+        if sampled and train:
+            splits["train"] = [train[i] for i in few_shot_indices(len(train), self.shots, self.seed)]
+        return splits
+
+
+class RankDataModule(RecDataModule):
+    """Ranking protocol: each liked test window becomes a group of candidates (the true item and
+    ``negatives`` items the user never rated), ranked by p(Yes) under the same history."""
+
+    def __init__(self, negatives: int = 19, limit_groups: int | None = None, **rec) -> None:
+        """
+        Args:
+            negatives: sampled unrated items per group (seeded by data.seed); -1 ranks the whole unrated catalogue.
+            limit_groups: rank only N groups, spread evenly over the test split (windows are listed
+                user by user, so the first N would cover a few users); null: all.
+        """
+        super().__init__(**rec)
+        self.negatives, self.limit_groups = negatives, limit_groups
+
+    def build_samples(self, sampled: bool = True) -> dict[str, list[Sample]]:
+        from tallrec_pl.data.ranking import candidate_groups
+
+        splits = super().build_samples(sampled)
+        fmt = self.format if self.path is None or self.format != "auto" else detect_format(self.path)
+        if fmt == "tallrec-json":
+            raise TallrecError(
+                "ranking needs an interaction log (it samples unrated items)",
+                "point data.path at a log, not TALLRec JSON",
+            )
+        log, windows = self.log_windows(fmt)
+        liked = [w for w in windows["test"] if w.label]
+        if self.limit_groups is not None and len(liked) > self.limit_groups:
+            liked = spread(liked, self.limit_groups)
+        splits["test"] = candidate_groups(liked, log, self.negatives, self.seed, lambda w: self.window_sample(w, log))
+        mark_seen(self._whole_train, splits["test"])
+        return splits
+
+    def _eval_loader(self, name: str, needed_for: str) -> DataLoader:
+        if name != "test":
+            return super()._eval_loader(name, needed_for)
+        records = self._records(name, needed_for)
+        return self._loader(records, batch_sampler=GroupBatchSampler([r["group"] for r in records]))

@@ -1,0 +1,175 @@
+"""What several test modules share: paths found from the repository root (so pytest collects and
+runs the same from any working directory), tiny fixtures written to disk, the CLI arguments of a
+tiny run, and callbacks that interrupt a run. Fixtures themselves live in conftest.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = sorted(str(p) for p in (ROOT / "configs").rglob("*.yaml"))
+# TALLRec's published splits: ../shared/data beside the checkout, or $TALLREC_SHARED_DATA
+SHARED = Path(os.environ.get("TALLREC_SHARED_DATA") or ROOT.parent / "shared" / "data")
+
+
+def config(name: str) -> str:
+    """A shipped config by its name under configs/."""
+    return str(ROOT / "configs" / name)
+
+
+def shared_file(*parts: str) -> Path:
+    path = SHARED.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"reference data {path} is absent (it lives in ../shared/data beside the checkout)")
+    return path
+
+
+def _corpus() -> list[str]:
+    from tallrec_pl.data.prompts import ALPACA_NO_INPUT, ALPACA_WITH_INPUT, REC_INSTRUCTION
+
+    words = "User Preference Unpreference Whether the user will like target movie book Yes. No. Movie Title Film"
+    return [ALPACA_WITH_INPUT, ALPACA_NO_INPUT, REC_INSTRUCTION.format(domain="movie"), words] * 20
+
+
+def write_tiny_backbone(folder: Path) -> str:
+    """A 2-layer, 32-wide LlamaForCausalLM folder with a byte-level BPE tokenizer."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400, special_tokens=["<pad>", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet()
+    )
+    tok.train_from_iterator(_corpus(), trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    fast.save_pretrained(folder)
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=1024, bos_token_id=fast.bos_token_id,
+        eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id, tie_word_embeddings=True,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return str(folder)
+
+
+def write_ml100k(folder: Path, n_users: int = 6, n_ratings: int = 16) -> Path:
+    """A raw MovieLens-100K style folder: ``u.data`` and ``u.item`` (and ``u.user``)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for u in range(1, n_users + 1):
+        for k in range(n_ratings):
+            item = (u * 7 + k * 3) % 20 + 1
+            lines.append(f"{u}\t{item}\t{1 + (u + k) % 5}\t{1000 + u * 100 + k}")
+    (folder / "u.data").write_text("\n".join(lines) + "\n")
+    items = [
+        f"{i}|Movie {i} (19{50 + i})|01-Jan-19{50 + i}||http://x|0|1|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0"
+        for i in range(1, 21)
+    ]
+    (folder / "u.item").write_text("\n".join(items) + "\n", encoding="iso-8859-1")
+    (folder / "u.user").write_text("\n".join(f"{u}|30|M|writer|00000" for u in range(1, n_users + 1)) + "\n")
+    return folder
+
+
+def with_new_items(folder, items=(21, 22, 23)):
+    """The last user also rates items nobody rated before (so they never occur in train)."""
+    with open(folder / "u.data", "a") as fh:
+        for k, item in enumerate(items):
+            fh.write(f"6\t{item}\t5\t{9000 + k}\n")
+    with open(folder / "u.item", "a", encoding="iso-8859-1") as fh:
+        for item in items:
+            fh.write(f"{item}|New {item} (2001)|01-Jan-2001||http://x|0|1|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0|0\n")
+    return folder
+
+
+def write_alpaca(path: Path, n: int = 24) -> Path:
+    """An Alpaca JSON file of ``n`` samples; every other one has an input."""
+    records = [
+        {
+            "instruction": f"Say the number {i}.",
+            "input": "" if i % 2 else " ".join(["number", str(i)] * 10),
+            "output": f"The number is {i}.",
+        }
+        for i in range(n)
+    ]
+    path.write_text(json.dumps(records))
+    return path
+
+
+def run_args(tiny_backbone: str, data_path: Path, out: Path, *extra: str) -> list[str]:
+    """CLI arguments of a one-epoch rec-tuning run of the tiny backbone on ``data_path``, into ``out``."""
+    return [
+        "--config", config("debug.yaml"),
+        f"--model.backbone={tiny_backbone}",
+        "--model.dtype=float32",
+        f"--data.init_args.path={data_path}",
+        "--data.init_args.history_len=4",
+        "--data.init_args.split_sizes=[0.6,0.2,0.2]",
+        "--data.init_args.shots=-1",
+        "--data.init_args.val_limit=null",
+        "--data.init_args.cache_dir=null",
+        f"--checkpoint.dirpath={out}",
+        f"--trainer.default_root_dir={out}",
+        "--trainer.max_steps=-1",
+        "--trainer.max_epochs=1",
+        "--trainer.val_check_interval=null",
+        "--trainer.limit_test_batches=null",
+        "--trainer.limit_predict_batches=null",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.logger=false",
+        f"--predictions.output={out / 'predictions.jsonl'}",
+        *extra,
+    ]  # fmt: skip
+
+
+def lora_state(ckpt: Path) -> dict[str, torch.Tensor]:
+    """The adapter weights a Lightning checkpoint holds."""
+    return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+
+
+def fit_process(*args: str) -> subprocess.CompletedProcess:
+    """``python -m tallrec_pl fit ARGS`` in its own process, as a user runs it."""
+    path = [str(ROOT / "tests"), str(ROOT), os.environ.get("PYTHONPATH")]  # helpers' callbacks, this checkout
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, path))}
+    # a shell starts background jobs with SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler: give the child the default disposition, as a terminal would
+    return subprocess.run(
+        [sys.executable, "-m", "tallrec_pl", "fit", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+class StopAfterEpoch(L.Callback):
+    """Stop cleanly after ``epochs`` epochs, as an interrupted run would (used by the resume tests)."""
+
+    def __init__(self, epochs: int = 1) -> None:
+        self.epochs = epochs
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        if trainer.current_epoch + 1 >= self.epochs:
+            trainer.should_stop = True
+
+
+class SignalAt(L.Callback):
+    """Send ``signal`` to this process after global step ``step`` (the interruption tests)."""
+
+    def __init__(self, step: int = 5, signal: str = "SIGTERM") -> None:
+        self.step, self.signal = step, signal
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), getattr(signal, self.signal))
