@@ -170,8 +170,10 @@ def load_model(
         from transformers import BitsAndBytesConfig
 
         if torch.device(device).type == "cpu":
-            say("warning: model.load_in_8bit on a CPU saved no memory and no time where measured (bitsandbytes' CPU path; "
-                "docs/BENCHMARKS.md, host-dependent settings): it is meant for CUDA GPUs; drop it on a CPU")
+            say(
+                "warning: model.load_in_8bit on a CPU saved no memory and no time where measured "
+                "(bitsandbytes' CPU path; docs/BENCHMARKS.md, host-dependent settings): it is meant for CUDA GPUs"
+            )
         kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
         kwargs["device_map"] = {"": torch.cuda.current_device()} if torch.cuda.is_available() else {"": "cpu"}
     try:
