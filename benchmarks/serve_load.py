@@ -22,6 +22,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from common import RESULTS, ROOT, save_json
 
@@ -101,6 +102,20 @@ def offline(args) -> dict:
             flush=True,
         )
     return out
+
+
+def machine() -> dict:
+    """lscpu's model name and which of the flags that decide CPU matmul speed it lists."""
+    text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    flags = set(fields.get("Flags", "").split())
+    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    return {
+        "model": fields.get("Model name", "?").strip(),
+        "cpus": os.cpu_count(),
+        "flags": [f for f in wanted if f in flags],
+        "missing": [f for f in wanted if f not in flags],
+    }
 
 
 def free_port() -> int:
@@ -233,7 +248,10 @@ def main() -> None:
         "dtype": args.dtype,
         "adapter": args.adapter,
         "max_batch_size": args.max_batch_size,
-        "cpus": os.cpu_count(),
+        "machine": machine(),
+        "adapter_note": f"adapter {args.adapter}"
+        if args.adapter
+        else "no adapter: a fresh LoRA, merged into the weights as a trained one is, so the same work per candidate",
     }
     result["offline"] = offline(args)
     bodies = {c: requests_for(rank_module(c)) for c in CANDIDATES}
@@ -323,6 +341,4 @@ def wait_ready(port: int, proc: subprocess.Popen, limit: float = 600) -> None:
 
 
 if __name__ == "__main__":
-    from pathlib import Path
-
     main()

@@ -265,8 +265,9 @@ class Guard:
         payload = json.dumps({"rows": rows}).encode()
         scope = dict(
             scope,
-            headers=[(k, v) for k, v in scope["headers"] if k != b"content-length"]
-            + [(b"content-length", str(len(payload)).encode())],
+            # the route reads JSON whatever the client declared (curl -d sends a form type)
+            headers=[(k, v) for k, v in scope["headers"] if k not in (b"content-length", b"content-type")]
+            + [(b"content-length", str(len(payload)).encode()), (b"content-type", b"application/json")],
         )
         sent = False
 

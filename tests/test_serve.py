@@ -149,15 +149,20 @@ def free_port() -> int:
 
 
 def call(
-    port: int, body: bytes | dict | None = None, key: str | None = KEY, path: str = "/predict", timeout: float = 60
+    port: int,
+    body: bytes | dict | None = None,
+    key: str | None = KEY,
+    path: str = "/predict",
+    timeout: float = 60,
+    json_type: bool = True,
 ):
-    """(status, parsed JSON or text) of one HTTP request."""
+    """(status, parsed JSON or text) of one HTTP request (without ``json_type`` urllib declares a form, as curl -d)."""
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
     req = urllib.request.Request(
         f"http://127.0.0.1:{port}{path}",
         data=data,
         method="GET" if body is None else "POST",
-        headers={"Content-Type": "application/json", **({"X-API-Key": key} if key else {})},
+        headers={**({"Content-Type": "application/json"} if json_type else {}), **({"X-API-Key": key} if key else {})},
     )
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -308,6 +313,7 @@ def test_api_key_is_required(served):
         assert status == 401 and "X-API-Key" in answer["detail"]
         assert call(port, key=key, path="/health")[0] == 401
     assert call(port, good)[0] == 200
+    assert call(port, good, json_type=False)[0] == 200  # curl -d declares a form; the body is read as JSON anyway
 
 
 @pytest.mark.slow
