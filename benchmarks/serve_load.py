@@ -60,6 +60,7 @@ def requests_for(dm) -> list[dict]:
 def offline(args) -> dict:
     """Trainer.predict over each candidate count's groups (after a warm-up pass on 4 groups)."""
     import lightning as L
+    import torch
 
     from tallrec_pl.model.module import TALLRecModule
 
@@ -88,7 +89,11 @@ def offline(args) -> dict:
         trainer.predict(module, datamodule=dm, ckpt_path=args.adapter, return_predictions=False)
         trainer.limit_predict_batches = 1.0
         rows = trainer.predict(module, datamodule=dm, ckpt_path=args.adapter)
-        p_yes = {i: p for r in rows for i, p in zip(r["index"], r["p_yes"], strict=True)}
+        p_yes = {
+            i: p
+            for r in rows
+            for i, p in zip(*(torch.as_tensor(r[k]).tolist() for k in ("index", "p_yes")), strict=True)
+        }
         n = len(p_yes)
         out[c] = {
             "groups": GROUPS[c],
@@ -263,8 +268,8 @@ def main() -> None:
             wait_ready(port, proc)
             result["startup_rss_mb"] = tree_rss_mb(proc.pid)
             asyncio.run(load(port, bodies[20][:4] + bodies[1][:16], 4, 20))  # warm-up, not counted
-            scores = served_scores(port, bodies[20])
-            off = result["offline"][20]["p_yes"]
+            scores = served_scores(port, bodies[20][:16])  # the first 16 groups: 320 prompts
+            off = result["offline"][20]["p_yes"][: len(scores)]
             result["served_vs_predict_max_abs_diff"] = max(abs(a - b) for a, b in zip(scores, off, strict=True))
             cells = []
             for c in CANDIDATES:

@@ -41,12 +41,15 @@ def plan_batches(sizes: list[int], pack: int) -> list[list[int]]:
 
 def score_requests(module, collate, requests: list[list[dict]], pack: int, device) -> list[list[float]]:
     """p(Yes) for every row of every request, in request order, by ``module.predict_step``."""
+    import torch
+
     scores = [[0.0] * len(rows) for rows in requests]
     for members in plan_batches([len(rows) for rows in requests], pack):
         where = [(k, j) for k in members for j in range(len(requests[k]))]
         batch = collate([dict(requests[k][j], index=i) for i, (k, j) in enumerate(where)])
         out = module.predict_step({name: t.to(device) for name, t in batch.items()}, 0)
-        for i, p in zip(out["index"], out["p_yes"], strict=True):
+        index, p_yes = (torch.as_tensor(out[name]).tolist() for name in ("index", "p_yes"))  # lists or tensors
+        for i, p in zip(index, p_yes, strict=True):
             k, j = where[i]
             scores[k][j] = p
     return scores
