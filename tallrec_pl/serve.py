@@ -80,10 +80,12 @@ class RecScorer(_Base):
         import torch
 
         from tallrec_pl.data.batching import Collator
+        from tallrec_pl.hardware import set_threads
         from tallrec_pl.model.backbone import load_tokenizer
         from tallrec_pl.model.lora import LoraOptions, load_lightning_state
         from tallrec_pl.model.module import TALLRecModule
 
+        set_threads()  # a spawned process: one torch thread per usable physical core, as the CLI sets
         args = dict(self.model_args)
         module = TALLRecModule(**{**args, "lora": LoraOptions(**args["lora"])})
         module.configure_model()
@@ -152,7 +154,7 @@ def serve_command(args: list[str]) -> None:
         )
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the API process is forked after the tokenizer loads
     from tallrec_pl.data.datamodule import PromptDataModule
-    from tallrec_pl.model.backbone import load_tokenizer  # noqa: F401  (fail early on a broken install)
+    from tallrec_pl.model.backbone import resolve_dtype
     from tallrec_pl.model.module import TALLRecModule
 
     cli = ServeCLI(
@@ -185,6 +187,11 @@ def serve_command(args: list[str]) -> None:
     builder = prompt_builder(cli.datamodule, opts)
     accepted = inspect.signature(TALLRecModule.__init__).parameters  # hparams also hold jsonargparse's _instantiator
     hparams = {k: v for k, v in cli.model.hparams.items() if k in accepted}
+    accelerator = "cuda" if type(cli.trainer.accelerator).__name__ == "CUDAAccelerator" else "cpu"
+    # model.dtype auto is decided here, once: the worker loads what this line says
+    hparams["dtype"] = resolve_dtype(
+        hparams["backbone"], hparams["dtype"], accelerator, hparams["trust_remote_code"]
+    ).dtype
     api = RecScorer(
         hparams,
         ckpt,
@@ -193,7 +200,6 @@ def serve_command(args: list[str]) -> None:
         opts.max_batch_size,
         opts.batch_timeout,
     )
-    accelerator = "cuda" if type(cli.trainer.accelerator).__name__ == "CUDAAccelerator" else "cpu"
     server = ls.LitServer(
         api,
         accelerator=accelerator,
