@@ -84,8 +84,10 @@ class RecScorer(_Base):
         from tallrec_pl.model.backbone import load_tokenizer
         from tallrec_pl.model.lora import LoraOptions, load_lightning_state
         from tallrec_pl.model.module import TALLRecModule
+        from tallrec_pl.quiet import silence_known_noise
 
-        set_threads()  # a spawned process: one torch thread per usable physical core, as the CLI sets
+        silence_known_noise()  # a spawned process: the CLI's filters and thread count are set again here
+        set_threads()
         args = dict(self.model_args)
         module = TALLRecModule(**{**args, "lora": LoraOptions(**args["lora"])})
         module.configure_model()
@@ -94,7 +96,7 @@ class RecScorer(_Base):
             module.on_load_checkpoint(state)
             module.load_state_dict(state["state_dict"], strict=module.strict_loading)
         accelerator = "gpu" if str(device).startswith("cuda") else "cpu"
-        trainer = L.Trainer(
+        trainer = L.Trainer(  # only for its precision plugin, as predict would build it
             accelerator=accelerator,
             devices=1,
             precision=self.precision,

@@ -139,6 +139,13 @@ def test_serve_config_parses(capsys):
     assert "serve:" in text and "max_candidates: 200" in text
 
 
+def test_serve_help_explains_its_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["serve", "--help"])
+    text = capsys.readouterr().out
+    assert "--serve.max_candidates" in text and "most candidates in one request" in text and "--ckpt_path" in text
+
+
 # --- a real server in a subprocess ----------------------------------------------------------
 
 
