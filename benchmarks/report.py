@@ -384,7 +384,7 @@ def serve_section() -> list[str]:
     if not r or "goals" not in r:
         return lines + ["Not measured yet.", ""]
     m, g = r["machine"], r["goals"]
-    lines += [f"Command: `{r['command']}` (server: `configs/serve.yaml`, {r['dtype']}, serve.max_batch_size {r['max_batch_size']}; "
+    lines += [f"Command: `{r['command'].strip()}` (server: `configs/serve.yaml`, {r['dtype']}, serve.max_batch_size {r['max_batch_size']}; "
               f"{r['adapter_note']}). Machine: {m['model']}, {m['cpus']} cores, flags: {', '.join(m['flags']) or 'none'} "
               f"(no {', '.join(m['missing']) or '-'}). Clients, server and offline run share the 2 cores; closed-loop clients "
               "(each sends its next request when the last is answered) on real HTTP connections; requests are MovieLens-100K test "
@@ -409,9 +409,13 @@ def serve_section() -> list[str]:
         last = soak["rss_mb"][-1]
         lines.append(f"| server RSS within +-5 % from request 1,000 to {last['request']:,} | {first:.0f} -> {last['total']:.0f} MB "
                      f"({100 * change:+.2f} %) | {'yes' if abs(change) <= 0.05 else 'no'} |")
-    lines += ["", f"RSS: all of the server's processes ({soak['rss_mb'][-1]['processes']}: the command, LitServe's manager, the API "
-              f"process, the model worker), sampled every 500 requests of {soak['requests']:,} single-candidate requests from 16 "
-              f"clients ({soak['req_per_s']:.1f} req/s, {soak['failures']} failed). Served and predicted p(Yes) of the 20-candidate "
+    worker = [x["largest"] for x in soak["rss_mb"] if x["request"] in (1000, soak["rss_mb"][-1]["request"])]
+    lines += ["", f"RSS: the sum over the server's processes ({soak['rss_mb'][-1]['processes']}: the command, LitServe's manager, "
+              "multiprocessing's resource tracker, the API process, the model worker; pages the forked ones share count once per "
+              f"process), sampled every 500 of {soak['requests']:,} single-candidate requests (ready prompts, one catalogue title "
+              f"each) from 16 clients ({soak['req_per_s']:.1f} req/s, {soak['failures']} failed); the model worker alone: "
+              + " -> ".join(f"{w:.0f}" for w in worker) + " MB. The 16 x 100 row is the first 16 requests only (each client's "
+              "first waits behind the others), hence its spread. Served and predicted p(Yes) of the 20-candidate "
               f"prompts differ by at most {r['served_vs_predict_max_abs_diff']:.2g} ({r['dtype']}; the float32 test asserts 1e-4). "
               f"After SIGTERM the server exited with {r['exit_code_after_sigterm']}.", ""]
     return lines

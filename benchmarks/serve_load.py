@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import RESULTS, ROOT, save_json
+from common import RESULTS, ROOT, RUNS, save_json
 
 CLIENTS = (1, 4, 16)
 CANDIDATES = (1, 20, 100)
@@ -261,7 +261,8 @@ def main() -> None:
     result["offline"] = offline(args)
     bodies = {c: requests_for(rank_module(c)) for c in CANDIDATES}
     port = free_port()
-    log_path = RESULTS / "serve_load.server.log"
+    log_path = RUNS / "serve_load.server.log"  # git-ignored
+    log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
         proc = start_server(args, port, log)
         try:
@@ -333,7 +334,7 @@ def wait_ready(port: int, proc: subprocess.Popen, limit: float = 600) -> None:
     deadline = time.time() + limit
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"the server exited ({proc.returncode}); see benchmarks/results/serve_load.server.log")
+            raise SystemExit(f"the server exited ({proc.returncode}); see benchmarks/runs/serve_load.server.log")
         try:
             req = urllib.request.Request(f"http://127.0.0.1:{port}/health", headers={"X-API-Key": KEY})
             with urllib.request.urlopen(req, timeout=5) as resp:
