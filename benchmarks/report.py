@@ -385,8 +385,7 @@ def serve_section() -> list[str]:
         return lines + ["Not measured yet.", ""]
     m, g = r["machine"], r["goals"]
     lines += [f"Command: `{r['command'].strip()}` (server: `configs/serve.yaml`, {r['dtype']}, serve.max_batch_size {r['max_batch_size']}; "
-              f"{r['adapter_note']}). Machine: {m['model']}, {m['cpus']} cores, flags: {', '.join(m['flags']) or 'none'} "
-              f"(no {', '.join(m['missing']) or '-'}). Clients, server and offline run share the 2 cores; closed-loop clients "
+              f"{r['adapter_note']}). Machine: {machine_text(m)}. Clients, server and offline run share the 2 cores; closed-loop clients "
               "(each sends its next request when the last is answered) on real HTTP connections; requests are MovieLens-100K test "
               "windows (history and candidates by item id, the true next item plus unrated ones).", "",
               "| clients | candidates | requests | p50 s | p95 s | p99 s | req/s | candidates/s | failed |",

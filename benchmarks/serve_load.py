@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import RESULTS, ROOT, RUNS, save_json
+from common import RESULTS, ROOT, RUNS, machine, save_json
 
 CLIENTS = (1, 4, 16)
 CANDIDATES = (1, 20, 100)
@@ -107,20 +107,6 @@ def offline(args) -> dict:
             flush=True,
         )
     return out
-
-
-def machine() -> dict:
-    """lscpu's model name and which of the flags that decide CPU matmul speed it lists."""
-    text = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    flags = set(fields.get("Flags", "").split())
-    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
-    return {
-        "model": fields.get("Model name", "?").strip(),
-        "cpus": os.cpu_count(),
-        "flags": [f for f in wanted if f in flags],
-        "missing": [f for f in wanted if f not in flags],
-    }
 
 
 def free_port() -> int:
