@@ -266,6 +266,11 @@ def drain_on_sigterm(server) -> None:
     """SIGTERM here ends LitServe's wait as its shutdown endpoint does: the API process is then
     stopped gracefully (no new connections, requests in flight answered), then the worker.
     The event is set from a new thread: this thread may be inside a call to the same manager."""
+    if not hasattr(server, "_shutdown_event"):  # LitServe's own shutdown endpoint sets this event (0.2.19)
+        raise TallrecError(
+            f"litserve {getattr(ls, '__version__', '?')} has no LitServer._shutdown_event, which SIGTERM draining uses",
+            "pip install litserve==0.2.19 (setup.cfg's serve extra)",
+        )
     main_pid = os.getpid()
 
     def handler(signum, frame) -> None:
