@@ -1,4 +1,4 @@
-"""The command line: a LightningCLI for fit / validate / test / predict, plus ``prompts``.
+"""The command line: a LightningCLI for fit / validate / test / predict, plus ``prompts`` and ``serve``.
 
 User errors (``TallrecError``) end as one line on stderr and exit status 2.
 """
@@ -166,6 +166,11 @@ def main(args: list[str] | None = None) -> None:
         check_cli()
         if not any(a in ("-h", "--help", "--print_config") or a.startswith("--print_config=") for a in argv):
             say(configure_host())  # threads per physical core; the CPU's flags beside every figure
+        if argv and argv[0] == "serve":
+            from tallrec_pl.serve import serve_command
+
+            serve_command(argv[1:])
+            return
         TallrecCLI(
             TALLRecModule,
             PromptDataModule,
