@@ -14,7 +14,7 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def load(dtype: str, adapter: str | None):
+def load(dtype: str, adapter: str | None, device: str = "cpu"):
     """Ours: the product's module (its defaults), with ``adapter``'s LoRA weights if given."""
     from tallrec_pl.model.module import TALLRecModule
 
@@ -23,7 +23,11 @@ def load(dtype: str, adapter: str | None):
     if adapter:
         copy_adapter(adapter, module.model)
     module.eval()
-    return module
+    return module.to(device)
+
+
+def to_device(batch: dict, device: str) -> dict:
+    return {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
 
 
 def load_reference(dtype: str, adapter: str | None, attn: str = "sdpa"):
@@ -61,28 +65,28 @@ def test_samples(n: int, seed: int = 0):
 
 def score_ours(args):
     """One scoring pass of ours over the first ``args.n`` test prompts, as a function."""
-    score = our_scorer(args.dtype, args.adapter, args.n, args.batch)
+    score = our_scorer(args.dtype, args.adapter, args.n, args.batch, args.device)
 
     def one_pass():
         start = time.perf_counter()
         p_yes, tokens = score()  # tokenising is part of the timed work
         seconds = time.perf_counter() - start
         return {"samples_per_s": len(p_yes) / seconds, "seconds": seconds, "prompt_tokens": tokens, "p_yes": p_yes,
-                "matmul_flops": matmul_flops(args.dtype)}  # the machine's peak right after the pass, same process
+                "matmul_flops": matmul_flops(args.dtype, args.device)}  # the peak right after the pass, same process
 
     return one_pass
 
 
-def our_scorer(dtype: str, adapter: str | None, n: int, batch: int):
+def our_scorer(dtype: str, adapter: str | None, n: int, batch: int, device: str = "cpu"):
     """Ours set up as the product's test / predict run it (adapter merged): a function that scores
     the first ``n`` test prompts and returns (p(Yes) in file order, prompt tokens scored)."""
     from tallrec_pl.model.backbone import load_tokenizer
 
-    module = load(dtype, adapter)
+    module = load(dtype, adapter, device)
     module.merge_adapter()
     tok = load_tokenizer("embedded")
     _, samples, _ = test_samples(n)
-    return lambda: score_batches(module, tok, samples, batch)
+    return lambda: score_batches(module, tok, samples, batch, device)
 
 
 def scoring_batches(tok, samples, batch: int):
@@ -100,7 +104,7 @@ def scoring_batches(tok, samples, batch: int):
         yield collate([records[i] for i in order[b:b + batch]])
 
 
-def score_batches(module, tok, samples, batch: int) -> tuple[list[float], int]:
+def score_batches(module, tok, samples, batch: int, device: str = "cpu") -> tuple[list[float], int]:
     """Our scoring of ``samples``: tokenise, length-sorted batches, one forward each.
     Returns p(Yes) in file order and the prompt tokens scored."""
     import torch
@@ -108,7 +112,7 @@ def score_batches(module, tok, samples, batch: int) -> tuple[list[float], int]:
     p_yes, tokens = [0.0] * len(samples), 0  # encode_samples keeps every rec sample or raises
     with torch.inference_mode():
         for rows in scoring_batches(tok, samples, batch):
-            _, p = module(rows)
+            _, p = module(to_device(rows, device))
             tokens += int(rows["attention_mask"].sum())
             for i, v in zip(rows["index"].tolist(), p.tolist(), strict=False):
                 p_yes[i] = v
@@ -128,7 +132,7 @@ def score_tallrec(args):
         load_reference(args.dtype, args.adapter, args.ref_attn).eval()
         if args.adapter
         else load_model("embedded", args.dtype, attn_implementation=args.ref_attn).eval()
-    )
+    ).to(args.device)
     tok = load_tokenizer("embedded")
     tok.padding_side = "left"
     yes, no = answer_token_ids(tok)
@@ -141,7 +145,7 @@ def score_tallrec(args):
         p_yes, tallrec, steps = [], [], []
         with torch.no_grad():
             for b in range(0, len(prompts), 32):
-                enc = tok(prompts[b : b + 32], return_tensors="pt", padding=True)
+                enc = tok(prompts[b : b + 32], return_tensors="pt", padding=True).to(args.device)
                 out = model.generate(
                     **enc,
                     max_new_tokens=128,
@@ -195,7 +199,8 @@ def train_ours(args) -> dict:
 
     trainer = L.Trainer(
         max_epochs=1,
-        accelerator="cpu",
+        accelerator="gpu" if args.device == "cuda" else "cpu",
+        devices=1,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
@@ -212,7 +217,7 @@ def train_ours(args) -> dict:
         "seconds": seconds,
         "steps": steps,
         "timed_tokens": sum(tokens[1:]),
-        "matmul_flops": matmul_flops(args.dtype),
+        "matmul_flops": matmul_flops(args.dtype, args.device),
     }
 
 
@@ -223,7 +228,7 @@ def train_tallrec(args) -> dict:
     from tallrec_pl.model.backbone import load_tokenizer
 
     torch.manual_seed(0)
-    model = load_reference(args.dtype, None, args.ref_attn)
+    model = load_reference(args.dtype, None, args.ref_attn).to(args.device)
     model.train()
     tok = load_tokenizer("embedded")
     _, _, train = test_samples(0)
@@ -254,7 +259,7 @@ def train_tallrec(args) -> dict:
         logging_steps=1000,
         save_strategy="no",
         report_to=[],
-        use_cpu=True,
+        use_cpu=args.device == "cpu",
         bf16=False,
         dataloader_num_workers=0,
         remove_unused_columns=False,
@@ -275,17 +280,21 @@ def train_tallrec(args) -> dict:
 PER_TOKEN = 2 * 106e6  # forward FLOPs a token: 2 x the backbone's non-embedding parameters
 
 
-def matmul_flops(dtype: str) -> float:
-    """Dense matmul FLOP/s at the model's shapes (tokens x 576 @ 576 x 1536)."""
+def matmul_flops(dtype: str, device: str = "cpu") -> float:
+    """Dense matmul FLOP/s at the model's shapes (tokens x 576 @ 576 x 1536) on ``device``."""
     import torch
 
     dt = {"bfloat16": torch.bfloat16, "float32": torch.float32}[dtype]
-    a, b = torch.randn(4096, 576, dtype=dt), torch.randn(576, 1536, dtype=dt)
+    a = torch.randn(4096, 576, dtype=dt, device=device)
+    b = torch.randn(576, 1536, dtype=dt, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     for _ in range(3):
         a @ b
-    n, start = 20, time.perf_counter()
+    sync()
+    n, start = 20 if device == "cpu" else 200, time.perf_counter()
     for _ in range(n):
         a @ b
+    sync()
     return 2 * 4096 * 576 * 1536 * n / (time.perf_counter() - start)
 
 

@@ -181,6 +181,14 @@ def plot_roc(run: dict) -> bool:
     return True
 
 
+def speed_where(r: dict) -> str:
+    """The heading's note on where a speed table ran: a GPU, or the forced float32-only CPU path."""
+    info = r.get("machine") or {}
+    if r["config"].get("device") == "cuda":
+        return f", on the GPU ({info.get('gpu')})"
+    return ", float32-only CPU path forced" if info.get("forced") else ""
+
+
 def speed_section() -> list[str]:
     lines = ["## Speed and memory against the TALLRec procedures", ""]
     found = False
@@ -189,13 +197,13 @@ def speed_section() -> list[str]:
         cfg = r["config"]
         found = True
         lines += [
-            f"### {cfg['dtype']} on both "
-            f"sides{', float32-only path forced' if (r.get('machine') or {}).get('forced') else ''}",
+            f"### {cfg['dtype']} on both sides{speed_where(r)}",
             "",
             f"Machine: {machine_text(r.get('machine'))}.",
             "",
             f"Command: `python benchmarks/speed.py --dtype {cfg['dtype']} --n {cfg['n']} --train_n {cfg['train_n']} "
             f"--micro {cfg['micro']}"
+            + (" --device cuda" if cfg.get("device") == "cuda" else "")
             + (" --adapter <rec-tuned .ckpt>" if "score_tuned" in r else "")
             + (" --ref_eager_row" if "score_tuned_ref_eager" in r else "")
             + "` (each side in its own process; one run; scoring: both sides loaded, then one warm-up pass each and "

@@ -20,7 +20,7 @@ import json
 import subprocess
 import sys
 
-from common import RESULTS, ROOT, save_json
+from common import RESULTS, ROOT, machine, save_json
 from procedures import PER_TOKEN, WORKERS, peak_rss_mb
 
 
@@ -118,6 +118,8 @@ def _cmd(worker: str, args, adapter: str | None, ref_attn: str) -> list[str]:
         str(args.micro),
         "--ref_attn",
         ref_attn,
+        "--device",
+        args.device,
     ] + (["--adapter", adapter] if adapter else [])
 
 
@@ -137,6 +139,7 @@ def main() -> None:
         "--adapter", help="a rec-tuned Lightning checkpoint (the adapter used for the tuned scoring row)"
     )
     parser.add_argument("--dtype", default="bfloat16")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where both sides run")
     parser.add_argument("--n", type=int, default=256, help="test prompts scored")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--train_n", type=int, default=64, help="training samples (one epoch)")
@@ -154,9 +157,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         return child(args)
-    out = RESULTS / f"speed-{args.dtype}.json"
+    info = machine()
+    # one result file per dtype, device and CPU path: the tables of each kind of machine side by side
+    tag = "-cuda" if args.device == "cuda" else ("-forced-avx2" if info["forced"] else "")
+    out = RESULTS / f"speed-{args.dtype}{tag}.json"
     results = json.loads(out.read_text()) if out.exists() else {}
-    results["config"] = {k: getattr(args, k) for k in ("dtype", "n", "batch", "train_n", "micro", "passes", "ref_attn")}
+    results["config"] = {
+        k: getattr(args, k) for k in ("dtype", "device", "n", "batch", "train_n", "micro", "passes", "ref_attn")
+    }
+    results["machine"] = info
     plan = []
     if args.only in (None, "score"):
         plan += [("score_untuned", None), ("score_tuned", args.adapter)] if args.adapter else [("score_untuned", None)]
