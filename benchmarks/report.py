@@ -9,6 +9,7 @@ import json
 import statistics
 from pathlib import Path
 
+from baselines import MAX_EPOCHS, MODELS, SHOTS
 from common import RESULTS, ROOT, RUNS, machine_text, read_predictions
 from quality import EPOCHS, steps
 
@@ -77,9 +78,6 @@ def baseline_runs() -> list[dict]:
 
 def baselines_section() -> list[str]:
     """The sequential baselines (benchmarks/baselines.py) on the same test samples, beside the quality table."""
-    from baselines import MAX_EPOCHS, MODELS, SHOTS
-    from common import machine_text
-
     runs = [r for r in baseline_runs() if r["data"] == "rec"]
     lines = ["### Sequential baselines, measured: GRU4Rec, Caser, SASRec (RecBole 1.2.1) on the same windows", ""]
     if not runs:
@@ -342,18 +340,15 @@ def ranking_section() -> list[str]:
               "included), each ranking its true next item among 19 items the user never rated (seed 0); ties count against the true item. "
               "All rows score the same candidates; metrics come from the product's own test code (`TALLRecModule`).", "",
               "| ranker | HR@1 | HR@5 | HR@10 | NDCG@5 | NDCG@10 | MRR | AUC |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    baselines = baseline_ranking()
-    r["metrics"] = {**r["metrics"], **baselines}
+    sequential = baseline_ranking()
+    r["metrics"] = {**r["metrics"], **sequential}
     for name, m in r["metrics"].items():
         lines.append(f"| {name} | {m['hr@1']:.3f} | {m['hr@5']:.3f} | {m['hr@10']:.3f} | {m['ndcg@5']:.3f} | {m['ndcg@10']:.3f} | {m['mrr']:.3f} | "
                      f"{m.get('auc', float('nan')):.3f} |")
-    if baselines:
-        from baselines import MAX_EPOCHS
-        from common import machine_text
-
+    if sequential:
         machine = next(b.get("machine") for b in baseline_runs() if b["data"] == "rank")
         seeds = "; ".join(f"{name.split(' ')[0]} {', '.join(f'{v:.3f}' for v in m['seeds'])}"
-                          for name, m in baselines.items())
+                          for name, m in sequential.items())
         lines += ["", f"The GRU4Rec, Caser and SASRec rows: `python benchmarks/baselines.py` (machine: "
                   f"{machine_text(machine)}). RecBole 1.2.1's models trained with their next-item cross-entropy "
                   "on the whole train split of `configs/rank.yaml` (as most-popular and ALS use it; the valid "
