@@ -110,7 +110,10 @@ def baselines_section() -> list[str]:
             cpu = statistics.mean(r["cpu_seconds"] for r in rows)
             mean = statistics.mean(vals)
             lines.append(f"| {model} | {what} | {len(rows)} | {mean:.4f} | {std} | {per_seed} | {epochs} | {cpu:.0f} |")
-    return lines + ["", "CPU seconds include building the samples and scoring the valid split after each epoch.", ""]
+    capped = [r["name"] for r in runs if r["epochs_run"] >= r["config"]["max_epochs"]]
+    return lines + ["", f"{len(capped)} of {len(runs)} runs reached the {MAX_EPOCHS}-epoch cap before early stopping"
+                    + (f" ({', '.join(capped)})" if capped else "") + "; CPU seconds include building the samples and "
+                    "scoring the valid split after each epoch.", ""]
 
 
 def baseline_points() -> dict[str, list[tuple[int, float]]]:
