@@ -542,7 +542,8 @@ def ranking_section() -> list[str]:
         + (" --adapter <rec-tuned .ckpt>`" if "adapter" in r else "`")
         + (f" (adapter: `{r['adapter']}`)" if "adapter" in r else "")
         + f". {r['groups']} liked windows spread evenly over the test split of `configs/rank.yaml` "
-        "(MovieLens-100K, cold-start windows included), each ranking its true next item among 19 items the user never rated (seed 0); ties count "
+        "(MovieLens-100K, cold-start windows included), each ranking its true next item among 19 items the user "
+        "never rated (seed 0); ties count "
         "against the true item. "
         "All rows score the same candidates; metrics come from the product's own test code (`TALLRecModule`).",
         "",
