@@ -11,6 +11,7 @@ from pathlib import Path
 
 from baselines import MAX_EPOCHS, MODELS, SHOTS
 from common import RESULTS, ROOT, machine_text
+from data_scale import section as data_scale_section
 from quality import EPOCHS, steps
 
 DOCS = ROOT / "docs"
@@ -837,6 +838,7 @@ def main() -> None:
         + serve_section()
         + data_section()
     )
+    lines += data_scale_section()
     lines += [notes] if notes else []
     (DOCS / "BENCHMARKS.md").write_text("\n".join(lines).rstrip() + "\n")
     print(f"wrote {DOCS / 'BENCHMARKS.md'}")

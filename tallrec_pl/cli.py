@@ -122,14 +122,25 @@ def resolve_ckpt_path(ckpt: str, dirpath: str | None) -> str:
 
 
 def prompts_command(args: list[str]) -> None:
-    """``prompts --config C --split S --output F``: one split as TALLRec JSON."""
-    import yaml
+    """``prompts --split S --output F`` with the same ``--config`` files and ``--data.*`` options as
+    fit / test: one split as TALLRec JSON."""
     from jsonargparse import ArgumentParser
 
+    from tallrec_pl.data.datamodule import RecDataModule
+
     parser = ArgumentParser(
-        prog="python -m tallrec_pl prompts", description="Write one split as TALLRec JSON (instruction, input, output)."
+        prog="python -m tallrec_pl prompts",
+        exit_on_error=False,
+        description="Write one split as TALLRec JSON (instruction, input, output).",
     )
-    parser.add_argument("--config", required=True, help="a config whose data section builds the samples")
+    parser.add_argument(
+        "--config",
+        action="append",
+        help="a config file; only its data section is read. Give several: later ones override earlier ones, and "
+        "--data.* options override them all, as with fit",
+    )
+    parser.add_subclass_arguments(PromptDataModule, "data", required=True)
+    parser.set_defaults({"data": {"class_path": f"{RecDataModule.__module__}.{RecDataModule.__name__}"}})
     parser.add_argument("--split", required=True, choices=SPLITS)
     parser.add_argument("--output", required=True, help="the JSON file to write")
     parser.add_argument(
@@ -137,15 +148,8 @@ def prompts_command(args: list[str]) -> None:
         action="store_true",
         help="write the few-shot sample (data.shots, data.seed) instead of the whole train split",
     )
-    opts = parser.parse_args(args)
-    require_path(opts.config, "config", "pass an existing YAML file")
-    with open(opts.config) as fh:
-        data = (yaml.safe_load(fh) or {}).get("data")
-    if not data:
-        raise TallrecError(f"{opts.config} has no data section", "use a config such as configs/rec.yaml")
-    build = ArgumentParser()
-    build.add_subclass_arguments(PromptDataModule, "data", required=True)
-    dm = build.instantiate_classes(build.parse_object({"data": data})).data
+    opts = parser.parse_args(data_sections(args))
+    dm = parser.instantiate_classes(opts).data
     samples = dm.build_samples(sampled=opts.sampled)[opts.split]
     out = Path(opts.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -154,6 +158,38 @@ def prompts_command(args: list[str]) -> None:
         json.dump([s.to_json() for s in samples], fh, indent=4)
     os.replace(tmp, out)
     print(f"tallrec_pl: {len(samples)} {opts.split} samples written to {out}")
+
+
+def data_sections(args: list[str]) -> list[str]:
+    """``--config FILE`` becomes ``--data <FILE's data section>`` in place, so that configs and
+    ``--data.*`` options apply in the order given (the other sections are for fit and test)."""
+    import yaml
+
+    out, i = [], 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--config" or arg.startswith("--config="):
+            if arg == "--config":
+                if i + 1 >= len(args):
+                    raise TallrecError("--config needs a file", "pass --config path/to/config.yaml")
+                i += 1
+            path = args[i] if arg == "--config" else arg.split("=", 1)[1]
+            require_path(path, "config", "pass an existing YAML file")
+            try:
+                with open(path) as fh:
+                    config = yaml.safe_load(fh) or {}
+            except yaml.YAMLError as err:
+                message = " ".join(str(err).split())[:200]
+                raise TallrecError(f"{path}: not valid YAML ({message})", "fix the YAML syntax") from None
+            if not isinstance(config, dict):
+                raise TallrecError(f"{path}: expected a mapping of sections (data:, model:, ...)",
+                                   "use a config such as configs/rec.yaml")
+            if config.get("data") is not None:
+                out += ["--data", json.dumps(config["data"])]
+        else:
+            out.append(arg)
+        i += 1
+    return out
 
 
 def main(args: list[str] | None = None) -> None:

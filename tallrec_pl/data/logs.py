@@ -1,21 +1,29 @@
 """Readers: one per log format, each returning a ``Log``. Readers know nothing of prompts.
 
-Every problem with a file ends in a ``TallrecError`` that names the file, the line (or
-row) and the fix.
+A ``Log`` holds no rating as a Python object: its interactions are typed Arrow columns read in
+blocks (``Log.batches``; data/textlog.py, data/parquetlog.py), as many times as a caller needs,
+so memory stays bounded whatever the file size. Item and user text are tables by id
+(data/fields.py). Every problem with a file ends in a ``TallrecError`` that names the file, the
+line (or row) and the fix.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+import pyarrow as pa
+
+from tallrec_pl.data.fields import FieldTable, read_text_table
+from tallrec_pl.data.parquetlog import ParquetLog
+from tallrec_pl.data.textlog import COMPRESSED, TextLog, delimiter_of
 from tallrec_pl.errors import TallrecError, packaged_file, require_path
 
-FORMATS = ("auto", "ml-100k", "recbole", "csv", "tallrec-json")
+FORMATS = ("auto", "ml-100k", "recbole", "csv", "parquet", "tallrec-json")
+ROLES = ("user", "item", "rating", "time")
 # Field names that other sources use for an item's title and year; the first present wins.
 TITLE_ALIASES = ("title", "movie_title", "book_title", "item_name", "name")
 YEAR_ALIASES = ("year", "release_year", "year_of_publication")
@@ -24,28 +32,122 @@ ML100K_GENRES = (
     "unknown Action Adventure Animation Children's Comedy Crime Documentary Drama Fantasy "
     "Film-Noir Horror Musical Mystery Romance Sci-Fi Thriller War Western"
 ).split()
+PARQUET_SUFFIXES = (".parquet", ".pq")
+TEXT_SUFFIXES = (".csv", ".tsv", ".tab")
 
 
-@dataclass
 class Log:
-    """Interactions in file order plus item (and optional user) text fields."""
+    """An interaction log: columns ``user``, ``item``, ``time`` and, for explicit feedback,
+    ``rating``, read in blocks by ``batches``; item (and optional user) text by id."""
 
-    users: list[str]
-    items: list[str]
-    ratings: list[float]
-    times: list[float]
-    item_fields: dict[str, dict[str, str]]
-    user_fields: dict[str, dict[str, str]] = field(default_factory=dict)
-    source: str = ""
+    def __init__(
+        self,
+        reader,
+        item_fields: Mapping[str, dict[str, str]],
+        user_fields: Mapping[str, dict[str, str]] | None = None,
+        source: str = "",
+    ) -> None:
+        self.reader = reader
+        self.item_fields = item_fields
+        self.user_fields = user_fields if user_fields is not None else {}
+        self.source = source
+        self._table: pa.Table | None = None
+
+    @property
+    def has_rating(self) -> bool:
+        return "rating" in self.reader.roles
+
+    @property
+    def roles(self) -> list[str]:
+        return [r for r in ROLES if r in self.reader.roles]
+
+    def batches(self, roles: list[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """Record batches of the ``roles`` columns (all by default), in file order."""
+        return self.reader.batches(list(roles or self.roles))
+
+    def table(self) -> pa.Table:
+        """The whole log in memory (small logs and tests; the windows read it in batches)."""
+        if self._table is None:
+            batches = list(self.batches())
+            self._table = (
+                pa.Table.from_batches(batches)
+                if batches
+                else pa.table({r: pa.array([], pa.string()) for r in self.roles})
+            )
+        return self._table
+
+    def _text(self, role: str) -> list[str]:
+        return self.table().column(role).cast(pa.string()).to_pylist()
+
+    @property
+    def users(self) -> list[str]:
+        return self._text("user")
+
+    @property
+    def items(self) -> list[str]:
+        return self._text("item")
+
+    @property
+    def ratings(self) -> list[float]:
+        return self.table().column("rating").to_pylist() if self.has_rating else []
+
+    @property
+    def times(self) -> list[float]:
+        return self.table().column("time").to_pylist()
 
     def __len__(self) -> int:
-        return len(self.users)
+        return self.table().num_rows
+
+
+class Parts:
+    """Several text files with the same columns, read one after the other (CSV part files)."""
+
+    def __init__(self, parts: list[TextLog]) -> None:
+        self.parts = parts
+        self.names = parts[0].names
+
+    @property
+    def roles(self) -> dict[str, str]:
+        return self.parts[0].roles
+
+    @roles.setter
+    def roles(self, roles: dict[str, str]) -> None:
+        for part in self.parts:
+            part.roles = roles
+
+    def batches(self, roles: list[str]) -> Iterator[pa.RecordBatch]:
+        for part in self.parts:
+            if part.names != self.names:
+                raise TallrecError(
+                    f"{part.path}: columns {', '.join(part.names)} differ from {self.parts[0].path}'s",
+                    "give every part file the same header",
+                )
+            yield from part.batches(roles)
 
 
 def default_ml100k_path() -> Path:
     """The RecBole atomic ML-100K folder inside the installed ``recbole`` wheel (not imported)."""
-    return packaged_file("recbole", "dataset_example/ml-100k", "the default MovieLens-100K (no data.path given)",
-                         "pip install --no-deps recbole==1.2.1")
+    return packaged_file(
+        "recbole",
+        "dataset_example/ml-100k",
+        "the default MovieLens-100K (no data.path given)",
+        "pip install --no-deps recbole==1.2.1",
+    )
+
+
+def _base_name(path: Path) -> str:
+    name = path.name.lower()
+    for ext in COMPRESSED:
+        name = name.removesuffix(ext)
+    return name
+
+
+def _part_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    return sorted(
+        f
+        for f in folder.iterdir()
+        if f.is_file() and not f.name.startswith(("_", ".")) and _base_name(f).endswith(suffixes)
+    )
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -58,38 +160,36 @@ def detect_format(path: str | os.PathLike) -> str:
             return "recbole"
         if any((p / f).exists() for f in ("train.json", "valid.json", "test.json")):
             return "tallrec-json"
+        if any(p.rglob("*.parquet")) or any(p.rglob("*.pq")):
+            return "parquet"
+        if _part_files(p, TEXT_SUFFIXES):
+            return "csv"
         raise TallrecError(
-            f"cannot tell the format of folder {p}: it has no u.data, *.inter or train/valid/test.json",
-            "set data.format (ml-100k, recbole, csv, tallrec-json)",
+            f"cannot tell the format of folder {p}: it has no u.data, *.inter, train/valid/test.json, "
+            "Parquet or CSV part files",
+            "set data.format (ml-100k, recbole, csv, parquet, tallrec-json)",
         )
-    suffix = p.suffix.lower()
-    if suffix in (".json", ".jsonl"):
+    name = _base_name(p)
+    if name.endswith((".json", ".jsonl")):
         return "tallrec-json"
-    if suffix == ".inter":
+    if name.endswith(".inter"):
         return "recbole"
-    if suffix in (".csv", ".tsv", ".parquet"):
+    if name.endswith(PARQUET_SUFFIXES):
+        return "parquet"
+    if name.endswith(TEXT_SUFFIXES):
         return "csv"
     raise TallrecError(
-        f"cannot tell the format of {p} from its name", "set data.format (ml-100k, recbole, csv, tallrec-json)"
+        f"cannot tell the format of {p} from its name", "set data.format (ml-100k, recbole, csv, parquet, tallrec-json)"
     )
 
 
-def _number(text: str, path: str, line: int, what: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
+def _check_titles(table: FieldTable, path: str, first_line: int = 2) -> None:
+    row = table.first_empty(TITLE_ALIASES)
+    if row is not None:
         raise TallrecError(
-            f"{path} line {line}: {what} {text!r} is not a number", f"fix or remove that line of {path}"
-        ) from None
-
-
-def _check_titles(item_fields: dict[str, dict[str, str]], path: str, lines: dict[str, int]) -> None:
-    for item, fields in item_fields.items():
-        if not item_title(fields):
-            raise TallrecError(
-                f"{path} line {lines[item]}: item {item} has no title",
-                "give every item a title (or remove the item and its ratings)",
-            )
+            f"{path} line {row + first_line}: item {table.key_at(row)} has no title",
+            "give every item a title (or remove the item and its ratings)",
+        )
 
 
 def item_title(fields: dict[str, str]) -> str:
@@ -108,12 +208,6 @@ def _with_aliases(fields: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def _check_log(log: Log) -> Log:
-    if not log.users:
-        raise TallrecError(f"{log.source}: the log has no interactions", "point data.path at a non-empty log")
-    return log
-
-
 # --- MovieLens-100K raw folder --------------------------------------------------------------
 
 
@@ -121,19 +215,8 @@ def read_ml100k(folder: str | os.PathLike) -> Log:
     """``u.data`` (user, item, rating, timestamp, tab-separated) and ``u.item`` (pipe-separated)."""
     folder = require_path(folder, "MovieLens-100K folder", "set data.path to the folder holding u.data and u.item")
     data = require_path(os.path.join(folder, "u.data"), "ratings file", "the folder must hold u.data")
-    users, items, ratings, times = [], [], [], []
-    with open(data, encoding="utf-8", errors="replace") as fh:  # bad bytes surface as a bad field
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) < 4:
-                raise TallrecError(f"{data} line {n}: expected 4 tab-separated fields (user, item, rating, timestamp), "
-                                   f"found {len(parts)}", f"fix or remove that line of {data}")
-            users.append(parts[0])
-            items.append(parts[1])
-            ratings.append(_number(parts[2], data, n, "rating"))
-            times.append(_number(parts[3], data, n, "timestamp"))
+    names = ["user", "item", "rating", "timestamp"]
+    reader = TextLog(data, names, dict(zip(ROLES, names, strict=True)), delimiter="\t", quoted=False, header_lines=0)
     item_path = require_path(os.path.join(folder, "u.item"), "item file", "the folder must hold u.item")
     item_fields, lines = {}, {}
     with open(item_path, encoding="iso-8859-1") as fh:
@@ -152,7 +235,12 @@ def read_ml100k(folder: str | os.PathLike) -> Log:
             genres = [g for g, flag in zip(ML100K_GENRES, parts[5:], strict=False) if flag.strip() == "1"]
             item_fields[parts[0]] = {"title": title, "year": year, "genre": ", ".join(genres)}
             lines[parts[0]] = n
-    _check_titles(item_fields, item_path, lines)
+    for item, fields in item_fields.items():
+        if not item_title(fields):
+            raise TallrecError(
+                f"{item_path} line {lines[item]}: item {item} has no title",
+                "give every item a title (or remove the item and its ratings)",
+            )
     user_fields = {}
     user_path = os.path.join(folder, "u.user")
     if os.path.exists(user_path):
@@ -161,34 +249,19 @@ def read_ml100k(folder: str | os.PathLike) -> Log:
                 parts = line.rstrip("\n").split("|")
                 if len(parts) >= 4:
                     user_fields[parts[0]] = {"age": parts[1], "gender": parts[2], "occupation": parts[3]}
-    return _check_log(Log(users, items, ratings, times, item_fields, user_fields, source=data))
+    return Log(reader, item_fields, user_fields, source=data)
 
 
 # --- RecBole atomic files -------------------------------------------------------------------
 
 
-def _atomic_rows(path: str):
-    """Yield (line number, {field: value}) of a RecBole atomic file; header ``name:type``."""
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        header = fh.readline().rstrip("\n")
-        if not header:
-            raise TallrecError(f"{path} line 1: no header", "the first line must name the fields, e.g. user_id:token")
-        names = [h.split(":", 1)[0] for h in header.split("\t")]
-        for n, line in enumerate(fh, 2):
-            if not line.strip():
-                continue
-            parts = line.rstrip("\n").split("\t")
-            if len(parts) != len(names):
-                raise TallrecError(
-                    f"{path} line {n}: expected {len(names)} tab-separated fields ({', '.join(names)}), found "
-                    f"{len(parts)}",
-                    f"fix or remove that line of {path}",
-                )
-            yield n, dict(zip(names, parts, strict=False)), names
+def _atomic_name(header_field: str) -> str:
+    return header_field.split(":", 1)[0].strip()
 
 
 def read_recbole(path: str | os.PathLike) -> Log:
-    """A RecBole dataset: ``<name>.inter`` plus ``<name>.item`` (and optional ``<name>.user``)."""
+    """A RecBole dataset: ``<name>.inter`` plus ``<name>.item`` (and optional ``<name>.user``).
+    A ``.inter`` without a rating column is an implicit-feedback log."""
     path = Path(require_path(path, "RecBole dataset", "set data.path to a folder holding <name>.inter"))
     if path.is_dir():
         inters = sorted(path.glob("*.inter"))
@@ -199,101 +272,82 @@ def read_recbole(path: str | os.PathLike) -> Log:
         inter = inters[0]
     else:
         inter = path
+    reader = TextLog.with_header(str(inter), "\t", quoted=False, clean=_atomic_name)
+    roles = {"user": "user_id", "item": "item_id", "rating": "rating", "time": "timestamp"}
+    for name in ("user_id", "item_id", "timestamp"):
+        if name not in reader.names:
+            raise TallrecError(
+                f"{inter}: missing column {name} (has {', '.join(reader.names)})",
+                "RecBole .inter files need user_id, item_id and timestamp (and rating for explicit feedback)",
+            )
+    reader.roles = {k: v for k, v in roles.items() if v in reader.names}
     stem = inter.with_suffix("")
-    users, items, ratings, times = [], [], [], []
-    for n, row, names in _atomic_rows(str(inter)):
-        missing = [c for c in ("user_id", "item_id", "timestamp") if c not in row]
-        if missing:
-            raise TallrecError(
-                f"{inter}: missing column {missing[0]} (has {', '.join(names)})",
-                "RecBole .inter files need user_id, item_id, rating and timestamp",
-            )
-        users.append(row["user_id"])
-        items.append(row["item_id"])
-        ratings.append(_number(row["rating"], str(inter), n, "rating") if "rating" in row else 5.0)
-        times.append(_number(row["timestamp"], str(inter), n, "timestamp"))
-    item_path = str(stem) + ".item"
-    require_path(item_path, "RecBole item file", f"item titles come from {Path(item_path).name} beside {inter.name}")
-    item_fields, lines = {}, {}
-    for n, row, names in _atomic_rows(item_path):
-        if "item_id" not in row:
-            raise TallrecError(
-                f"{item_path}: missing column item_id (has {', '.join(names)})", "add an item_id:token column"
-            )
-        item_fields[row["item_id"]] = _with_aliases({k: v for k, v in row.items() if k != "item_id"})
-        lines[row["item_id"]] = n
-    _check_titles(item_fields, item_path, lines)
+    item_path = require_path(
+        str(stem) + ".item", "RecBole item file", f"item titles come from {stem.name}.item beside {inter.name}"
+    )
+    items = read_text_table(item_path, "\t", quoted=False, clean=_atomic_name)
+    if "item_id" not in items.column_names:
+        raise TallrecError(
+            f"{item_path}: missing column item_id (has {', '.join(items.column_names)})", "add an item_id:token column"
+        )
+    item_fields = FieldTable(items, "item_id", _with_aliases)
+    _check_titles(item_fields, item_path)
     user_fields = {}
     user_path = str(stem) + ".user"
     if os.path.exists(user_path):
-        for _, row, _ in _atomic_rows(user_path):
-            user_fields[row.get("user_id", "")] = {k: v for k, v in row.items() if k != "user_id"}
-    return _check_log(Log(users, items, ratings, times, item_fields, user_fields, source=str(inter)))
+        users = read_text_table(user_path, "\t", quoted=False, clean=_atomic_name)
+        if "user_id" in users.column_names:
+            user_fields = FieldTable(users, "user_id")
+    return Log(reader, item_fields, user_fields, source=str(inter))
 
 
-# --- generic CSV / TSV / Parquet ------------------------------------------------------------
+# --- CSV / TSV / Parquet tables, single files or folders of part files ------------------------
 
 
-def _read_table(path: str) -> tuple[list[str], list[dict[str, str]]]:
-    if path.lower().endswith(".parquet"):
-        import pyarrow.parquet as pq  # comes with datasets
-
-        try:
-            table = pq.read_table(path)
-        except Exception as err:  # pyarrow raises several types for a bad file
-            raise TallrecError(f"{path}: not a readable Parquet file ({err})", "check the file") from None
-        cols = table.column_names
-        data = table.to_pydict()
-        return cols, [{c: "" if data[c][i] is None else str(data[c][i]) for c in cols} for i in range(table.num_rows)]
-    delimiter = "\t" if path.lower().endswith((".tsv", ".tab")) else ","
-    with open(path, encoding="utf-8", errors="replace", newline="") as fh:
-        reader = csv.reader(fh, delimiter=delimiter)
-        header = next(reader, None)
-        if not header:
-            raise TallrecError(f"{path}: the file is empty", "give it a header row and data")
-        rows = []
-        for row in reader:
-            if not row:
-                continue
-            if len(row) != len(header):
-                raise TallrecError(
-                    f"{path} line {reader.line_num}: expected {len(header)} fields, found {len(row)}",
-                    f"fix or remove that line of {path}",
-                )
-            rows.append(dict(zip(header, row, strict=False)))
-    return header, rows
+def _table_reader(path: str):
+    p = Path(path)
+    if _base_name(p).endswith(PARQUET_SUFFIXES) or (p.is_dir() and (any(p.rglob("*.parquet")) or any(p.rglob("*.pq")))):
+        return ParquetLog.open(path)
+    files = _part_files(p, TEXT_SUFFIXES) if p.is_dir() else [p]
+    if not files:
+        raise TallrecError(
+            f"{path}: no CSV, TSV or Parquet part files in this folder",
+            "point data.path at a table or a folder of part files",
+        )
+    parts = [TextLog.with_header(str(f), delimiter_of(f)) for f in files]
+    return parts[0] if len(parts) == 1 else Parts(parts)
 
 
 def read_csv(path: str | os.PathLike, columns: dict[str, str], items_path: str | None, item_id_column: str) -> Log:
-    """A table of interactions; ``columns`` maps user / item / rating / timestamp to column names."""
-    path = require_path(path, "interaction table", "set data.path to a CSV, TSV or Parquet file")
-    header, rows = _read_table(path)
-    for key in ("user", "item", "rating", "timestamp"):
-        name = columns.get(key, key)
-        if name not in header:
+    """A table of interactions (CSV, TSV, Parquet, or a folder of part files); ``columns`` maps
+    user / item / rating / timestamp to column names. Without a rating column the log is an
+    implicit-feedback one (unless ``columns`` names a rating column, which must then exist)."""
+    path = require_path(
+        path, "interaction table", "set data.path to a CSV, TSV or Parquet file, or a folder of part files"
+    )
+    reader = _table_reader(path)
+    keys = {"user": "user", "item": "item", "rating": "rating", "time": "timestamp"}
+    names = {role: columns.get(key, key) for role, key in keys.items()}
+    needed = {keys[r]: n for r, n in names.items() if r != "rating" or "rating" in columns}
+    for key, name in needed.items():
+        if name not in reader.names:
             raise TallrecError(
-                f"{path}: missing column {name!r} for {key} (has {', '.join(header)})",
+                f"{path}: missing column {name!r} for {key} (has {', '.join(reader.names)})",
                 f"set data.columns.{key} to the right column name",
             )
-    c = {k: columns.get(k, k) for k in ("user", "item", "rating", "timestamp")}
-    first_line = 2  # the header is line 1
-    ratings = [_number(r[c["rating"]], path, i + first_line, "rating") for i, r in enumerate(rows)]
-    times = [_number(r[c["timestamp"]], path, i + first_line, "timestamp") for i, r in enumerate(rows)]
+    reader.roles = {r: n for r, n in names.items() if n in reader.names}
     if not items_path:
         raise TallrecError(f"{path}: no item table given", "set data.items_path to a table with item ids and titles")
     items_path = require_path(items_path, "item table", "set data.items_path to an existing file")
-    item_header, item_rows = _read_table(items_path)
-    if item_id_column not in item_header:
+    items = read_text_table(items_path)
+    if item_id_column not in items.column_names:
         raise TallrecError(
-            f"{items_path}: missing column {item_id_column!r} (has {', '.join(item_header)})", "set data.item_id_column"
+            f"{items_path}: missing column {item_id_column!r} (has {', '.join(items.column_names)})",
+            "set data.item_id_column",
         )
-    item_fields, lines = {}, {}
-    for i, r in enumerate(item_rows):
-        item_fields[r[item_id_column]] = _with_aliases({k: v for k, v in r.items() if k != item_id_column})
-        lines[r[item_id_column]] = i + first_line
-    _check_titles(item_fields, items_path, lines)
-    log = Log([r[c["user"]] for r in rows], [r[c["item"]] for r in rows], ratings, times, item_fields, source=path)
-    return _check_log(log)
+    item_fields = FieldTable(items, item_id_column, _with_aliases)
+    _check_titles(item_fields, items_path)
+    return Log(reader, item_fields, source=path)
 
 
 # --- prebuilt TALLRec / Alpaca JSON ---------------------------------------------------------
@@ -349,7 +403,8 @@ def read_log(
     items_path: str | None = None,
     item_id_column: str = "item",
 ) -> Log:
-    """Read an interaction log of any supported format; no path means the embedded ML-100K."""
+    """Open an interaction log of any supported format; no path means the embedded ML-100K.
+    Headers and item tables are read now; the interactions when ``Log.batches`` is iterated."""
     if fmt not in FORMATS:
         raise TallrecError(f"unknown data.format {fmt!r}", f"use one of {', '.join(FORMATS)}")
     if path is None:
@@ -360,6 +415,6 @@ def read_log(
         return read_ml100k(path)
     if fmt == "recbole":
         return read_recbole(path)
-    if fmt == "csv":
+    if fmt in ("csv", "parquet"):
         return read_csv(path, columns or {}, items_path, item_id_column)
     raise TallrecError(f"{path} is prebuilt JSON, not an interaction log", "use data.format: tallrec-json")

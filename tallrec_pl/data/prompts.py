@@ -7,6 +7,7 @@ render the text again. Nothing here knows a tokenizer.
 from __future__ import annotations
 
 import re
+import string
 from dataclasses import dataclass, field
 
 from tallrec_pl.data.windows import Window
@@ -25,6 +26,12 @@ REC_INSTRUCTION = (
     "Given the user's preference and unpreference, identify whether the user will like the target {domain} "
     'by answering "Yes." or "No.".'
 )
+# Implicit feedback (plays, clicks, purchases): one history list, no liked / disliked split.
+IMPLICIT_INSTRUCTION = (
+    "Given the {domain}s the user interacted with, in time order, identify whether the user will interact with "
+    'the target {domain} by answering "Yes." or "No.".'
+)
+IMPLICIT_INPUT = 'User History: {history}\nWhether the user will interact with the target {domain} "{target}"?'
 _INPUT_RE = re.compile(
     r"(?:User Profile: (.*?)\n)?User Preference: (.*)\nUser Unpreference: (.*)\nWhether the user will like the target "
     r"(\w+) \"(.*)\"\?",
@@ -51,10 +58,15 @@ class Sample:
     time_ordered: bool = True
     meta: dict = field(default_factory=dict)
     profile: str = ""  # a "User Profile:" line (cold start), empty for none
+    input_template: str | None = None  # implicit feedback: {history}, {domain}, {target}; None: TALLRec's two lists
 
     def render_input(self) -> str:
         if self.history is None:
             return self.input
+        if self.input_template is not None:
+            history = ", ".join(t for t, _ in self.history)
+            body = self.input_template.format(history=history, domain=self.domain, target=self.target)
+            return (f"User Profile: {self.profile}\n" if self.profile else "") + body
         liked = ", ".join(t for t, ok in self.history if ok)
         disliked = ", ".join(t for t, ok in self.history if not ok)
         return (
@@ -111,12 +123,33 @@ def fill_template(template: str, fields: dict[str, str], option: str, whose: str
         ) from None
 
 
-def window_sample(
-    window: Window, item_fields: dict, text: ItemText, domain: str, source: str, profile: str = ""
-) -> Sample:
+@dataclass
+class Wording:
+    """The instruction and the input of implicit-feedback samples (explicit ones use TALLRec's)."""
+
+    instruction: str = IMPLICIT_INSTRUCTION
+    input_template: str = IMPLICIT_INPUT
+
+    def __post_init__(self) -> None:
+        checks = (("data.implicit_instruction", self.instruction, {"domain"}),
+                  ("data.implicit_input", self.input_template, {"history", "domain", "target"}))
+        for option, template, allowed in checks:
+            try:
+                used = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+            except ValueError as err:
+                raise TallrecError(f"{option} {template!r} is not a template ({err})",
+                                   "write fields as {name} and braces as {{ }}") from None
+            if used - allowed:
+                unknown = sorted(used - allowed)[0]
+                raise TallrecError(f"{option} uses field {unknown!r}", f"use only {', '.join(sorted(allowed))}")
+
+
+def window_sample(window: Window, item_fields: dict, text: ItemText, domain: str, source: str, profile: str = "",
+                  wording: Wording | None = None) -> Sample:
+    """A window as a sample: TALLRec's liked / disliked lists, or with ``wording`` the implicit one."""
     history = [(text.history_format.format(text.render(i, item_fields, source)), ok) for i, ok in window.history]
     return Sample(
-        instruction=REC_INSTRUCTION.format(domain=domain),
+        instruction=(wording.instruction if wording else REC_INSTRUCTION).format(domain=domain),
         output="Yes." if window.label else "No.",
         history=history,
         target=text.render(window.target, item_fields, source),
@@ -128,6 +161,7 @@ def window_sample(
             "hist_len": len(window.history),
         },
         profile=profile,
+        input_template=wording.input_template if wording else None,
     )
 
 

@@ -8,21 +8,22 @@ from collections.abc import Callable
 
 import numpy as np
 
-from tallrec_pl.data.logs import Log
 from tallrec_pl.data.prompts import Sample
 from tallrec_pl.data.windows import Window
 from tallrec_pl.errors import TallrecError
 
 
 def candidate_groups(
-    windows: list[Window], log: Log, negatives: int, seed: int, make_sample: Callable[[Window], Sample]
+    windows: list[Window],
+    rated: dict[str, set[str]],
+    items: list[str],
+    negatives: int,
+    seed: int,
+    make_sample: Callable[[Window], Sample],
 ) -> list[Sample]:
-    """For each liked test window: the true item first, then ``negatives`` unrated items
-    (all unrated items when ``negatives`` < 0). Samples carry ``group`` and ``positive``."""
-    rated: dict[str, set[str]] = {}
-    for user, item in zip(log.users, log.items, strict=False):
-        rated.setdefault(user, set()).add(item)
-    catalogue = np.array(sorted(log.item_fields))
+    """For each liked test window: the true item first, then ``negatives`` items of ``items``
+    its user never rated (all of them when ``negatives`` < 0). Samples carry ``group`` and ``positive``."""
+    catalogue = np.array(items)
     rng = np.random.default_rng(seed)
     samples: list[Sample] = []
     group = 0

@@ -5,13 +5,23 @@ from __future__ import annotations
 
 import os
 
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from tallrec_pl.data.base import SPLITS, PromptDataModule, spread
 from tallrec_pl.data.batching import GroupBatchSampler
 from tallrec_pl.data.logs import FORMATS, detect_format, read_log, read_samples_json
-from tallrec_pl.data.prompts import ItemText, Sample, UserProfile, json_sample, window_sample
-from tallrec_pl.data.windows import build_windows, few_shot_indices, split
+from tallrec_pl.data.prompts import (
+    IMPLICIT_INPUT,
+    IMPLICIT_INSTRUCTION,
+    ItemText,
+    Sample,
+    UserProfile,
+    Wording,
+    json_sample,
+    window_sample,
+)
+from tallrec_pl.data.windows import FEEDBACK, NEGATIVE_SAMPLING, few_shot_indices, split, window_log
 from tallrec_pl.errors import TallrecError, require_path
 
 
@@ -51,6 +61,11 @@ class RecDataModule(PromptDataModule):
         train_path: str | None = None,
         valid_path: str | None = None,
         test_path: str | None = None,
+        feedback: str = "auto",
+        negatives_per_positive: int = 1,
+        negative_sampling: str = "uniform",
+        implicit_instruction: str = IMPLICIT_INSTRUCTION,
+        implicit_input: str = IMPLICIT_INPUT,
         **common,
     ) -> None:
         """
@@ -78,6 +93,13 @@ class RecDataModule(PromptDataModule):
             train_path: TALLRec JSON file that replaces the train split.
             valid_path: TALLRec JSON file that replaces the valid split.
             test_path: TALLRec JSON file that replaces the test split.
+            feedback: explicit (ratings: liked / disliked lists, label rating > like_threshold), implicit
+                (plays, clicks: the history lists the interacted items, the true next item answers Yes.,
+                sampled never-interacted items answer No.), or auto (implicit when the log has no rating column).
+            negatives_per_positive: implicit feedback: No. samples drawn per true next item.
+            negative_sampling: implicit feedback: draw negatives uniformly or by popularity (seeded by data.seed).
+            implicit_instruction: implicit feedback: the instruction ({domain} is filled in).
+            implicit_input: implicit feedback: the input, with {history}, {domain} and {target}.
         """
         super().__init__(**common)
         if format not in FORMATS:
@@ -93,7 +115,19 @@ class RecDataModule(PromptDataModule):
         self.split_sizes, self.shots = list(split_sizes), shots
         self.columns, self.items_path, self.item_id_column = columns, items_path, item_id_column
         self.overrides = {"train": train_path, "valid": valid_path, "test": test_path}
-        self._windows_cache = None  # (format, log, windows) from log_windows
+        if feedback not in FEEDBACK:
+            raise TallrecError(f"data.feedback {feedback!r} is not known", f"use one of {', '.join(FEEDBACK)}")
+        if negative_sampling not in NEGATIVE_SAMPLING:
+            raise TallrecError(f"data.negative_sampling {negative_sampling!r} is not known",
+                               f"use one of {', '.join(NEGATIVE_SAMPLING)}")
+        if negatives_per_positive < 1:
+            raise TallrecError(f"data.negatives_per_positive={negatives_per_positive} leaves implicit feedback without "
+                               "No. samples", "use 1 or more")
+        self.feedback, self.negative_sampling = feedback, negative_sampling
+        self.negatives_per_positive = negatives_per_positive
+        self.wording = Wording(implicit_instruction, implicit_input)
+        self.implicit = False  # resolved with the log (log_windows)
+        self._windows_cache = None  # (format, log, windows, kept) from log_windows
         self._whole_train: list[Sample] = []
 
     def describe(self) -> str:
@@ -125,7 +159,21 @@ class RecDataModule(PromptDataModule):
     def window_sample(self, window, log) -> Sample:
         """A window as a prompt sample, with the cold-start profile line where it applies."""
         profile = self.profile.render(window.user, len(window.history), log.user_fields, log.source)
-        return window_sample(window, log.item_fields, self.item_text, self.domain, log.source, profile)
+        return window_sample(window, log.item_fields, self.item_text, self.domain, log.source, profile,
+                             self.wording if self.implicit else None)
+
+    def resolve_feedback(self, log) -> str:
+        """explicit or implicit; ``auto`` picks by the rating column and says so in one line."""
+        if self.feedback != "auto":
+            return self.feedback
+        if log.has_rating:
+            threshold = self.like_threshold
+            because = f"has ratings, so explicit feedback (a rating above data.like_threshold={threshold}: Yes.)"
+        else:
+            because = (f"has no rating column, so implicit feedback ({self.negatives_per_positive} "
+                       f"{self.negative_sampling} negative(s) per interaction)")
+        rank_zero_info(f"tallrec_pl: data.feedback auto: {log.source} {because}")
+        return "explicit" if log.has_rating else "implicit"
 
     def log_windows(self, fmt: str | None = None):
         """The log and its windows split train / valid / test (interaction logs only); read once
@@ -133,12 +181,16 @@ class RecDataModule(PromptDataModule):
         key = fmt or self.format
         if self._windows_cache is None or self._windows_cache[0] != key:
             log = read_log(self.path, key, self.columns, self.items_path, self.item_id_column)
-            windows = split(
-                build_windows(log, self.history_len, self.like_threshold, self.keep_last, self.min_history),
-                self.split_sizes,
-            )
-            self._windows_cache = (key, log, windows)
+            feedback = self.resolve_feedback(log)
+            self.implicit = feedback == "implicit"
+            kept = window_log(log, self.history_len, self.like_threshold, self.keep_last, self.min_history, feedback,
+                              self.negatives_per_positive, self.negative_sampling, self.seed)
+            self._windows_cache = (key, log, split(kept.windows, self.split_sizes), kept)
         return self._windows_cache[1], self._windows_cache[2]
+
+    def interacted(self) -> dict[str, set[str]]:
+        """Every item each kept window's user interacted with (after ``log_windows``)."""
+        return self._windows_cache[3].interacted
 
     def build_samples(self, sampled: bool = True) -> dict[str, list[Sample]]:
         needed = [n for n in SPLITS if not self.overrides[n]]
@@ -182,7 +234,8 @@ class RankDataModule(RecDataModule):
         liked = [w for w in windows["test"] if w.label]
         if self.limit_groups is not None and len(liked) > self.limit_groups:
             liked = spread(liked, self.limit_groups)
-        splits["test"] = candidate_groups(liked, log, self.negatives, self.seed, lambda w: self.window_sample(w, log))
+        splits["test"] = candidate_groups(liked, self.interacted(), sorted(log.item_fields), self.negatives, self.seed,
+                                          lambda w: self.window_sample(w, log))
         mark_seen(self._whole_train, splits["test"])
         return splits
 

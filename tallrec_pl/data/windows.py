@@ -1,13 +1,27 @@
-"""TALLRec's windowing rules, splits and few-shot sampling. No prompts, no tokenizer."""
+"""TALLRec's windowing rules, splits, few-shot sampling and implicit negatives. No prompts, no
+tokenizer.
+
+The log is read twice, in blocks, as array operations: first the user column alone (how many
+interactions each user has, users in order of first appearance), then every column of the
+users whose windows are kept. Memory grows with users and kept windows, not with the log; Python
+objects are made for the kept windows only.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from tallrec_pl.data.logs import Log
 from tallrec_pl.errors import TallrecError
+
+FEEDBACK = ("auto", "explicit", "implicit")
+NEGATIVE_SAMPLING = ("uniform", "popularity")
+STATS_ROWS = 1 << 23  # rows gathered before counting: fewer, larger hash passes
 
 
 @dataclass(frozen=True)
@@ -20,34 +34,236 @@ class Window:
     label: bool
 
 
-def build_windows(log: Log, history_len: int = 10, like_threshold: float = 3.0, keep_last: int = 10000,
-                  min_history: int | None = None) -> list[Window]:
-    """One window per rating that has ``history_len`` ratings before it (TALLRec's rules).
+@dataclass
+class Kept:
+    """The kept windows, and every item their users interacted with (implicit negatives and
+    ranking candidates must avoid those)."""
 
-    With ``min_history`` below ``history_len``, ratings with fewer earlier ratings (down to
-    ``min_history``; 0 includes each user's first) also get a window, with the shorter
-    history they have: the cold-start slices.
+    windows: list[Window]
+    interacted: dict[str, set[str]] = field(default_factory=dict)
 
-    Each user's ratings are sorted by timestamp (stable, so ties keep file order); users are
-    listed in the order they first appear in the log; only the last ``keep_last`` windows
+
+class Counter:
+    """Distinct values of a column seen so far, in order of first appearance, with counts."""
+
+    def __init__(self) -> None:
+        self.keys: pa.Array | None = None
+        self.counts = np.zeros(0, dtype=np.int64)
+
+    def add(self, column: pa.Array) -> None:
+        encoded = column.dictionary_encode()  # the dictionary lists values in order of first appearance
+        local = encoded.dictionary
+        counts = np.bincount(encoded.indices.to_numpy(zero_copy_only=False), minlength=len(local))
+        if self.keys is None:
+            self.keys, self.counts = local, counts.astype(np.int64)
+            return
+        where = (
+            pc.fill_null(pc.index_in(local, value_set=self.keys), -1).to_numpy(zero_copy_only=False).astype(np.int64)
+        )
+        new = where < 0
+        if new.any():
+            where[new] = len(self.keys) + np.arange(int(new.sum()))
+            self.keys = pa.concat_arrays([self.keys, local.filter(pa.array(new))])
+            self.counts = np.concatenate([self.counts, np.zeros(int(new.sum()), dtype=np.int64)])
+        self.counts[where] += counts
+
+
+def _gathered(batches: Iterator[pa.RecordBatch], rows: int = STATS_ROWS) -> Iterator[pa.Table]:
+    """Batches joined into tables of at least ``rows`` rows (fewer hash passes over the keys)."""
+    held, n = [], 0
+    for batch in batches:
+        held.append(batch)
+        n += batch.num_rows
+        if n >= rows:
+            yield pa.Table.from_batches(held).combine_chunks()
+            held, n = [], 0
+    if held:
+        yield pa.Table.from_batches(held).combine_chunks()
+
+
+def count_log(log: Log, items: bool = False) -> tuple[Counter, Counter | None]:
+    """First pass: interactions per user (and per item when ``items``), in order of first appearance."""
+    users, item_counter = Counter(), Counter() if items else None
+    for table in _gathered(log.batches(["user", "item"] if items else ["user"])):
+        if not table.num_rows:
+            continue
+        users.add(table.column("user").chunk(0))
+        if item_counter is not None:
+            item_counter.add(table.column("item").chunk(0))
+    if users.keys is None:
+        raise TallrecError(f"{log.source}: the log has no interactions", "point data.path at a non-empty log")
+    return users, item_counter
+
+
+def validate(log: Log) -> None:
+    """Read every column of every row, so that a bad value raises its one-line error."""
+    for _ in log.batches():
+        pass
+
+
+def rows_of(log: Log, users: pa.Array, every_user: bool = False) -> pa.Table:
+    """Second pass: every interaction of ``users`` (all rows when ``every_user``), in file order."""
+    kept = []
+    for batch in log.batches():
+        if not every_user:
+            batch = batch.filter(pc.is_in(batch.column("user"), value_set=users))
+        if batch.num_rows:
+            kept.append(batch)
+    return pa.Table.from_batches(kept, schema=kept[0].schema if kept else None).combine_chunks() if kept else None
+
+
+def _text(values: pa.Array | pa.ChunkedArray) -> list[str]:
+    return values.cast(pa.string()).to_pylist()
+
+
+def window_log(
+    log: Log,
+    history_len: int = 10,
+    like_threshold: float = 3.0,
+    keep_last: int = 10000,
+    min_history: int | None = None,
+    feedback: str = "explicit",
+    negatives_per_positive: int = 1,
+    negative_sampling: str = "uniform",
+    seed: int = 0,
+) -> Kept:
+    """TALLRec's windows: one per interaction that has ``history_len`` interactions before it.
+
+    With ``min_history`` below ``history_len``, interactions with fewer earlier ones (down to
+    ``min_history``; 0 includes each user's first) also get a window, with the shorter history
+    they have: the cold-start slices.
+
+    Each user's interactions are sorted by timestamp (stable, so ties keep file order); users
+    are listed in the order they first appear in the log; only the last ``keep_last`` windows
     are kept (all when ``keep_last`` <= 0).
+
+    Explicit feedback: the label is ``rating > like_threshold``, the history marks each item
+    liked or not. Implicit feedback: every interaction is a positive (its history lists the
+    interacted items), followed by ``negatives_per_positive`` windows with the same history
+    and an item the user never interacted with (drawn ``uniform`` ly or by ``popularity``,
+    seeded); ``keep_last`` counts all of them, in whole groups.
     """
-    by_user: dict[str, list[int]] = {}
-    for row, user in enumerate(log.users):
-        by_user.setdefault(user, []).append(row)
-    first = history_len if min_history is None else min(min_history, history_len)  # earliest target position
-    windows: list[Window] = []
-    for user, rows in by_user.items():
-        rows.sort(key=lambda r: log.times[r])
-        seq = [(log.items[r], log.ratings[r] > like_threshold) for r in rows]
-        for i in range(first, len(seq)):
-            windows.append(Window(user, tuple(seq[max(0, i - history_len):i]), seq[i][0], seq[i][1]))
-    if not windows:
+    if feedback not in ("explicit", "implicit"):
         raise TallrecError(
-            f"{log.source}: no user has more than {first} ratings, so no sample can be built",
+            f"data.feedback {feedback!r} is not explicit or implicit here", "use auto, explicit or implicit"
+        )
+    implicit = feedback == "implicit"
+    if not implicit and not log.has_rating:
+        raise TallrecError(
+            f"{log.source} has no rating column, so explicit feedback has no labels",
+            "set data.feedback: implicit (or auto), or data.columns.rating to the column that holds ratings",
+        )
+    group = 1 + negatives_per_positive if implicit else 1
+    first = history_len if min_history is None else min(min_history, history_len)  # earliest target position
+    users, items = count_log(log, items=implicit)
+    per_user = np.maximum(users.counts - first, 0)
+    if not per_user.any():
+        validate(log)  # a bad value comes first: it is what the user must fix
+        raise TallrecError(
+            f"{log.source}: no user has more than {first} {'interactions' if implicit else 'ratings'}, so no sample "
+            "can be built",
             "lower data.history_len or use a log with longer user histories",
         )
-    return windows[-keep_last:] if keep_last > 0 else windows
+    wanted = keep_last // group if keep_last > 0 else 0
+    if implicit and keep_last > 0 and wanted == 0:
+        validate(log)
+        raise TallrecError(
+            f"data.keep_last={keep_last} is smaller than one positive and its {negatives_per_positive} negatives",
+            f"use data.keep_last >= {group}",
+        )
+    # the users whose windows are among the last `wanted`: a suffix of the users in order of first appearance
+    start = 0
+    if wanted:
+        from_end = np.cumsum(per_user[::-1])
+        start = max(0, len(per_user) - 1 - int(np.searchsorted(from_end, wanted)))
+    chosen = np.flatnonzero(per_user[start:] > 0) + start
+    keys = users.keys.take(pa.array(chosen))
+    table = rows_of(log, keys, every_user=len(chosen) == len(per_user))
+
+    # sort by (user's rank of first appearance, time); lexsort is stable, so ties keep file order
+    rank = pc.index_in(table.column("user"), value_set=keys).to_numpy(zero_copy_only=False)
+    order = np.lexsort((table.column("time").to_numpy(), rank))
+    rank = rank[order]
+    item_codes = table.column("item").dictionary_encode().combine_chunks()
+    item_names = _text(item_codes.dictionary)
+    item = item_codes.indices.to_numpy(zero_copy_only=False)[order]
+    liked = (
+        (table.column("rating").to_numpy()[order] > like_threshold) if not implicit else np.ones(len(order), dtype=bool)
+    )
+    starts = np.searchsorted(rank, np.arange(len(chosen)))
+    position = np.arange(len(rank)) - starts[rank]
+    targets = np.flatnonzero(position >= first)
+    if wanted:
+        targets = targets[-wanted:]
+
+    user_names = _text(keys)
+    pairs = list(zip([item_names[i] for i in item.tolist()], liked.tolist(), strict=True))
+    interacted: dict[str, set[str]] = {}
+    for r, (name, _) in zip(rank.tolist(), pairs, strict=True):
+        interacted.setdefault(user_names[r], set()).add(name)
+    windows = []
+    for t, p in zip(targets.tolist(), position[targets].tolist(), strict=True):
+        h = min(p, history_len)
+        target, label = pairs[t]
+        windows.append(Window(user_names[rank[t]], tuple(pairs[t - h : t]), target, label))
+    if implicit:
+        windows = with_negatives(windows, interacted, log, items, negatives_per_positive, negative_sampling, seed)
+    return Kept(windows, interacted)
+
+
+def build_windows(
+    log: Log, history_len: int = 10, like_threshold: float = 3.0, keep_last: int = 10000, min_history: int | None = None
+) -> list[Window]:
+    """TALLRec's explicit-feedback windows (``window_log`` with ratings as labels)."""
+    return window_log(log, history_len, like_threshold, keep_last, min_history).windows
+
+
+def with_negatives(
+    positives: list[Window], interacted: dict[str, set[str]], log: Log, items: Counter, k: int, sampling: str, seed: int
+) -> list[Window]:
+    """Each positive window followed by ``k`` windows with the same history and an item its user
+    never interacted with: distinct items of the log that have text, drawn uniformly or in
+    proportion to how often they occur, seeded."""
+    if sampling not in NEGATIVE_SAMPLING:
+        raise TallrecError(
+            f"data.negative_sampling {sampling!r} is not known", f"use one of {', '.join(NEGATIVE_SAMPLING)}"
+        )
+    if k < 1:
+        raise TallrecError(f"data.negatives_per_positive={k} gives implicit feedback no No. samples", "use 1 or more")
+    names = _text(items.keys)
+    has_text = np.array([n in log.item_fields for n in names], dtype=bool)
+    catalogue = [n for n, ok in zip(names, has_text, strict=True) if ok]
+    weights = items.counts[has_text].astype(np.float64) if sampling == "popularity" else np.ones(len(catalogue))
+    cdf = np.cumsum(weights / weights.sum())
+    in_catalogue = set(catalogue)
+    rng = np.random.default_rng(seed)
+    out = []
+    for w in positives:
+        seen = interacted[w.user]
+        free = len(catalogue) - len(seen & in_catalogue)
+        if free < k:
+            raise TallrecError(
+                f"user {w.user} interacted with all but {free} of the {len(catalogue)} items, fewer than "
+                f"data.negatives_per_positive={k}",
+                "lower data.negatives_per_positive",
+            )
+        picked: list[str] = []
+        for _ in range(64):  # rejection: draw, drop what the user saw or what was drawn already
+            for i in np.searchsorted(cdf, rng.random(2 * k + 4), side="right").tolist():
+                name = catalogue[min(i, len(catalogue) - 1)]
+                if name not in seen and name not in picked:
+                    picked.append(name)
+                    if len(picked) == k:
+                        break
+            if len(picked) == k:
+                break
+        else:  # the user saw most of the popular items: draw from what is left, exactly
+            pool = [i for i, n in enumerate(catalogue) if n not in seen and n not in picked]
+            p = weights[pool] / weights[pool].sum()
+            picked += [catalogue[i] for i in rng.choice(pool, size=k - len(picked), replace=False, p=p).tolist()]
+        out.append(w)
+        out += [Window(w.user, w.history, name, False) for name in picked]
+    return out
 
 
 def split_sizes(n: int, sizes: list[float]) -> list[int]:
