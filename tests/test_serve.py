@@ -185,7 +185,7 @@ def call(
 @pytest.fixture(scope="module")
 def served(tiny_backbone, tmp_path_factory):
     """A server on a random adapter, float32, with a key and small limits; its predictions too."""
-    from conftest import write_ml100k
+    from helpers import write_ml100k
 
     from tallrec_pl.model.lora import export_adapter
     from tallrec_pl.model.module import TALLRecModule
