@@ -1,4 +1,4 @@
-"""Issue 16: ``prompts`` takes the --data.* options of fit / test, and several --config files."""
+"""tallrec_pl/cli.py's ``prompts``: it takes the --data.* options of fit / test, and several --config files."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """tallrec_pl/data/logs.py: the readers agree across formats, and bad or mutated input ends in one line.
-Issue 16: readers on Arrow (CSV / TSV, Parquet, part-file folders, RecBole, ML-100K), typed columns,
+Also: readers on Arrow (CSV / TSV, Parquet, part-file folders, RecBole, ML-100K), typed columns,
 and one-line errors naming the line of a bad value deep in a large file."""
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def test_mutated_tallrec_json(edits):
         shutil.rmtree(folder)
 
 
-# --- issue 16 --------------------------------------------------------------------------------
+# --- Arrow readers and deep errors --------------------------------------------------------------------------------
 
 
 COLUMNS = {"user": "userId", "item": "movieId", "rating": "rating", "timestamp": "timestamp"}

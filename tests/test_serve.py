@@ -1,4 +1,4 @@
-"""Issue 17: ``python -m tallrec_pl serve``. Request checks and prompts in-process; the rest
+"""tallrec_pl/serve.py and serve_api.py: ``python -m tallrec_pl serve``. Request checks and prompts in-process; the rest
 against a real server in a subprocess (tiny random LLaMA) with real HTTP requests."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """tallrec_pl/data/windows.py: TALLRec's windowing rules, cold-start windows and the few-shot draw.
-Issue 16: windows as array operations over a log read in blocks; implicit feedback."""
+Also: windows as array operations over a log read in blocks; implicit feedback."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def test_min_history_out_of_range_is_refused(ml100k, bad):
         RankDataModule(path=str(ml100k), history_len=4, min_history=bad)
 
 
-# --- issue 16 --------------------------------------------------------------------------------
+# --- array windowing and implicit feedback
 
 
 def write_log(folder, n=3000, users=60, items=200, seed=0, rating=True, ties=True):
@@ -125,7 +125,7 @@ def test_second_pass_reads_only_the_kept_users(tmp_path, monkeypatch):
     assert seen[0] < 600  # the rows of the last few users, not the 6000 of the log
 
 
-# --- implicit feedback -------------------------------------------------------------------------
+# --- implicit feedback
 
 
 def implicit_module(tmp_path, **kwargs) -> RecDataModule:
