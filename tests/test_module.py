@@ -126,7 +126,7 @@ def test_validation_merges_and_training_resumes_on_original_weights(tiny_backbon
         eval_batch_size=4,
         cache_dir=None,
     )
-    module = TALLRecModule(backbone=tiny_backbone, warmup_steps=0)
+    module = TALLRecModule(backbone=tiny_backbone, dtype="float32", warmup_steps=0)
     seen = {"val": [], "train": []}
 
     class Watch(L.Callback):

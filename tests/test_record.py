@@ -46,7 +46,7 @@ def test_index_past_float32_range_reaches_the_metrics_and_predictions_exactly(dm
     out = tmp_path / "predictions.jsonl"
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
                         callbacks=[PredictionWriter(str(out))])  # fmt: skip
-    module = TALLRecModule(backbone=tiny_backbone)
+    module = TALLRecModule(backbone=tiny_backbone, dtype="float32")
     trainer.test(module, datamodule=dm, verbose=False)
     assert trainer.callback_metrics["test/n"] == len(test)  # no two rows merged by unique_rows
     trainer.predict(module, datamodule=dm, return_predictions=False)

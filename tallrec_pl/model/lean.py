@@ -129,5 +129,5 @@ def apply(model: torch.nn.Module) -> int:
     config = getattr(model, "config", None)
     if patched and config is not None and getattr(config, "_attn_implementation", None) == "sdpa":
         register()
-        model.set_attn_implementation(SDPA_GQA)
+        config._attn_implementation = SDPA_GQA
     return patched
