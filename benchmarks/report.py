@@ -620,7 +620,8 @@ def plot_ranking(metrics: dict) -> None:
     width = 0.38
     for k, key in enumerate(("hr@10", "ndcg@10")):
         ax.bar([i + k * width for i in range(len(names))], [metrics[n][key] for n in names], width, label=key.upper())
-    ax.set_xticks([i + width / 2 for i in range(len(names))], [n.replace(" (", "\n(") for n in names], fontsize=6)
+    labels = [n.replace(" (", "\n(").replace(", ", ",\n") for n in names]
+    ax.set_xticks([i + width / 2 for i in range(len(names))], labels, fontsize=6)
     ax.set_ylim(0, 1)
     ax.set_title("ranking, 20 candidates", fontsize=9)
     ax.legend(fontsize=8)
