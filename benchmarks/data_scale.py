@@ -182,7 +182,7 @@ def table(results: dict) -> str:
     ]
     for r in rows:
         same = {True: "yes", False: "**no**", None: ""}[r.get("same_prompts_as_other_side")]
-        reader = "this branch" if r["side"] == "new" else f"{OLD_COMMIT} (before)"
+        reader = "Arrow readers (now)" if r["side"] == "new" else f"{OLD_COMMIT} (before)"
         cells = [r["size"], SOURCE_NAMES[r["source"]], reader, f"{r['wall_s']:.1f} s", f"{r['peak_rss_gb']:.2f} GB"]
         lines.append("| " + " | ".join([*cells, str(r.get("samples", "failed")), same]) + " |")
     return "\n".join(lines)

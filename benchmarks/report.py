@@ -297,7 +297,7 @@ def speed_section() -> list[str]:
         lines += [
             f"### {cfg['dtype']} on both sides{speed_where(r)}",
             "",
-            f"Machine: {machine_text(r.get('machine'))}.",
+            f"Machine: {machine_text((r or {}).get('machine'))}.",
             "",
             f"Command: `python benchmarks/speed.py --dtype {cfg['dtype']} --n {cfg['n']} --train_n {cfg['train_n']} "
             f"--micro {cfg['micro']}"
@@ -387,7 +387,7 @@ def profile_section() -> list[str]:
     return [
         "### Where our scoring pass spends its time",
         "",
-        f"Machine: {machine_text(r.get('machine'))}.",
+        f"Machine: {machine_text((r or {}).get('machine'))}.",
         "",
         f"Command: `python benchmarks/profile_scoring.py{' --adapter <rec-tuned .ckpt>' if r['adapter'] else ''}` "
         "(`torch.profiler`, "
@@ -464,7 +464,7 @@ def levers_section() -> list[str]:
     lines = [
         "### The levers left for scoring, measured",
         "",
-        f"Machine: {machine_text(r.get('machine'))}.",
+        f"Machine: {machine_text((r or {}).get('machine'))}.",
         "",
         "Command: `python benchmarks/scoring_levers.py` (random bfloat16 inputs at the shapes of the speed table's "
         "first scoring "
@@ -533,7 +533,7 @@ def ranking_section() -> list[str]:
     lines = [
         "## Ranking: 20 candidates a liked test window (configs/rank.yaml)",
         "",
-        f"Machine: {machine_text(r.get('machine'))}.",
+        f"Machine: {machine_text((r or {}).get('machine'))}.",
         "",
     ]
     if not r or "protocol" not in r:
@@ -647,7 +647,7 @@ def data_section() -> list[str]:
     return [
         "## Data: building all splits",
         "",
-        f"Machine: {machine_text(r.get('machine'))}.",
+        f"Machine: {machine_text((r or {}).get('machine'))}.",
         "",
         "Command: `python benchmarks/data_build.py`",
         "",
