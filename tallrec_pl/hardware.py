@@ -40,8 +40,9 @@ def matmul_gflops(dtype: torch.dtype, shape: tuple[int, int, int]) -> float:
     """GFLOP/s of ``(m x k) @ (k x n)`` in ``dtype`` on this CPU: one warm-up, then repeats for at
     least 0.1 s (a slow reference kernel gets a single timed call)."""
     m, k, n = shape
-    a = torch.randn(m, k).to(dtype)
-    b = torch.randn(k, n).to(dtype)
+    rng = torch.Generator().manual_seed(0)  # its own generator: a probe must not move the global RNG
+    a = torch.randn(m, k, generator=rng).to(dtype)
+    b = torch.randn(k, n, generator=rng).to(dtype)
     start = time.perf_counter()
     torch.mm(a, b)
     if time.perf_counter() - start > 0.2:  # a reference kernel: time one more call, no more

@@ -128,3 +128,13 @@ def test_module_loads_the_backbone_in_the_dtype_auto_resolves_to(
     assert module.model.get_base_model().model.embed_tokens.weight.dtype == expected
     assert seen[0] == (hardware.PROBE_TOKENS, 32, 64)  # the tiny backbone's hidden and MLP widths
     assert f"model.dtype auto -> {str(expected).removeprefix('torch.')}" in capsys.readouterr().err
+
+
+def test_the_probe_leaves_the_global_rng_alone():
+    """LoRA's initialisation draws from the global RNG right after the dtype is resolved: a probe
+    that drew from it would make a seeded run depend on whether a probe ran (or was cached)."""
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    hardware.matmul_gflops(torch.float32, (8, 8, 9))  # a shape no other test probes: not cached
+    assert torch.equal(torch.rand(3), expected)
