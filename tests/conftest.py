@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import write_alpaca, write_ml100k, write_tiny_backbone
+from helpers import randomize_lora_b, write_alpaca, write_ml100k, write_tiny_backbone
 
 
 @pytest.fixture(scope="session")
@@ -62,10 +62,7 @@ def setup(tiny_backbone, tmp_path_factory):
     torch.manual_seed(0)
     module = TALLRecModule(backbone=tiny_backbone, dtype="float32")  # the tolerances below are float32 ones
     module.configure_model()
-    with torch.no_grad():  # LoRA B starts at zero; make the adapter matter
-        for n, p in module.model.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.5)
+    randomize_lora_b(module)
     module.eval()
     return module, next(iter(dm.val_dataloader()))
 

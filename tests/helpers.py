@@ -134,6 +134,15 @@ def run_args(tiny_backbone: str, data_path: Path, out: Path, *extra: str) -> lis
     ]  # fmt: skip
 
 
+def randomize_lora_b(module) -> None:
+    """LoRA B starts at zero, so a fresh adapter changes nothing: draw it N(0, 0.5) from the global
+    RNG so that the adapter matters in a comparison."""
+    with torch.no_grad():
+        for n, p in module.model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.5)
+
+
 def lora_state(ckpt: Path) -> dict[str, torch.Tensor]:
     """The adapter weights a Lightning checkpoint holds."""
     return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]

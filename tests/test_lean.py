@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import randomize_lora_b
 
 from tallrec_pl.model.lora import LoraOptions
 from tallrec_pl.model.module import TALLRecModule
@@ -32,10 +33,7 @@ def test_lean_activations_same_loss_and_grads_less_kept(tiny_backbone, setup, dt
         )
         module.configure_model()
         torch.manual_seed(1)
-        with torch.no_grad():
-            for n, p in module.model.named_parameters():
-                if "lora_B" in n:
-                    p.normal_(0, 0.5)
+        randomize_lora_b(module)
         module.train()
         loss, kept = _saved_bytes(module, batch)
         loss.backward()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from helpers import randomize_lora_b
 
 from tallrec_pl.data.datamodule import RankDataModule
 from tallrec_pl.model.module import TALLRecModule
@@ -62,10 +63,7 @@ def test_shared_prefix_scores_equal_independent_scores(tiny_backbone, ml100k):
     dm.setup()
     module = TALLRecModule(backbone=tiny_backbone, dtype="float32")  # the tolerances below are float32 ones
     module.configure_model()
-    with torch.no_grad():
-        for n, p in module.model.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.5)
+    randomize_lora_b(module)
     module.eval()
     batch = next(iter(dm.test_dataloader()))
     assert batch["group"].unique().numel() == 1 and len(batch["group"]) == 4

@@ -185,7 +185,7 @@ def call(
 @pytest.fixture(scope="module")
 def served(tiny_backbone, tmp_path_factory):
     """A server on a random adapter, float32, with a key and small limits; its predictions too."""
-    from helpers import write_ml100k
+    from helpers import randomize_lora_b, write_ml100k
 
     from tallrec_pl.model.lora import export_adapter
     from tallrec_pl.model.module import TALLRecModule
@@ -195,10 +195,7 @@ def served(tiny_backbone, tmp_path_factory):
     module = TALLRecModule(backbone=tiny_backbone)
     module.configure_model()
     torch.manual_seed(1)
-    with torch.no_grad():
-        for n, p in module.model.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.5)
+    randomize_lora_b(module)
     adapter = str(tmp / "adapter")
     export_adapter(module.model, adapter, tiny_backbone)
     port = free_port()
