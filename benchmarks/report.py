@@ -658,8 +658,13 @@ def data_section() -> list[str]:
     ]
 
 
+def per_cpu_path(name: str) -> list[dict]:
+    """The results of ``name`` measured natively and on the forced float32-only path, those present."""
+    return [r for r in (load(RESULTS / f"{name}-{tag}.json") for tag in ("native", "forced-avx2")) if r]
+
+
 def demo_section() -> list[str]:
-    runs = [r for r in (load(RESULTS / f"demo-{tag}.json") for tag in ("native", "forced-avx2")) if r]
+    runs = per_cpu_path("demo")
     if not runs:
         return []
     lines = [
@@ -681,7 +686,7 @@ def demo_section() -> list[str]:
 
 
 def host_section() -> list[str]:
-    runs = [r for r in (load(RESULTS / f"host_settings-{tag}.json") for tag in ("native", "forced-avx2")) if r]
+    runs = per_cpu_path("host_settings")
     if not runs:
         return []
     lines = [
