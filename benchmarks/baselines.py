@@ -2,6 +2,7 @@
 
     python benchmarks/baselines.py            # resumable: one result file per run, finished runs skipped
     python benchmarks/baselines.py --only SASRec-like-rec-16-s0
+    python benchmarks/baselines.py --groups 500   # the ranking runs on 500 groups (result names end -g500)
 
 Two tables (definitions in benchmarks/DEVIATIONS.md, "Sequential baselines"):
 - AUC: trained on the few-shot windows of configs/rec.yaml (16 / 64 / 256 shots, seeds 0-2, the same draw
@@ -47,13 +48,17 @@ class Run:
     data: str  # "rec": configs/rec.yaml windows (AUC table); "rank": configs/rank.yaml (ranking table)
     shots: int
     seed: int
+    groups: int = GROUPS  # ranking runs: how many groups they are scored on
 
     @property
     def name(self) -> str:
-        return f"{self.model}-{self.objective}-{self.data}-{'full' if self.shots < 0 else self.shots}-s{self.seed}"
+        name = f"{self.model}-{self.objective}-{self.data}-{'full' if self.shots < 0 else self.shots}-s{self.seed}"
+        return name + (f"-g{self.groups}" if self.data == "rank" and self.groups != GROUPS else "")
 
 
-def all_runs() -> list[Run]:
+def all_runs(groups: int = GROUPS) -> list[Run]:
+    if groups != GROUPS:  # only the ranking runs depend on the groups
+        return [Run(m, "next", "rank", -1, s, groups) for m in MODELS for s in SEEDS]
     runs = [Run(m, "like", "rec", n, s) for m in MODELS for n in SHOTS for s in SEEDS]
     runs += [Run(m, "next", "rec", -1, s) for m in MODELS for s in SEEDS]
     return runs + [Run(m, "next", "rank", -1, s) for m in MODELS for s in SEEDS]
@@ -223,7 +228,7 @@ def measure(run: Run) -> dict:
     torch.set_num_threads(2)
     start = time.process_time()
     wall = time.perf_counter()
-    splits, items = rec_splits(run.shots, run.seed) if run.data == "rec" else rank_splits(GROUPS)
+    splits, items = rec_splits(run.shots, run.seed) if run.data == "rec" else rank_splits(run.groups)
     catalogue = Catalogue(items, sorted({s.meta["user"] for s in splits["train"]}))
     train_t, valid_t, test_t = (catalogue.tensors(splits[k]) for k in ("train", "valid", "test"))
     model = build_model(run.model, catalogue, run.seed)
@@ -255,8 +260,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", nargs="*", help="run names (default: all)")
     parser.add_argument("--pending", action="store_true", help="list the runs without a result file and stop")
+    parser.add_argument("--groups", type=int, default=GROUPS, help="ranking groups (other than 100: ranking runs only)")
     opts = parser.parse_args()
-    runs = [r for r in all_runs() if not opts.only or r.name in opts.only]
+    runs = [r for r in all_runs(opts.groups) if not opts.only or r.name in opts.only]
     if opts.pending:
         print("\n".join(r.name for r in runs if not (OUT / f"{r.name}.json").exists()))
         return

@@ -3,6 +3,9 @@
 / unseen in training), and the shared-prefix speed-up at 20 candidates.
 
     python benchmarks/ranking.py --adapter benchmarks/runs/movie-256-e2-s0/best-*.ckpt --groups 100
+    python benchmarks/ranking.py --groups 500 --row "LLM rank-tuned" --ckpt <.ckpt> [--args "--model.x=..."]
+
+Results: benchmarks/results/ranking.json (100 groups) or ranking-<groups>.json; rows already there are kept.
 
 Groups: N liked windows spread evenly over the test split of `configs/rank.yaml` (ML-100K,
 cold-start windows included: `data.min_history: 0`, profile line below 5 history items), each
@@ -77,16 +80,17 @@ def baselines(test, train_windows) -> dict:
     return out
 
 
-def llm(name: str, groups: int, ckpt: str | None, test) -> dict:
-    out = RUNS / "rank" / name / "predictions.jsonl"
+def llm(name: str, groups: int, ckpt: str | None, test, extra: list[str] = ()) -> dict:
+    out = RUNS / "rank" / f"{name}-{groups}" / "predictions.jsonl"
     args = [
         "predict",
         "--config",
         "configs/rank.yaml",
         f"--data.init_args.limit_groups={groups}",
         f"--predictions.output={out}",
-        f"--checkpoint.dirpath={RUNS / 'rank' / name}",
+        f"--checkpoint.dirpath={out.parent}",
         "--trainer.enable_progress_bar=false",
+        *extra,
     ]
     cli(*args, *([f"--ckpt_path={ckpt}"] if ckpt else []), log=RUNS / "rank" / "log.txt")
     rows = [json.loads(line) for line in out.read_text().splitlines()]
@@ -128,8 +132,11 @@ def main() -> None:
     parser.add_argument("--adapter", help="a rec-tuned movie checkpoint")
     parser.add_argument("--groups", type=int, default=100)
     parser.add_argument("--speed_groups", type=int, default=10)
+    parser.add_argument("--row", help="an LLM row's name (with --ckpt): e.g. 'LLM rank-tuned'")
+    parser.add_argument("--ckpt", help="the row's checkpoint")
+    parser.add_argument("--args", default="", help="the row's extra CLI arguments, space-separated")
     opts = parser.parse_args()
-    out = RESULTS / "ranking.json"
+    out = RESULTS / ("ranking.json" if opts.groups == 100 else f"ranking-{opts.groups}.json")
     result = json.loads(out.read_text()) if out.exists() else {}
     if result.get("groups") != opts.groups or result.get("protocol") != RANK:
         result = {}
@@ -145,6 +152,12 @@ def main() -> None:
         result["metrics"]["LLM rec-tuned"] = llm("tuned", opts.groups, opts.adapter, test)
         result["adapter"] = opts.adapter
         save_json(out, result)
+    if opts.row:
+        result["metrics"][opts.row] = llm(opts.row.replace(" ", "-"), opts.groups, opts.ckpt, test, opts.args.split())
+        result.setdefault("rows", {})[opts.row] = {"ckpt": opts.ckpt, "args": opts.args}
+        save_json(out, result)
+        print(json.dumps(result["metrics"][opts.row], indent=1))
+        return
     result["prefix_speed"] = prefix_speed(opts.speed_groups)
     save_json(out, result)
     print(json.dumps(result, indent=1))
