@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 
+import pytest
 from helpers import config, shared_file, with_new_items
 
 from tallrec_pl.cli import main
 from tallrec_pl.data.datamodule import RankDataModule, RecDataModule
 from tallrec_pl.data.windows import few_shot_indices
+from tallrec_pl.errors import TallrecError
 
 
 def test_published_movie_valid_split_is_reproduced(tmp_path):
@@ -46,3 +49,51 @@ def test_seen_marks_items_of_the_train_split(ml100k):
     for s in splits["test"] + splits["valid"]:
         assert s.meta["seen"] == int(s.meta["item"] in train_items)
     assert {s.meta["seen"] for s in splits["test"]} == {0, 1}
+
+
+def rank_tuned(ml100k, **kwargs) -> RecDataModule:
+    return RecDataModule(path=str(ml100k), history_len=4, split_sizes=[0.6, 0.2, 0.2], **kwargs)
+
+
+@pytest.mark.parametrize("k, sampling", [(1, "uniform"), (3, "popularity")])
+def test_rank_tuning_pairs_each_liked_window_with_unrated_items(ml100k, k, sampling):
+    plain = rank_tuned(ml100k).build_samples(sampled=False)
+    tuned = rank_tuned(ml100k, train_negatives=k, negative_sampling=sampling, seed=5)
+    samples = tuned.build_samples(sampled=False)
+    log, _ = tuned.log_windows()
+    rated: dict[str, set[str]] = {}
+    for user, item in zip(log.users, log.items, strict=True):
+        rated.setdefault(user, set()).add(item)
+    for name in ("train", "valid"):
+        liked = [s for s in plain[name] if s.output == "Yes."]
+        ours = samples[name]
+        assert len(ours) == len(liked) * (1 + k) and liked  # disliked windows are left out
+        for g, positive in enumerate(liked):
+            group = ours[g * (1 + k) : (g + 1) * (1 + k)]
+            assert group[0].to_json() == positive.to_json()
+            assert [s.output for s in group[1:]] == ["No."] * k
+            assert all(s.history == positive.history and s.meta["user"] == positive.meta["user"] for s in group)
+            negatives = {s.meta["item"] for s in group[1:]}
+            assert len(negatives) == k and not negatives & rated[positive.meta["user"]]
+    assert [s.to_json() for s in samples["test"]] == [s.to_json() for s in plain["test"]]
+
+
+def test_rank_tuning_shots_count_whole_groups_and_are_seeded(ml100k):
+    def train(seed):
+        return [s.to_json() for s in rank_tuned(ml100k, train_negatives=2, shots=4, seed=seed).build_samples()["train"]]
+
+    a = train(1)
+    assert len(a) == 12 and [s["output"] for s in a] == ["Yes.", "No.", "No."] * 4
+    assert a == train(1) != train(2)
+
+
+def test_rank_tuning_refuses_implicit_logs_and_negative_counts(tmp_path):
+    with pytest.raises(TallrecError, match=re.escape("data.train_negatives=-1 must be 0 or more")):
+        RecDataModule(train_negatives=-1)
+    (tmp_path / "log.csv").write_text("user,item,timestamp\n" + "".join(f"u{u},{i},{u * 10 + i}\n"
+                                                                        for u in range(4) for i in range(1, 9)))
+    (tmp_path / "items.csv").write_text("item,title\n" + "".join(f"{k},Film {k}\n" for k in range(1, 12)))
+    dm = RecDataModule(path=str(tmp_path / "log.csv"), items_path=str(tmp_path / "items.csv"), history_len=2,
+                       split_sizes=[0.6, 0.2, 0.2], train_negatives=1)
+    with pytest.raises(TallrecError, match="data.train_negatives is for explicit feedback"):
+        dm.build_samples()

@@ -21,7 +21,7 @@ from tallrec_pl.data.prompts import (
     json_sample,
     window_sample,
 )
-from tallrec_pl.data.windows import FEEDBACK, NEGATIVE_SAMPLING, few_shot_indices, split, window_log
+from tallrec_pl.data.windows import FEEDBACK, NEGATIVE_SAMPLING, few_shot_indices, rank_tuning, split, window_log
 from tallrec_pl.errors import TallrecError, require_path
 
 
@@ -66,6 +66,7 @@ class RecDataModule(PromptDataModule):
         negative_sampling: str = "uniform",
         implicit_instruction: str = IMPLICIT_INSTRUCTION,
         implicit_input: str = IMPLICIT_INPUT,
+        train_negatives: int = 0,
         **common,
     ) -> None:
         """
@@ -100,6 +101,11 @@ class RecDataModule(PromptDataModule):
             negative_sampling: implicit feedback: draw negatives uniformly or by popularity (seeded by data.seed).
             implicit_instruction: implicit feedback: the instruction ({domain} is filled in).
             implicit_input: implicit feedback: the input, with {history}, {domain} and {target}.
+            train_negatives: rank-tuning (LLaRA's next item among candidates), explicit feedback only: the train
+                and valid samples become each liked window (Yes.) followed by this many windows with the same
+                history and an item its user never rated (No.), drawn by data.negative_sampling, seeded by
+                data.seed; disliked windows are left out, data.shots counts liked windows (each brings its
+                negatives) and the test split is unchanged. 0: TALLRec's liked / disliked labels.
         """
         super().__init__(**common)
         if format not in FORMATS:
@@ -123,6 +129,10 @@ class RecDataModule(PromptDataModule):
         if negatives_per_positive < 1:
             raise TallrecError(f"data.negatives_per_positive={negatives_per_positive} leaves implicit feedback without "
                                "No. samples", "use 1 or more")
+        if train_negatives < 0:
+            raise TallrecError(f"data.train_negatives={train_negatives} must be 0 or more",
+                               "use 0 for TALLRec's labels, or e.g. 1 to rank-tune")
+        self.train_negatives = train_negatives
         self.feedback, self.negative_sampling = feedback, negative_sampling
         self.negatives_per_positive = negatives_per_positive
         self.wording = Wording(implicit_instruction, implicit_input)
@@ -183,9 +193,21 @@ class RecDataModule(PromptDataModule):
             log = read_log(self.path, key, self.columns, self.items_path, self.item_id_column)
             feedback = self.resolve_feedback(log)
             self.implicit = feedback == "implicit"
+            if self.implicit and self.train_negatives:
+                raise TallrecError(
+                    f"data.train_negatives is for explicit feedback, but {log.source} is read as implicit feedback, "
+                    "whose samples already have negatives",
+                    "drop data.train_negatives and set data.negatives_per_positive instead",
+                )
             kept = window_log(log, self.history_len, self.like_threshold, self.keep_last, self.min_history, feedback,
-                              self.negatives_per_positive, self.negative_sampling, self.seed)
-            self._windows_cache = (key, log, split(kept.windows, self.split_sizes), kept)
+                              self.negatives_per_positive, self.negative_sampling, self.seed,
+                              count_items=self.train_negatives > 0)
+            windows = split(kept.windows, self.split_sizes)
+            if self.train_negatives:
+                for k, name in enumerate(("train", "valid")):
+                    windows[name] = rank_tuning(windows[name], kept, log, self.train_negatives,
+                                                self.negative_sampling, self.seed + k)
+            self._windows_cache = (key, log, windows, kept)
         return self._windows_cache[1], self._windows_cache[2]
 
     def interacted(self) -> dict[str, set[str]]:
@@ -202,7 +224,9 @@ class RecDataModule(PromptDataModule):
         self._whole_train = train  # before the few-shot draw: "seen" means seen in the train split
         mark_seen(train, [s for name in ("valid", "test") for s in splits.get(name, [])])
         if sampled and train:
-            splits["train"] = [train[i] for i in few_shot_indices(len(train), self.shots, self.seed)]
+            group = 1 + self.train_negatives if not self.overrides["train"] else 1  # rank-tuning: whole groups
+            picked = few_shot_indices(len(train) // group, self.shots, self.seed)
+            splits["train"] = [train[i * group + j] for i in picked for j in range(group)]
         return splits
 
 

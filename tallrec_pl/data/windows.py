@@ -41,6 +41,7 @@ class Kept:
 
     windows: list[Window]
     interacted: dict[str, set[str]] = field(default_factory=dict)
+    items: Counter | None = None  # interactions per item over the whole log, when counted (negative sampling)
 
 
 class Counter:
@@ -126,6 +127,7 @@ def window_log(
     negatives_per_positive: int = 1,
     negative_sampling: str = "uniform",
     seed: int = 0,
+    count_items: bool = False,
 ) -> Kept:
     """TALLRec's windows: one per interaction that has ``history_len`` interactions before it.
 
@@ -141,7 +143,8 @@ def window_log(
     liked or not. Implicit feedback: every interaction is a positive (its history lists the
     interacted items), followed by ``negatives_per_positive`` windows with the same history
     and an item the user never interacted with (drawn ``uniform`` ly or by ``popularity``,
-    seeded); ``keep_last`` counts all of them, in whole groups.
+    seeded); ``keep_last`` counts all of them, in whole groups. ``count_items`` also counts each
+    item's interactions (implicit feedback always does), for ``with_negatives`` later.
     """
     if feedback not in ("explicit", "implicit"):
         raise TallrecError(
@@ -155,7 +158,7 @@ def window_log(
         )
     group = 1 + negatives_per_positive if implicit else 1
     first = history_len if min_history is None else min(min_history, history_len)  # earliest target position
-    users, items = count_log(log, items=implicit)
+    users, items = count_log(log, items=implicit or count_items)
     per_user = np.maximum(users.counts - first, 0)
     if not per_user.any():
         validate(log)  # a bad value comes first: it is what the user must fix
@@ -208,7 +211,7 @@ def window_log(
         windows.append(Window(user_names[rank[t]], tuple(pairs[t - h : t]), target, label))
     if implicit:
         windows = with_negatives(windows, interacted, log, items, negatives_per_positive, negative_sampling, seed)
-    return Kept(windows, interacted)
+    return Kept(windows, interacted, items)
 
 
 def build_windows(
@@ -289,6 +292,15 @@ def split(samples: list, sizes: list[float]) -> dict[str, list]:
     """Train / valid / test in that order, as TALLRec cuts its CSV."""
     a, b, c = split_sizes(len(samples), sizes)
     return {"train": samples[:a], "valid": samples[a : a + b], "test": samples[a + b : a + b + c]}
+
+
+def rank_tuning(windows: list[Window], kept: Kept, log: Log, negatives: int, sampling: str, seed: int) -> list[Window]:
+    """LLaRA's next-item-among-candidates samples: each liked window (Yes.) followed by
+    ``negatives`` windows with the same history and an item its user never rated (No.); disliked
+    windows are left out. Groups of ``1 + negatives``, in the windows' order."""
+    if kept.items is None:
+        raise ValueError("rank_tuning needs item counts: call window_log with count_items=True")
+    return with_negatives([w for w in windows if w.label], kept.interacted, log, kept.items, negatives, sampling, seed)
 
 
 def few_shot_indices(n: int, shots: int, seed: int) -> list[int]:
