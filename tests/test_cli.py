@@ -18,9 +18,10 @@ from tallrec_pl.cli import main
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(Path(p).relative_to(ROOT)))
 def test_every_shipped_config_parses(path, capsys):
-    """Each YAML under configs/ parses into a full config (trainer/ and demo.yaml on top of rec.yaml)."""
-    on_rec = "/trainer/" in path or path.endswith("demo.yaml")
-    base = ["--config", config("rec.yaml")] if on_rec else []
+    """Each YAML under configs/ parses into a full config (overlays on top of the config they extend)."""
+    overlays = {"demo.yaml": "rec.yaml", "rank_tune.yaml": "rank.yaml"}
+    under = "rec.yaml" if "/trainer/" in path else overlays.get(Path(path).name)
+    base = ["--config", config(under)] if under else []
     with pytest.raises(SystemExit) as exc:
         main(["fit", *base, "--config", path, "--print_config"])
     assert exc.value.code in (0, None)
