@@ -144,6 +144,12 @@ def main() -> None:
     result["groups"], result["protocol"] = opts.groups, RANK
     result.setdefault("metrics", {}).update(baselines(test, train_windows))
     save_json(out, result)
+    if opts.row:  # one LLM row only (the other rows may be measured in another run and merged)
+        result["metrics"][opts.row] = llm(opts.row.replace(" ", "-"), opts.groups, opts.ckpt, test, opts.args.split())
+        result.setdefault("rows", {})[opts.row] = {"ckpt": opts.ckpt, "args": opts.args}
+        save_json(out, result)
+        print(json.dumps(result["metrics"][opts.row], indent=1))
+        return
     # resumable: an LLM row already measured on the same groups is read back
     if "LLM zero-shot" not in result["metrics"]:
         result["metrics"]["LLM zero-shot"] = llm("zero", opts.groups, None, test)
@@ -152,12 +158,6 @@ def main() -> None:
         result["metrics"]["LLM rec-tuned"] = llm("tuned", opts.groups, opts.adapter, test)
         result["adapter"] = opts.adapter
         save_json(out, result)
-    if opts.row:
-        result["metrics"][opts.row] = llm(opts.row.replace(" ", "-"), opts.groups, opts.ckpt, test, opts.args.split())
-        result.setdefault("rows", {})[opts.row] = {"ckpt": opts.ckpt, "args": opts.args}
-        save_json(out, result)
-        print(json.dumps(result["metrics"][opts.row], indent=1))
-        return
     result["prefix_speed"] = prefix_speed(opts.speed_groups)
     save_json(out, result)
     print(json.dumps(result, indent=1))
