@@ -6,6 +6,7 @@ result file is read back, not redone.
 
     python benchmarks/quality.py            # all runs, then docs/BENCHMARKS.md quality section
     python benchmarks/quality.py --only 16  # one shot size
+    python benchmarks/quality.py --only 16 --variant inputs  # a sweep setting (VARIANTS) at one shot size
 """
 
 from __future__ import annotations
@@ -35,6 +36,16 @@ TWO_STAGE_SHOTS = 256
 FULL_STEPS = 250  # the 8000-sample split: 250 optimizer steps of 8 (2000 samples), not 200 epochs
 SEEDS = (0, 1, 2)
 OUT = RESULTS / "quality"
+# settings the sweep adds on top of the runs above (a run's name ends with the variant's name)
+ALL_LINEAR = "[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]"
+VARIANTS = {
+    "inputs": ["--data.init_args.train_on_inputs=true"],  # TALLRec's loss on the whole prompt
+    "all-linear": [f"--model.lora.target_modules={ALL_LINEAR}"],  # LoRA on every linear layer
+    # early stopping on val/auc: validated twice as often, stopped after 2 checks without a better AUC
+    "early-stop": ["--early_stopping.patience=2", "--early_stopping.monitor=val/auc"],
+}
+EARLY_STOP_VALIDATE = {16: ["--trainer.check_val_every_n_epoch=2"], 64: ["--trainer.check_val_every_n_epoch=1"],
+                       256: ["--trainer.check_val_every_n_epoch=1"]}
 
 
 def predict_auc(name: str, ckpt_dir, extra: list[str], log) -> dict:
@@ -64,8 +75,8 @@ def steps(shots: int, epochs: int) -> int:
     return epochs * -(-shots // config_batch())
 
 
-def run_name(shots: int, seed: int, two_stage: bool = False) -> str:
-    return f"movie-{shots}-e{EPOCHS[shots]}{'-alpaca' if two_stage else ''}-s{seed}"
+def run_name(shots: int, seed: int, two_stage: bool = False, variant: str | None = None) -> str:
+    return f"movie-{shots}-e{EPOCHS[shots]}{'-alpaca' if two_stage else ''}{'-' + variant if variant else ''}-s{seed}"
 
 
 def stage1_adapter() -> str:
@@ -99,7 +110,7 @@ def fit_once(ckpt, *args: str) -> None:
     (ckpt / "fit.done").write_text("")
 
 
-def run(name: str, shots: int, seed: int, two_stage: bool = False) -> dict:
+def run(name: str, shots: int, seed: int, two_stage: bool = False, variant: str | None = None) -> dict:
     path = OUT / f"{name}.json"
     if path.exists():
         result = json.loads(path.read_text())
@@ -122,7 +133,8 @@ def run(name: str, shots: int, seed: int, two_stage: bool = False) -> dict:
             *start,
         ]
         if shots > 0:
-            train = [f"--data.init_args.shots={shots}", f"--trainer.max_epochs={EPOCHS[shots]}", *VALIDATE[shots]]
+            validate = EARLY_STOP_VALIDATE[shots] if variant == "early-stop" else VALIDATE[shots]
+            train = [f"--data.init_args.shots={shots}", f"--trainer.max_epochs={EPOCHS[shots]}", *validate]
         else:
             train = [
                 "--data.init_args.shots=-1",
@@ -130,9 +142,13 @@ def run(name: str, shots: int, seed: int, two_stage: bool = False) -> dict:
                 "--trainer.max_epochs=1",
                 "--trainer.val_check_interval=50",
             ]
-        fit_once(ckpt, "--config", CONFIG, *common, *TRAIN, *train)  # a finished fit is rescored, not retrained
-        result = predict_auc(name, ckpt, [*common, "--ckpt_path=best"], log)
+        extra = VARIANTS[variant] if variant else []
+        fit_once(ckpt, "--config", CONFIG, *common, *TRAIN, *train, *extra)  # a finished fit is rescored
+        result = predict_auc(name, ckpt, [*common, *extra, "--ckpt_path=best"], log)
     result.update({"name": name, "shots": shots, "seed": seed})
+    if variant:
+        result["variant"] = variant
+        result["args"] = VARIANTS[variant]
     if two_stage:
         result["stage1"] = STAGE1
     if shots > 0:
@@ -170,7 +186,16 @@ def cross_domain(best: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", type=int, help="run one shot size only (0 zero-shot, -1 full)")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), help="a sweep setting: its seeds at --only shots")
+    parser.add_argument("--seeds", type=int, nargs="*", default=list(SEEDS))
     opts = parser.parse_args()
+    if opts.variant:
+        if not opts.only or opts.only < 1:
+            raise SystemExit("--variant needs --only with a shot size (16, 64 or 256)")
+        for seed in opts.seeds:
+            r = run(run_name(opts.only, seed, variant=opts.variant), opts.only, seed, variant=opts.variant)
+            print(f"{r['name']}: test AUC {r['test_auc']:.4f}", flush=True)
+        return
     # seed 0 of every size first, then the other 256-shot seeds: a partial sweep still answers most
     order = (
         [(n, 0) for n in (256, 16, 64)] + [(256, s) for s in SEEDS[1:]] + [(n, s) for s in SEEDS[1:] for n in (16, 64)]

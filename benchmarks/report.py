@@ -23,11 +23,12 @@ def load(path: Path):
 
 
 def quality_section() -> list[str]:
-    runs = [
+    every = [
         json.loads(p.read_text())
         for p in sorted((RESULTS / "quality").glob("*.json"))
         if p.name != "book-from-movie.json"
     ]
+    runs = [r for r in every if "variant" not in r]  # sweep settings: their own table (sweep_section)
     lines = [
         "## Quality: movie test AUC (1000 TALLRec test samples), embedded SmolLM2-135M",
         "",
@@ -78,7 +79,7 @@ def quality_section() -> list[str]:
             )
             if n > 0:
                 (staged_points if staged else points if epochs == EPOCHS[n] else earlier).append((n, mean, std))
-    lines += [""] + baselines_section()
+    lines += [""] + sweep_section(every) + baselines_section()
     cross = load(RESULTS / "quality" / "book-from-movie.json")
     if cross and "book_auc" in cross:
         lines += [
@@ -107,6 +108,45 @@ def quality_section() -> list[str]:
             )
         lines += [f"![{caption}](roc_best.png)", "", f"*{caption}.*", ""]
     return lines
+
+
+def sweep_section(every: list[dict]) -> list[str]:
+    """The sweep settings (quality.VARIANTS) beside the runs they change, per shot size."""
+    variants = [r for r in every if "variant" in r]
+    if not variants:
+        return []
+    lines = [
+        "### Sweep: settings the TALLRec-budget runs above never tried",
+        "",
+        "Command: `python benchmarks/quality.py --only <shots> --variant <name>` (seeds 0-2; the same data, "
+        "budget and test samples as the row it changes). inputs: TALLRec's `train_on_inputs` (loss on the whole "
+        "prompt); all-linear: LoRA on every linear layer of the backbone (q, k, v, o, gate, up, down); "
+        "early-stop: validated every 2 epochs (16 shots) and stopped after 2 checks without a better val/auc; "
+        "the best val/auc checkpoint is tested in every row.",
+        "",
+        "| shots | setting | extra arguments | seeds | test AUC mean | std | spread (max - min) | per seed |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for n in sorted({r["shots"] for r in variants}):
+        base = [r for r in every if r["shots"] == n and r.get("epochs") == EPOCHS[n] and "stage1" not in r
+                and "variant" not in r]
+        rows = [("as above", "-", base)] + [
+            (v, " ".join(f"`{a}`" for a in group[0]["args"]), group)
+            for v in sorted({r["variant"] for r in variants if r["shots"] == n})
+            if (group := [r for r in variants if r["shots"] == n and r["variant"] == v])
+        ]
+        for name, args, group in rows:
+            group = sorted(group, key=lambda r: r["seed"])
+            vals = [r["test_auc"] for r in group]
+            if not vals:
+                continue
+            std = statistics.stdev(vals) if len(vals) > 1 else 0.0
+            lines.append(
+                f"| {n} | {name} | {args} | {', '.join(str(r['seed']) for r in group)} "
+                f"| {statistics.mean(vals):.4f} | {std:.4f} | {max(vals) - min(vals):.4f} | "
+                f"{', '.join(f'{v:.4f}' for v in vals)} |"
+            )
+    return lines + [""]
 
 
 def baseline_runs() -> list[dict]:
