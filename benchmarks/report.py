@@ -223,10 +223,11 @@ def baseline_points() -> dict[str, list[tuple[int, float]]]:
     return out
 
 
-def baseline_ranking() -> dict[str, dict]:
-    """Ranking rows of the sequential baselines: each metric (and slice) the mean over its seeds."""
+def baseline_ranking(groups: int) -> dict[str, dict]:
+    """Ranking rows of the sequential baselines on ``groups`` groups: each metric (and slice) the mean over
+    its seeds."""
     out = {}
-    runs = [r for r in baseline_runs() if r["data"] == "rank"]
+    runs = [r for r in baseline_runs() if r["data"] == "rank" and r["groups"] == groups]
     for model in dict.fromkeys(r["model"] for r in runs):
         rows = [r["ranking"] for r in runs if r["model"] == model]
         mean = {k: statistics.mean(m[k] for m in rows) for k in rows[0] if k != "slices"}
@@ -568,10 +569,10 @@ SLICES = {
 }
 
 
-def ranking_section() -> list[str]:
-    r = load(RESULTS / "ranking.json")
+def ranking_section(groups: int, plot: bool, heading: str) -> list[str]:
+    r = load(RESULTS / ("ranking.json" if groups == 100 else f"ranking-{groups}.json"))
     lines = [
-        "## Ranking: 20 candidates a liked test window (configs/rank.yaml)",
+        f"{heading}: 20 candidates a liked test window (configs/rank.yaml), {groups} groups",
         "",
         f"Machine: {machine_text((r or {}).get('machine'))}.",
         "",
@@ -582,6 +583,11 @@ def ranking_section() -> list[str]:
         f"Command: `python benchmarks/ranking.py --groups {r['groups']}"
         + (" --adapter <rec-tuned .ckpt>`" if "adapter" in r else "`")
         + (f" (adapter: `{r['adapter']}`)" if "adapter" in r else "")
+        + "".join(
+            f"; the {name} row: `python benchmarks/ranking.py --groups {groups} --row \"{name}\" --ckpt {row['ckpt']}"
+            + (f" --args \"{row['args']}\"`" if row["args"] else "`")
+            for name, row in r.get("rows", {}).items()
+        )
         + f". {r['groups']} liked windows spread evenly over the test split of `configs/rank.yaml` "
         "(MovieLens-100K, cold-start windows included), each ranking its true next item among 19 items the user "
         "never rated (seed 0); ties count "
@@ -591,7 +597,7 @@ def ranking_section() -> list[str]:
         "| ranker | HR@1 | HR@5 | HR@10 | NDCG@5 | NDCG@10 | MRR | AUC |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    sequential = baseline_ranking()
+    sequential = baseline_ranking(groups)
     r["metrics"] = {**r["metrics"], **sequential}
     for name, m in r["metrics"].items():
         lines.append(
@@ -600,14 +606,16 @@ def ranking_section() -> list[str]:
             f"{m.get('auc', float('nan')):.3f} |"
         )
     if sequential:
-        machine = next(b.get("machine") for b in baseline_runs() if b["data"] == "rank")
+        machine = next(b.get("machine") for b in baseline_runs() if b["data"] == "rank" and b["groups"] == groups)
         seeds = "; ".join(
             f"{name.split(' ')[0]} {', '.join(f'{v:.3f}' for v in m['seeds'])}" for name, m in sequential.items()
         )
         lines += [
             "",
-            f"The GRU4Rec, Caser and SASRec rows: `python benchmarks/baselines.py` (machine: "
-            f"{machine_text(machine)}). RecBole 1.2.1's models trained with their next-item cross-entropy "
+            "The GRU4Rec, Caser and SASRec rows: `python benchmarks/baselines.py"
+            + (f" --groups {groups}" if groups != 100 else "")
+            + f"` (machine: {machine_text(machine)}). RecBole 1.2.1's models trained with their next-item "
+            "cross-entropy "
             "on the whole train split of `configs/rank.yaml` (as most-popular and ALS use it; the valid "
             f"split's next-item loss picks the epoch, at most {MAX_EPOCHS}); each candidate scored by "
             "RecBole's `predict` under the window's history (up to 10 items; an empty history is one "
@@ -645,6 +653,8 @@ def ranking_section() -> list[str]:
             "candidates/s = "
             f"**{p['speedup']:.1f}x**.",
         ]
+    if not plot:
+        return lines + [""]
     plot_ranking(r["metrics"])
     return lines + ["", "![ranking](ranking.png)", ""]
 
@@ -880,7 +890,8 @@ def main() -> None:
         + profile_section()
         + prefix_section()
         + levers_section()
-        + ranking_section()
+        + ranking_section(500, True, "## Ranking")
+        + ranking_section(100, False, "### Ranking, earlier (the rec-tuned row)")
         + serve_section()
         + data_section()
     )
