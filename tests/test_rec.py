@@ -97,3 +97,9 @@ def test_rank_tuning_refuses_implicit_logs_and_negative_counts(tmp_path):
                        split_sizes=[0.6, 0.2, 0.2], train_negatives=1)
     with pytest.raises(TallrecError, match="data.train_negatives is for explicit feedback"):
         dm.build_samples()
+
+
+def test_rank_tuning_with_more_negatives_than_unrated_items_names_the_option(ml100k):
+    # each user of write_ml100k rated 16 of the 20 items
+    with pytest.raises(TallrecError, match=r"all but 4 of the 20 items, fewer than data.train_negatives=5"):
+        rank_tuned(ml100k, train_negatives=5).build_samples()

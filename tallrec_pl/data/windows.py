@@ -222,7 +222,14 @@ def build_windows(
 
 
 def with_negatives(
-    positives: list[Window], interacted: dict[str, set[str]], log: Log, items: Counter, k: int, sampling: str, seed: int
+    positives: list[Window],
+    interacted: dict[str, set[str]],
+    log: Log,
+    items: Counter,
+    k: int,
+    sampling: str,
+    seed: int,
+    option: str = "data.negatives_per_positive",
 ) -> list[Window]:
     """Each positive window followed by ``k`` windows with the same history and an item its user
     never interacted with: distinct items of the log that have text, drawn uniformly or in
@@ -247,8 +254,8 @@ def with_negatives(
         if free < k:
             raise TallrecError(
                 f"user {w.user} interacted with all but {free} of the {len(catalogue)} items, fewer than "
-                f"data.negatives_per_positive={k}",
-                "lower data.negatives_per_positive",
+                f"{option}={k}",
+                f"lower {option}",
             )
         picked: list[str] = []
         for _ in range(64):  # rejection: draw, drop what the user saw or what was drawn already
@@ -300,7 +307,8 @@ def rank_tuning(windows: list[Window], kept: Kept, log: Log, negatives: int, sam
     windows are left out. Groups of ``1 + negatives``, in the windows' order."""
     if kept.items is None:
         raise ValueError("rank_tuning needs item counts: call window_log with count_items=True")
-    return with_negatives([w for w in windows if w.label], kept.interacted, log, kept.items, negatives, sampling, seed)
+    return with_negatives([w for w in windows if w.label], kept.interacted, log, kept.items, negatives, sampling, seed,
+                          "data.train_negatives")
 
 
 def few_shot_indices(n: int, shots: int, seed: int) -> list[int]:
