@@ -78,7 +78,8 @@ class AdapterExport(L.Callback):
     """At the end of ``fit``, write the best checkpoint's adapter in PEFT format.
 
     The folder is ``<checkpoint dir>/adapter`` unless ``folder`` is given; it loads with
-    ``PeftModel.from_pretrained(base, folder)``.
+    ``PeftModel.from_pretrained(base, folder)``. With collaborative item tokens the folder also
+    holds ``item_tokens.safetensors`` (projector, vectors and item ids).
     """
 
     def __init__(self, folder: str | None = None) -> None:
@@ -94,7 +95,7 @@ class AdapterExport(L.Callback):
         folder = self.folder or (os.path.join(ckpt.dirpath, "adapter") if ckpt and ckpt.dirpath else None)
         if folder is None or not trainer.is_global_zero:
             return
-        params = {f"model.{n}": p for n, p in pl_module.model.named_parameters() if p.requires_grad}
+        params = {n: p for n, p in pl_module.named_parameters() if p.requires_grad}  # model.* and item_tokens.*
         best = ckpt.best_model_path if ckpt and ckpt.best_model_path else None
         current = {k: p.detach().clone() for k, p in params.items()}
         if best:  # the best weights, not the last: swap them in, export, swap back
@@ -102,7 +103,7 @@ class AdapterExport(L.Callback):
             with torch.no_grad():
                 for k, p in params.items():
                     p.copy_(state[k])
-        export_adapter(pl_module.model, folder, pl_module.hparams.backbone)
+        export_adapter(pl_module.model, folder, pl_module.hparams.backbone, getattr(pl_module, "item_tokens", None))
         if best:
             with torch.no_grad():
                 for k, p in params.items():

@@ -21,7 +21,7 @@ from tallrec_pl.data.batching import (
     ResumableLoader,
     ShuffleSampler,
 )
-from tallrec_pl.data.encode import encode_samples
+from tallrec_pl.data.encode import encode_samples, item_token_of
 from tallrec_pl.data.prompts import Sample
 from tallrec_pl.errors import TallrecError
 from tallrec_pl.lightning_internals import batches_done
@@ -51,6 +51,7 @@ class PromptDataModule(L.LightningDataModule):
         seed: int = 0,
         cache_dir: str | None = "data/cache",
         trust_remote_code: bool = False,
+        item_embeddings: str | None = None,
     ) -> None:
         """
         Args:
@@ -68,6 +69,8 @@ class PromptDataModule(L.LightningDataModule):
             seed: seed of the few-shot sample and of the training order.
             cache_dir: folder for tokenised splits (``datasets`` format); null disables the cache.
             trust_remote_code: let the tokenizer run its own code (linked to model.trust_remote_code by the CLI).
+            item_embeddings: the item embeddings file of collaborative item tokens (linked to
+                model.item_embeddings by the CLI): items it holds get an item token after their text.
         """
         super().__init__()
         if max_length < 8:
@@ -92,6 +95,13 @@ class PromptDataModule(L.LightningDataModule):
         self.seed, self.cache_dir, self.trust_remote_code = seed, cache_dir, trust_remote_code
         self.tokenizer = None
         self.encoded: dict[str, list[dict]] = {}
+        self.item_embeddings = item_embeddings
+        self.item_rows: dict[str, int] | None = None  # item id -> embedding row; None: no item tokens
+        if item_embeddings is not None:
+            from tallrec_pl.model.collab import load_item_ids
+
+            self.item_rows = {item: k for k, item in enumerate(load_item_ids(item_embeddings))}
+        self.item_token = ""  # the placeholder token, chosen from the tokenizer by connect
 
     # --- what subclasses provide ---------------------------------------------------------
 
@@ -109,15 +119,18 @@ class PromptDataModule(L.LightningDataModule):
 
     def connect(self, tokenizer) -> None:
         """Encode with ``tokenizer``, the one the model resolved (the CLI calls this, as LitGPT's
-        data modules are connected), instead of loading it again from ``data.tokenizer``."""
+        data modules are connected), instead of loading it again from ``data.tokenizer``. With item
+        embeddings, the item tokens' placeholder is chosen here, once."""
         self.tokenizer = tokenizer
+        if self.item_rows is not None:
+            self.item_token = item_token_of(tokenizer)
 
     def load_tokenizer(self):
         """The tokenizer: the connected one, else loaded from ``data.tokenizer`` (scripts, tests)."""
         if self.tokenizer is None:
             from tallrec_pl.model.backbone import load_tokenizer
 
-            self.tokenizer = load_tokenizer(self.tokenizer_name, self.trust_remote_code)
+            self.connect(load_tokenizer(self.tokenizer_name, self.trust_remote_code))
         return self.tokenizer
 
     def _cache_key(self, split_name: str, samples: list[Sample]) -> str:
@@ -132,11 +145,13 @@ class PromptDataModule(L.LightningDataModule):
                     len(tok),
                     self.max_length,
                     self.train_on_inputs,
+                    *([self.item_token] if self.item_token else []),  # text-only keys stay as they were
                 ]
             ).encode()
         )
         for s in samples:
-            h.update(json.dumps([s.prompt(), s.output, *record.from_sample(s).values()]).encode())
+            rows = [s.item_rows()] if self.item_token else []
+            h.update(json.dumps([s.prompt(self.item_token), s.output, *record.from_sample(s).values(), *rows]).encode())
         return f"{split_name}-{h.hexdigest()[:20]}"
 
     def _encode(self, split_name: str, samples: list[Sample]) -> list[dict]:
@@ -155,6 +170,7 @@ class PromptDataModule(L.LightningDataModule):
             self.train_on_inputs,
             source=f"{self.describe()} {split_name}",
             skip_unfit=self.skip_unfit,
+            item_token=self.item_token,
         )
         if len(records) < len(samples):
             rank_zero_info(
@@ -182,6 +198,14 @@ class PromptDataModule(L.LightningDataModule):
             self.encoded[name] = self._encode(name, samples.get(name, []))
         sizes = ", ".join(f"{n} {len(self.encoded[n])}" for n in SPLITS)
         rank_zero_info(f"{self.describe()}: {sizes} samples")
+        if self.item_token:
+            tokens = sum(len(r["item_rows"]) for n in SPLITS for r in self.encoded[n])
+            rank_zero_info(f"{self.describe()}: {tokens} item tokens {self.item_token!r} from {self.item_embeddings}")
+            if not tokens:
+                rank_zero_warn(
+                    f"{self.describe()}: no item of the data has a row in {self.item_embeddings}, so every prompt is "
+                    "text only; make the file from this data (python -m tallrec_pl item-embeddings)"
+                )
         for name in ("train", "valid") if self.yes_no else ():
             labels = {r["label"] for r in self.encoded[name]}
             if len(labels) == 1 and labels <= {0, 1}:  # Yes / No samples of one class only

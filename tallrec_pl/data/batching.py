@@ -18,6 +18,9 @@ class Collator:
 
     The pad id is only a filler under a zero attention mask and IGNORE labels, so it never
     decides what is masked (on SmolLM2 the pad token *is* EOS).
+
+    Records with collaborative item tokens (``item_positions``, ``item_rows``) also give
+    ``item_rows``: int64 [batch, seq], the embedding row at each item token and -1 elsewhere.
     """
 
     def __init__(self, pad_id: int) -> None:
@@ -33,13 +36,19 @@ class Collator:
             ids[i, :k] = torch.tensor(r["input_ids"])
             labels[i, :k] = torch.tensor(r["labels"])
             mask[i, :k] = 1
-        return {
+        batch = {
             "input_ids": ids,
             "attention_mask": mask,
             "labels": labels,
             "prompt_len": torch.tensor([r["prompt_len"] for r in records]),
             **record.collate(records),
         }
+        if "item_rows" in records[0]:
+            rows = torch.full((n, width), -1, dtype=torch.long)
+            for i, r in enumerate(records):
+                rows[i, r["item_positions"]] = torch.tensor(r["item_rows"], dtype=torch.long)
+            batch["item_rows"] = rows
+        return batch
 
 
 class LengthSortedSampler(Sampler[int]):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from tallrec_pl.data.windows import Window
@@ -47,6 +48,10 @@ class Sample:
     ``history`` is (text, liked) oldest first; ``time_ordered`` is False for samples parsed
     from JSON, where only the order within the liked and within the disliked list is known.
     Instruction samples have ``history`` None and carry their input text whole.
+
+    Collaborative item tokens (``tallrec_pl/model/collab.py``): ``history_rows`` holds each
+    history item's row in the item embeddings and ``target_row`` the target's (-1: none, a cold
+    item); given an ``item_token``, the prompt has it right after the text of each item with a row.
     """
 
     instruction: str
@@ -59,24 +64,51 @@ class Sample:
     meta: dict = field(default_factory=dict)
     profile: str = ""  # a "User Profile:" line (cold start), empty for none
     input_template: str | None = None  # implicit feedback: {history}, {domain}, {target}; None: TALLRec's two lists
+    history_rows: list[int] | None = None  # item embedding row per history entry, -1 for none; None: no item tokens
+    target_row: int = -1
 
-    def render_input(self) -> str:
+    def _rows(self) -> list[int]:
+        return self.history_rows if self.history_rows is not None else [-1] * len(self.history)
+
+    def render_input(self, item_token: str = "") -> str:
+        """The input text; with ``item_token``, that token follows each item that has an embedding row."""
         if self.history is None:
             return self.input
+
+        def mark(row: int) -> str:
+            return f" {item_token}" if item_token and row >= 0 else ""
+
+        texts = [(t + mark(r), ok) for (t, ok), r in zip(self.history, self._rows(), strict=True)]
         if self.input_template is not None:
-            history = ", ".join(t for t, _ in self.history)
-            body = self.input_template.format(history=history, domain=self.domain, target=self.target)
+            history = ", ".join(t for t, _ in texts)
+            target = self.target + mark(self.target_row)
+            body = self.input_template.format(history=history, domain=self.domain, target=target)
             return (f"User Profile: {self.profile}\n" if self.profile else "") + body
-        liked = ", ".join(t for t, ok in self.history if ok)
-        disliked = ", ".join(t for t, ok in self.history if not ok)
+        liked = ", ".join(t for t, ok in texts if ok)
+        disliked = ", ".join(t for t, ok in texts if not ok)
         return (
             (f"User Profile: {self.profile}\n" if self.profile else "")
             + f"User Preference: {liked}\nUser Unpreference: {disliked}\n"
-            f'Whether the user will like the target {self.domain} "{self.target}"?'
+            f'Whether the user will like the target {self.domain} "{self.target}"{mark(self.target_row)}?'
         )
 
-    def prompt(self) -> str:
-        text = self.render_input()
+    def item_rows(self) -> list[int]:
+        """The embedding rows of the item tokens ``render_input(item_token)`` places, in text order."""
+        if self.history is None:
+            return []
+        rows = self._rows()
+        if self.input_template is None:
+            order = [r for r, (_, ok) in zip(rows, self.history, strict=True) if ok]
+            order += [r for r, (_, ok) in zip(rows, self.history, strict=True) if not ok]
+            order.append(self.target_row)
+        else:
+            order = []
+            for _, name, _, _ in string.Formatter().parse(self.input_template):
+                order += rows if name == "history" else [self.target_row] if name == "target" else []
+        return [r for r in order if r >= 0]
+
+    def prompt(self, item_token: str = "") -> str:
+        text = self.render_input(item_token)
         if text:
             return ALPACA_WITH_INPUT.format(instruction=self.instruction, input=text)
         return ALPACA_NO_INPUT.format(instruction=self.instruction)
@@ -86,11 +118,14 @@ class Sample:
         if not self.history:
             return False
         if self.time_ordered:
-            self.history.pop(0)
+            k = 0
         else:  # only per-list order is known: shorten the longer list from its start
             n_liked = sum(ok for _, ok in self.history)
             drop_liked = n_liked >= len(self.history) - n_liked
-            self.history.pop(next(i for i, (_, ok) in enumerate(self.history) if ok == drop_liked))
+            k = next(i for i, (_, ok) in enumerate(self.history) if ok == drop_liked)
+        self.history.pop(k)
+        if self.history_rows is not None:  # the rows stay aligned with the history
+            self.history_rows.pop(k)
         return True
 
     def to_json(self) -> dict[str, str]:
@@ -145,9 +180,11 @@ class Wording:
 
 
 def window_sample(window: Window, item_fields: dict, text: ItemText, domain: str, source: str, profile: str = "",
-                  wording: Wording | None = None) -> Sample:
-    """A window as a sample: TALLRec's liked / disliked lists, or with ``wording`` the implicit one."""
+                  wording: Wording | None = None, item_rows: Mapping[str, int] | None = None) -> Sample:
+    """A window as a sample: TALLRec's liked / disliked lists, or with ``wording`` the implicit one.
+    ``item_rows`` (item id -> embedding row) gives its items their rows for item tokens."""
     history = [(text.history_format.format(text.render(i, item_fields, source)), ok) for i, ok in window.history]
+    rows = item_rows if item_rows is not None else {}
     return Sample(
         instruction=(wording.instruction if wording else REC_INSTRUCTION).format(domain=domain),
         output="Yes." if window.label else "No.",
@@ -162,6 +199,8 @@ def window_sample(window: Window, item_fields: dict, text: ItemText, domain: str
         },
         profile=profile,
         input_template=wording.input_template if wording else None,
+        history_rows=[rows.get(i, -1) for i, _ in window.history] if item_rows is not None else None,
+        target_row=rows.get(window.target, -1),
     )
 
 

@@ -170,7 +170,7 @@ class RecDataModule(PromptDataModule):
         """A window as a prompt sample, with the cold-start profile line where it applies."""
         profile = self.profile.render(window.user, len(window.history), log.user_fields, log.source)
         return window_sample(window, log.item_fields, self.item_text, self.domain, log.source, profile,
-                             self.wording if self.implicit else None)
+                             self.wording if self.implicit else None, self.item_rows)
 
     def resolve_feedback(self, log) -> str:
         """explicit or implicit; ``auto`` picks by the rating column and says so in one line."""
@@ -209,6 +209,28 @@ class RecDataModule(PromptDataModule):
                                                 self.negative_sampling, self.seed + k)
             self._windows_cache = (key, log, windows, kept)
         return self._windows_cache[1], self._windows_cache[2]
+
+    def train_interactions(self) -> list[tuple[str, str]]:
+        """(user, item) pairs of the whole train split (not the few-shot draw): every history item
+        and every target its user rated; the sampled items of No. windows (implicit feedback,
+        rank-tuning) were never touched, so they are left out. Collaborative item embeddings are
+        fit on these (``python -m tallrec_pl item-embeddings``)."""
+        if self.path is not None:
+            require_path(self.path, "data.path", "set data.path to an existing file or folder")
+        fmt = self.format if self.path is None or self.format != "auto" else detect_format(self.path)
+        if fmt == "tallrec-json":
+            raise TallrecError(
+                "item embeddings are fit on an interaction log, and TALLRec JSON has no item ids",
+                "point data.path at a log (ml-100k, recbole, csv, parquet)",
+            )
+        _, windows = self.log_windows(fmt)
+        sampled = self.implicit or self.train_negatives > 0
+        pairs = []
+        for w in windows["train"]:
+            pairs += [(w.user, item) for item, _ in w.history]
+            if w.label or not sampled:
+                pairs.append((w.user, w.target))
+        return pairs
 
     def interacted(self) -> dict[str, set[str]]:
         """Every item each kept window's user interacted with (after ``log_windows``)."""

@@ -120,8 +120,13 @@ def read_adapter(path: str) -> tuple[dict[str, torch.Tensor], dict]:
         "target_modules": sorted(lora.get("target_modules") or []),
         "backbone": hp.get("backbone"),
     }
-    # Lightning keys are "model.<peft name>"; PEFT files drop the adapter name "default".
-    state = {k.removeprefix("model.").replace(".default.", "."): v for k, v in ckpt.get("state_dict", {}).items()}
+    # Lightning keys are "model.<peft name>"; PEFT files drop the adapter name "default". Other keys
+    # (item_tokens.*, the projector of collaborative item tokens) are read by collab.read_item_tokens.
+    state = {
+        k.removeprefix("model.").replace(".default.", "."): v
+        for k, v in ckpt.get("state_dict", {}).items()
+        if k.startswith("model.")
+    }
     return state, info
 
 
@@ -168,12 +173,17 @@ def match_state(
     return {wanted[k]: v for k, v in state.items()}
 
 
-def export_adapter(peft_model, folder: str, backbone: str) -> None:
-    """Write ``folder`` in PEFT format (loads with ``PeftModel.from_pretrained``), atomically."""
+def export_adapter(peft_model, folder: str, backbone: str, item_tokens=None) -> None:
+    """Write ``folder`` in PEFT format (loads with ``PeftModel.from_pretrained``), atomically;
+    with ``item_tokens`` (``collab.ItemTokens``) its projector and vectors go beside the adapter."""
     tmp = f"{folder}.tmp{os.getpid()}"
     peft_model.save_pretrained(tmp, safe_serialization=True)
     with open(os.path.join(tmp, PROVENANCE), "w") as fh:
         json.dump({"backbone": backbone}, fh)
+    if item_tokens is not None:
+        from tallrec_pl.model.collab import ITEM_TOKENS_FILE
+
+        item_tokens.save(os.path.join(tmp, ITEM_TOKENS_FILE))
     if os.path.exists(folder):
         import shutil
 

@@ -17,6 +17,7 @@ from tallrec_pl.data.encode import IGNORE, answer_token_ids
 from tallrec_pl.errors import TallrecError
 from tallrec_pl.model import backbone as bb
 from tallrec_pl.model import lean
+from tallrec_pl.model.collab import CHECKPOINT_KEY, ITEM_TOKENS_FILE, ItemTokens, check_item_tokens, read_item_tokens
 from tallrec_pl.model.dropout import seed_step, use_fast_dropout
 from tallrec_pl.model.lora import (
     LoraOptions,
@@ -53,6 +54,7 @@ class TALLRecModule(L.LightningModule):
         share_prefix: bool = True,
         merge_for_eval: bool = True,
         lean_activations: bool = True,
+        item_embeddings: str | None = None,
     ) -> None:
         """
         Args:
@@ -80,6 +82,9 @@ class TALLRecModule(L.LightningModule):
             lean_activations: keep less for backward in LLaMA-family backbones (SDPA on the
                 key/value heads, SwiGLU and RMSNorm that recompute their cheap parts; same
                 outputs): tallrec_pl/model/lean.py.
+            item_embeddings: collaborative item tokens (CoLLM / LLaRA), off when null: a file of item
+                vectors (``python -m tallrec_pl item-embeddings``); a trained projector maps them into
+                the backbone's embedding space, one soft token after each item's text that has one.
         """
         super().__init__()
         if schedule not in ("linear", "cosine", "constant"):
@@ -101,6 +106,7 @@ class TALLRecModule(L.LightningModule):
         self.hparams["lora"] = asdict(lora)
         self.lora = lora
         self.model = None
+        self.item_tokens: ItemTokens | None = None  # the projector of collaborative item tokens (model.item_embeddings)
         self.yes_id = self.no_id = None
         self._tokenizer = None
         self.strict_loading = False  # checkpoints hold the adapter only, not the frozen backbone
@@ -139,6 +145,17 @@ class TALLRecModule(L.LightningModule):
             self.load_adapter(hp.init_adapter)
         n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         rank_zero_info(f"tallrec_pl: backbone {hp.backbone}, {n_train:,} trainable LoRA parameters")
+        if hp.item_embeddings:  # after the adapter, so LoRA starts from the same draw with or without it
+            self.item_tokens = ItemTokens.from_file(hp.item_embeddings, base.config.hidden_size).to(device)
+            table = self.model.get_input_embeddings().weight
+            self.item_tokens.match_scale(float(table.detach().float().pow(2).mean().sqrt()))
+            n_proj = sum(p.numel() for p in self.item_tokens.parameters())
+            rank_zero_info(
+                f"tallrec_pl: item tokens for {len(self.item_tokens.items):,} items from {hp.item_embeddings}, "
+                f"{n_proj:,} trainable projector parameters"
+            )
+        if hp.init_adapter:
+            self._init_item_tokens(hp.init_adapter)
 
     @property
     def tokenizer(self):
@@ -154,6 +171,27 @@ class TALLRecModule(L.LightningModule):
         staged = get_peft_model(base, self.lora.peft_config())
         copy_lora(self.hparams.init_adapter, state, staged)
         return staged.merge_and_unload()
+
+    def _init_item_tokens(self, path: str) -> None:
+        """The projector ``init_adapter`` was trained with, if any (an adapter without one, such as a
+        stage-1 adapter, leaves a fresh projector)."""
+        state, trained_on = read_item_tokens(path)
+        if state is None:
+            return
+        if self.item_tokens is None:
+            raise TallrecError(
+                f"adapter {path} was trained with collaborative item tokens, but model.item_embeddings is unset",
+                f"set model.item_embeddings to the embeddings file of that run (an exported adapter folder holds "
+                f"one: {ITEM_TOKENS_FILE})",
+            )
+        if trained_on != self.item_tokens.fingerprint:
+            raise TallrecError(
+                f"adapter {path} was trained with other item embeddings than model.item_embeddings "
+                f"{self.hparams.item_embeddings}",
+                "set model.item_embeddings to the file of that run",
+            )
+        self.item_tokens.load_projector(state, path)
+        rank_zero_info(f"tallrec_pl: item-token projector from {path}")
 
     def load_adapter(self, path: str) -> None:
         """Copy a stage-1 adapter's LoRA weights into this model (checked first)."""
@@ -193,17 +231,36 @@ class TALLRecModule(L.LightningModule):
     # --- forward -------------------------------------------------------------------------
 
     def hidden_states(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, prompt_len: torch.Tensor | None = None
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        prompt_len: torch.Tensor | None = None,
+        item_rows: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Last hidden states [batch, seq, hidden]; the LM head is applied later, where needed."""
+        """Last hidden states [batch, seq, hidden]; the LM head is applied later, where needed.
+        ``item_rows`` (collaborative item tokens): the embedding row at each item token, -1 elsewhere."""
         decoder = self.model.get_base_model().get_decoder()
+        embeds = self.item_embeds(input_ids, item_rows) if item_rows is not None else None
         reuse = self.hparams.share_prefix and prompt_len is not None and not self.hparams.gradient_checkpointing
-        return decode(decoder, input_ids, attention_mask, reused_prefix_len(input_ids, prompt_len) if reuse else 0)
+        prefix = reused_prefix_len(input_ids, prompt_len, item_rows) if reuse else 0
+        return decode(decoder, input_ids, attention_mask, prefix, embeds)
+
+    def item_embeds(self, input_ids: torch.Tensor, item_rows: torch.Tensor) -> torch.Tensor:
+        """The token embeddings of ``input_ids`` with each item token's replaced by its projected item vector."""
+        if self.item_tokens is None:
+            raise TallrecError(
+                "the data has collaborative item tokens but model.item_embeddings is unset",
+                "set model.item_embeddings (the CLI links it to the data section)",
+            )
+        embeds = self.model.get_input_embeddings()(input_ids)
+        at = item_rows >= 0
+        soft = self.item_tokens(item_rows[at]).to(embeds.dtype)
+        return embeds.masked_scatter(at.unsqueeze(-1), soft)  # row-major order, as item_rows[at]
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss over answer tokens, p(Yes) at each sample's answer position)."""
         head = self.model.get_base_model().get_output_embeddings()
-        h = self.hidden_states(batch["input_ids"], batch["attention_mask"], batch["prompt_len"])
+        h = self.hidden_states(batch["input_ids"], batch["attention_mask"], batch["prompt_len"], batch.get("item_rows"))
         targets = batch["labels"][:, 1:]
         keep = targets != IGNORE
         logits = head(h[:, :-1][keep]).float()  # [answer tokens, vocab]: never [batch, seq, vocab]
@@ -266,7 +323,7 @@ class TALLRecModule(L.LightningModule):
     @override
     def configure_optimizers(self):
         hp = self.hparams
-        params = [p for p in self.model.parameters() if p.requires_grad]
+        params = [p for p in self.parameters() if p.requires_grad]  # LoRA, and the item-token projector if on
         opt = torch.optim.AdamW(params, lr=hp.lr, weight_decay=hp.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))
 
@@ -281,19 +338,23 @@ class TALLRecModule(L.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    # --- checkpoints: the adapter, never the frozen backbone ------------------------------
+    # --- checkpoints: the adapter (and item-token projector), never the frozen backbone --------
 
     @override
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        keep = {f"model.{n}" for n in trainable_state(self.model)}
+        keep = set(trainable_state(self))  # model.<LoRA> and item_tokens.proj.*
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
+        if self.item_tokens is not None:  # which vectors the projector was trained on
+            tokens = self.item_tokens
+            checkpoint[CHECKPOINT_KEY] = {"fingerprint": tokens.fingerprint, "items": len(tokens.items)}
 
     @override
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         if self.model is None:
             return
-        ours = {f"model.{n}": p for n, p in self.model.named_parameters() if p.requires_grad}
         theirs = checkpoint.get("state_dict", {})
+        check_item_tokens(checkpoint, self.item_tokens, self.hparams.item_embeddings)
+        ours = trainable_state(self)
         bad = set(ours) != set(theirs) or any(tuple(theirs[k].shape) != tuple(p.shape) for k, p in ours.items())
         if bad:
             hp = checkpoint.get("hyper_parameters", {})
