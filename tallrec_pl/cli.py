@@ -1,4 +1,5 @@
-"""The command line: a LightningCLI for fit / validate / test / predict, plus ``prompts`` and ``serve``.
+"""The command line: a LightningCLI for fit / validate / test / predict, plus ``prompts``, ``item-embeddings``
+and ``serve``.
 
 User errors (``TallrecError``) end as one line on stderr and exit status 2.
 """
@@ -36,6 +37,7 @@ class TallrecCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments("model.backbone", "data.init_args.tokenizer")
         parser.link_arguments("model.trust_remote_code", "data.init_args.trust_remote_code")
+        parser.link_arguments("model.item_embeddings", "data.init_args.item_embeddings")
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
         parser.set_defaults({
             "checkpoint.dirpath": "checkpoints/run",
@@ -121,18 +123,13 @@ def resolve_ckpt_path(ckpt: str, dirpath: str | None) -> str:
     raise TallrecError(f"{dirpath} records no best checkpoint", "use --ckpt_path last or a file path")
 
 
-def prompts_command(args: list[str]) -> None:
-    """``prompts --split S --output F`` with the same ``--config`` files and ``--data.*`` options as
-    fit / test: one split as TALLRec JSON."""
+def data_parser(command: str, description: str):
+    """A parser of ``--config`` files (their data sections) and ``--data.*`` options, as fit reads them."""
     from jsonargparse import ArgumentParser
 
     from tallrec_pl.data.datamodule import RecDataModule
 
-    parser = ArgumentParser(
-        prog="python -m tallrec_pl prompts",
-        exit_on_error=False,
-        description="Write one split as TALLRec JSON (instruction, input, output).",
-    )
+    parser = ArgumentParser(prog=f"python -m tallrec_pl {command}", exit_on_error=False, description=description)
     parser.add_argument(
         "--config",
         action="append",
@@ -141,6 +138,13 @@ def prompts_command(args: list[str]) -> None:
     )
     parser.add_subclass_arguments(PromptDataModule, "data", required=True)
     parser.set_defaults({"data": {"class_path": f"{RecDataModule.__module__}.{RecDataModule.__name__}"}})
+    return parser
+
+
+def prompts_command(args: list[str]) -> None:
+    """``prompts --split S --output F`` with the same ``--config`` files and ``--data.*`` options as
+    fit / test: one split as TALLRec JSON."""
+    parser = data_parser("prompts", "Write one split as TALLRec JSON (instruction, input, output).")
     parser.add_argument("--split", required=True, choices=SPLITS)
     parser.add_argument("--output", required=True, help="the JSON file to write")
     parser.add_argument(
@@ -158,6 +162,37 @@ def prompts_command(args: list[str]) -> None:
         json.dump([s.to_json() for s in samples], fh, indent=4)
     os.replace(tmp, out)
     print(f"tallrec_pl: {len(samples)} {opts.split} samples written to {out}")
+
+
+def item_embeddings_command(args: list[str]) -> None:
+    """``item-embeddings --output F`` with the ``--config`` files and ``--data.*`` options of fit: ALS
+    item vectors from the whole train split of the log, for ``--model.item_embeddings F``."""
+    from tallrec_pl.data.datamodule import RecDataModule
+    from tallrec_pl.model.collab import fit_item_embeddings, save_item_embeddings
+
+    parser = data_parser(
+        "item-embeddings",
+        "Fit collaborative item embeddings (ALS, implicit) on the train split of the configured log "
+        "(its whole train split, not the few-shot draw), for --model.item_embeddings.",
+    )
+    parser.add_argument("--output", required=True, help="the .safetensors file to write")
+    parser.add_argument("--factors", type=int, default=64, help="dimensions of an item vector")
+    parser.add_argument("--iterations", type=int, default=15, help="ALS sweeps")
+    parser.add_argument("--regularization", type=float, default=0.01, help="ALS L2 regularization")
+    opts = parser.parse_args(data_sections(args))
+    dm = parser.instantiate_classes(opts).data
+    if not isinstance(dm, RecDataModule):
+        raise TallrecError(
+            f"item embeddings are fit on an interaction log, not on {type(dm).__name__} data",
+            "use a rec data section (configs/rec.yaml or configs/rank.yaml)",
+        )
+    pairs = dm.train_interactions()
+    items, vectors = fit_item_embeddings(pairs, opts.factors, dm.seed, opts.iterations, opts.regularization)
+    save_item_embeddings(opts.output, items, vectors)
+    print(
+        f"tallrec_pl: {len(items)} item vectors ({opts.factors} dims, ALS on {len(pairs)} train interactions) "
+        f"written to {opts.output}; fit with --model.item_embeddings {opts.output}"
+    )
 
 
 def data_sections(args: list[str]) -> list[str]:
@@ -198,6 +233,9 @@ def main(args: list[str] | None = None) -> None:
     try:
         if argv and argv[0] == "prompts":
             prompts_command(argv[1:])
+            return
+        if argv and argv[0] == "item-embeddings":
+            item_embeddings_command(argv[1:])
             return
         check_cli()
         if not any(a in ("-h", "--help", "--print_config") or a.startswith("--print_config=") for a in argv):

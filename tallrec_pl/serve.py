@@ -259,6 +259,8 @@ def prompt_builder(dm, opts: ServeOptions) -> PromptBuilder:
         source=dm.describe(),
         max_candidates=opts.max_candidates,
         max_history=opts.max_history,
+        item_rows=dm.item_rows,  # collaborative item tokens (model.item_embeddings), as predict encodes them
+        item_token=dm.item_token,
     )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tallrec_pl.data.encode import encode_samples
@@ -96,6 +97,9 @@ class PromptBuilder:
 
     ``item_fields`` is the configured log's item table (id -> fields), empty when the data
     section is TALLRec JSON; ids are rendered with ``item_text`` as the data module renders them.
+    With collaborative item tokens (``item_rows``: item id -> embedding row, and ``item_token``,
+    both the data module's), an item sent by id that has a row gets its item token as in predict;
+    titles and ids without a row are text only (cold).
     """
 
     tokenizer: object
@@ -107,6 +111,8 @@ class PromptBuilder:
     source: str
     max_candidates: int
     max_history: int
+    item_rows: Mapping[str, int] | None = None
+    item_token: str = ""
 
     def build(self, body: object) -> list[dict]:
         """The encoded rows of one request body (already parsed JSON); ``BadRequest`` if it is not one."""
@@ -121,10 +127,13 @@ class PromptBuilder:
                 422, "missing field: send 'candidates' (and 'history'), or a ready prompt 'instruction' (and 'input')"
             )
         try:
-            rows = encode_samples(samples, self.tokenizer, self.max_length, source="request")
+            rows = encode_samples(
+                samples, self.tokenizer, self.max_length, source="request", item_token=self.item_token
+            )
         except TallrecError as err:  # a prompt that does not fit data.max_length even without history
             raise BadRequest(422, err.what) from None
-        return [{k: r[k] for k in ("input_ids", "labels", "prompt_len", "label", "hist_len")} for r in rows]
+        keys = ("input_ids", "labels", "prompt_len", "label", "hist_len", "item_positions", "item_rows")
+        return [{k: r[k] for k in keys if k in r} for r in rows]
 
     def _ready_prompt(self, body: dict) -> Sample:
         _only(body, ("instruction", "input"))
@@ -153,7 +162,7 @@ class PromptBuilder:
             raise BadRequest(422, f"'history' must be a list, not {_kind(history)}")
         if len(history) > self.max_history:
             raise BadRequest(422, f"'history' has {len(history)} items, more than serve.max_history={self.max_history}")
-        past = []
+        past, past_rows = [], []
         for k, entry in enumerate(history):
             where = f"history[{k}]"
             if not isinstance(entry, dict) or "item" not in entry or "liked" not in entry:
@@ -161,10 +170,10 @@ class PromptBuilder:
             _only(entry, ("item", "liked"), where)
             if not isinstance(entry["liked"], bool):
                 raise BadRequest(422, f"{where}.liked must be true or false, not {_kind(entry['liked'])}")
-            past.append(
-                (self.item_text.history_format.format(self._text(entry["item"], f"{where}.item")), entry["liked"])
-            )
-        targets = [self._text(c, f"candidates[{k}]") for k, c in enumerate(candidates)]
+            text, row = self._item(entry["item"], f"{where}.item")
+            past.append((self.item_text.history_format.format(text), entry["liked"]))
+            past_rows.append(row)
+        targets = [self._item(c, f"candidates[{k}]") for k, c in enumerate(candidates)]
         profile = body.get("profile")
         if profile is not None and not (
             isinstance(profile, dict) and all(isinstance(v, (str, int, float)) for v in profile.values())
@@ -189,12 +198,15 @@ class PromptBuilder:
                 domain=self.domain,
                 profile=line,
                 meta={"hist_len": len(past)},
+                history_rows=list(past_rows) if self.item_rows is not None else None,
+                target_row=row,
             )
-            for t in targets
+            for t, row in targets
         ]
 
-    def _text(self, item: object, where: str) -> str:
-        """An item's text: ids (a JSON integer, or {"id": "..."}) from the item table, titles as given."""
+    def _item(self, item: object, where: str) -> tuple[str, int]:
+        """An item's text and embedding row (-1: none): ids (a JSON integer, or {"id": "..."}) from the
+        item table, titles as given (text only)."""
         if isinstance(item, dict) and set(item) == {"id"}:
             item = item["id"]
         elif isinstance(item, str):
@@ -202,7 +214,7 @@ class PromptBuilder:
                 raise BadRequest(422, f"{where} is an empty title")
             if len(item) > MAX_TEXT:
                 raise BadRequest(422, f"{where} has {len(item)} characters, more than {MAX_TEXT}")
-            return item
+            return item, -1
         if isinstance(item, bool) or not isinstance(item, (int, str)):
             raise BadRequest(
                 422, f'{where} must be a title (string) or an item id (integer or {{"id": ...}}), not {_kind(item)}'
@@ -216,7 +228,8 @@ class PromptBuilder:
             )
         if key not in self.item_fields:
             raise BadRequest(422, f"{where}: unknown item id {key} (not in the item table of {self.source})")
-        return self.item_text.render(key, self.item_fields, self.source)
+        row = self.item_rows.get(key, -1) if self.item_rows is not None else -1
+        return self.item_text.render(key, self.item_fields, self.source), row
 
 
 def _only(body: dict, allowed: tuple[str, ...], where: str = "the body") -> None:
