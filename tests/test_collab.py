@@ -105,7 +105,31 @@ def test_item_embeddings_of_tallrec_json_is_one_line(rec_json, tmp_path, capsys)
     assert not (tmp_path / "e.safetensors").exists()
 
 
+def test_item_embeddings_help(capsys):
+    with pytest.raises(SystemExit):
+        main(["item-embeddings", "--help"])
+    text = capsys.readouterr().out
+    assert "--factors" in text and "dimensions of an item vector" in text and "--data.help" in text
+
+
 # --- prompts and encoding -------------------------------------------------------------------
+
+
+def test_cache_key_changes_with_item_tokens_and_the_cache_keeps_them(tiny_backbone, log, tmp_path):
+    ml, path = log
+    cache = str(tmp_path / "cache")
+    on = data(RecDataModule, ml, tiny_backbone, path)
+    on.cache_dir = cache
+    on.setup()
+    again = data(RecDataModule, ml, tiny_backbone, path)
+    again.cache_dir = cache
+    again.setup()  # read back from the cache
+    assert again.encoded == on.encoded and any(r["item_rows"] for r in again.encoded["test"])
+    off = data(RecDataModule, ml, tiny_backbone, None)
+    off.cache_dir = cache
+    off.setup()
+    assert "item_rows" not in off.encoded["test"][0]
+    assert len(list((tmp_path / "cache").iterdir())) == 6  # three splits, twice
 
 
 def test_item_token_follows_each_item_with_a_row_and_drop_oldest_keeps_rows_aligned():
