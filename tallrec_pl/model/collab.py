@@ -29,14 +29,15 @@ MAKE = "make it with `python -m tallrec_pl item-embeddings --config CONFIG --out
 def fit_item_embeddings(
     pairs: list[tuple[str, str]], factors: int = 64, seed: int = 0, iterations: int = 15, regularization: float = 0.01
 ) -> tuple[list[str], torch.Tensor]:
-    """ALS (``implicit``) on the binary user x item matrix of (user, item) ``pairs`` (the train
-    split's: ``RecDataModule.train_interactions``): (item ids in first-seen
-    order, float32 vectors [items, factors]). Seeded; the same pairs give the same vectors."""
+    """ALS (``implicit``) on the binary user x item matrix of the train split's (user, item)
+    ``pairs`` (``RecDataModule.train_interactions``): item ids in first-seen order and their
+    float32 vectors [items, factors]. Seeded: the same pairs give the same vectors."""
     import numpy as np
     from scipy.sparse import csr_matrix
 
     try:
         from implicit.als import AlternatingLeastSquares
+        from threadpoolctl import threadpool_limits  # a dependency of implicit
     except ImportError:
         raise TallrecError(
             "item-embeddings needs the package implicit, which is not installed",
@@ -55,13 +56,8 @@ def fit_item_embeddings(
     model = AlternatingLeastSquares(
         factors=factors, regularization=regularization, iterations=iterations, random_state=seed, use_gpu=False
     )
-    try:  # implicit warns when BLAS runs threads of its own under its threaded solver
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - a dependency of implicit
+    with threadpool_limits(1, "blas"):  # implicit's solver runs its own threads (and warns otherwise)
         model.fit(matrix, show_progress=False)
-    else:
-        with threadpool_limits(1, "blas"):
-            model.fit(matrix, show_progress=False)
     return items, torch.from_numpy(np.ascontiguousarray(model.item_factors, dtype=np.float32))
 
 
