@@ -43,7 +43,16 @@ VARIANTS = {
     "all-linear": [f"--model.lora.target_modules={ALL_LINEAR}"],  # LoRA on every linear layer
     # early stopping on val/auc: validated twice as often, stopped after 2 checks without a better AUC
     "early-stop": ["--early_stopping.patience=2", "--early_stopping.monitor=val/auc"],
+    # collaborative item tokens: ALS vectors of CONFIG's whole train split (made once, see item_embeddings)
+    "collab": [f"--model.item_embeddings={RUNS / 'als64-rec.safetensors'}"],
 }
+
+
+def item_embeddings() -> None:
+    """The collab variant's item vectors: `item-embeddings` on CONFIG's whole train split (ALS, 64 factors)."""
+    out = RUNS / "als64-rec.safetensors"
+    if not out.exists():
+        cli("item-embeddings", "--config", CONFIG, f"--output={out}", log=RUNS / "als64-rec.log")
 EARLY_STOP_VALIDATE = {16: ["--trainer.check_val_every_n_epoch=2"], 64: ["--trainer.check_val_every_n_epoch=1"],
                        256: ["--trainer.check_val_every_n_epoch=1"]}
 
@@ -192,6 +201,8 @@ def main() -> None:
     if opts.variant:
         if not opts.only or opts.only < 1:
             raise SystemExit("--variant needs --only with a shot size (16, 64 or 256)")
+        if opts.variant == "collab":
+            item_embeddings()
         for seed in opts.seeds:
             r = run(run_name(opts.only, seed, variant=opts.variant), opts.only, seed, variant=opts.variant)
             print(f"{r['name']}: test AUC {r['test_auc']:.4f}", flush=True)
