@@ -182,9 +182,18 @@ def test_item_tokens_equal_rows_after_truncation(tiny_backbone, log):
         assert len(r["input_ids"]) <= dm.max_length
         assert r["input_ids"].count(token_id) == len(r["item_rows"]) == len(r["item_positions"])
         assert all(r["input_ids"][p] == token_id for p in r["item_positions"])
-    for r in dm.encoded["train"]:  # every train item has a row: the history and the target, unless dropped
-        assert len(r["item_rows"]) <= r["hist_len"] + 1
-        truncated += len(r["item_rows"]) < r["hist_len"] + 1
+    samples = dm.build_samples()["train"]
+    for r, sample in zip(dm.encoded["train"], samples, strict=True):
+        # every train item has a row: the newest history items that survived truncation (liked ones first, as
+        # the prompt lists them), then the target
+        kept = len(r["item_rows"]) - 1
+        assert 0 <= kept <= r["hist_len"]
+        truncated += kept < r["hist_len"]
+        liked = [ok for _, ok in sample.history]
+        history = list(zip(sample.meta["history"], liked, strict=True))[r["hist_len"] - kept :]
+        rows = dm.item_rows
+        expected = [rows[i] for i, ok in history if ok] + [rows[i] for i, ok in history if not ok]
+        assert r["item_rows"] == [*expected, rows[sample.meta["item"]]]
     assert truncated > 0
     batch = Collator(dm.tokenizer.pad_token_id)(dm.encoded["train"][:4])
     at = batch["item_rows"] >= 0
@@ -384,3 +393,33 @@ def test_served_rows_score_as_predict(tiny_backbone, log):
     title_row, id_row = builder.build({"history": [{"item": {"id": first}, "liked": True}],
                                        "candidates": ["Some Title (2000)", {"id": first}]})
     assert title_row["item_rows"] == [dm.item_rows[first]] and id_row["item_rows"] == [dm.item_rows[first]] * 2
+
+
+def test_train_on_inputs_never_teaches_the_placeholder(tiny_backbone, log):
+    ml, path = log
+    dm = data(RecDataModule, ml, tiny_backbone, path, train_on_inputs=True)
+    dm.setup()
+    r = dm.encoded["train"][0]
+    assert r["item_positions"] and all(r["labels"][p] == -100 for p in r["item_positions"])
+    others = [p for p in range(r["prompt_len"]) if p not in r["item_positions"]]
+    assert all(r["labels"][p] == r["input_ids"][p] for p in others)  # the rest of the prompt is still a label
+
+
+def test_projector_stays_float32_under_a_bfloat16_default_and_saves_the_original_vectors(log, tmp_path):
+    from tallrec_pl.model.collab import ItemTokens
+
+    _, path = log
+    items, vectors, _ = load_item_embeddings(path)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(torch.bfloat16)  # as Lightning builds the model under bf16-true
+    try:
+        tokens = ItemTokens(items, vectors, hidden=16)
+    finally:
+        torch.set_default_dtype(default)
+    assert {p.dtype for p in tokens.parameters()} == {torch.float32}
+    tokens.match_scale(1.0)
+    tokens.to(torch.bfloat16)  # what Lightning's precision plugin does to the module afterwards
+    assert tokens(torch.tensor([0, 1])).shape == (2, 16)
+    tokens.save(str(tmp_path / "out.safetensors"))
+    saved_items, saved, _ = load_item_embeddings(str(tmp_path / "out.safetensors"))
+    assert saved_items == items and torch.equal(saved, vectors)  # not the bfloat16-rounded copy

@@ -103,3 +103,25 @@ def test_rank_tuning_with_more_negatives_than_unrated_items_names_the_option(ml1
     # each user of write_ml100k rated 16 of the 20 items
     with pytest.raises(TallrecError, match=r"all but 4 of the 20 items, fewer than data.train_negatives=5"):
         rank_tuned(ml100k, train_negatives=5).build_samples()
+
+
+def test_rank_tuning_needs_log_splits_and_keeps_valid_groups_whole(ml100k, tmp_path):
+    rows = [{"instruction": "i", "input": "x", "output": "Yes."}] * 4
+    (tmp_path / "train.json").write_text(json.dumps(rows))
+    with pytest.raises(TallrecError, match="data.train_negatives draws items the user never rated"):
+        rank_tuned(ml100k, train_negatives=1, train_path=str(tmp_path / "train.json")).build_samples()
+    dm = rank_tuned(ml100k, train_negatives=2, val_limit=7, cache_dir=None, tokenizer="embedded")
+    assert dm.valid_group() == 3
+    whole = dm.build_samples()["valid"]
+    groups = [whole[i : i + 3] for i in range(0, len(whole), 3)]
+    dm.load_tokenizer = lambda: None  # no tokenizer needed to check the valid slice
+    dm._encode = lambda name, samples: [{"label": int(x.output == "Yes."), "sample": x} for x in samples]
+    dm.setup()
+    kept = [r["sample"] for r in dm.encoded["valid"]]
+    assert len(kept) == 6 and [s.output for s in kept] == ["Yes.", "No.", "No."] * 2
+    assert [kept[:3], kept[3:]] == [groups[0], groups[len(groups) // 2]]
+
+
+def test_rank_tuning_shots_larger_than_the_liked_windows_say_so(ml100k):
+    with pytest.raises(TallrecError, match=r"data.shots=999 is larger than the train split \(\d+ liked windows\)"):
+        rank_tuned(ml100k, train_negatives=1, shots=999).build_samples()

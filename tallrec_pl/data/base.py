@@ -115,6 +115,10 @@ class PromptDataModule(L.LightningDataModule):
     def describe(self) -> str:
         return type(self).__name__
 
+    def valid_group(self) -> int:
+        """How many consecutive valid samples belong together (``val_limit`` keeps or drops them whole)."""
+        return 1
+
     # --- tokenisation --------------------------------------------------------------------
 
     def connect(self, tokenizer) -> None:
@@ -193,7 +197,9 @@ class PromptDataModule(L.LightningDataModule):
         self.load_tokenizer()
         samples = self.build_samples()
         if self.val_limit is not None and len(samples.get("valid", [])) > self.val_limit:
-            samples["valid"] = spread(samples["valid"], self.val_limit)
+            g = self.valid_group()
+            groups = [samples["valid"][i : i + g] for i in range(0, len(samples["valid"]), g)]
+            samples["valid"] = [s for group in spread(groups, max(1, self.val_limit // g)) for s in group]
         for name in SPLITS:
             self.encoded[name] = self._encode(name, samples.get(name, []))
         sizes = ", ".join(f"{n} {len(self.encoded[n])}" for n in SPLITS)

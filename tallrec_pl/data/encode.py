@@ -72,6 +72,8 @@ def encode_samples(samples: list[Sample], tokenizer, max_length: int, train_on_i
             if item_token:
                 out[-1].update(_item_tokens(p, sample, tokenizer.convert_tokens_to_ids(item_token), item_token,
                                             f"{source} sample {start + k}"))
+                for i in out[-1]["item_positions"]:  # train_on_inputs: never teach the model to write the placeholder
+                    out[-1]["labels"][i] = IGNORE
     return out
 
 

@@ -203,18 +203,19 @@ class RecDataModule(PromptDataModule):
                               self.negatives_per_positive, self.negative_sampling, self.seed,
                               count_items=self.train_negatives > 0)
             windows = split(kept.windows, self.split_sizes)
+            plain_train = windows["train"]  # before rank-tuning: what the users rated
             if self.train_negatives:
                 for k, name in enumerate(("train", "valid")):
                     windows[name] = rank_tuning(windows[name], kept, log, self.train_negatives,
                                                 self.negative_sampling, self.seed + k)
-            self._windows_cache = (key, log, windows, kept)
+            self._windows_cache = (key, log, windows, kept, plain_train)
         return self._windows_cache[1], self._windows_cache[2]
 
     def train_interactions(self) -> list[tuple[str, str]]:
         """(user, item) pairs of the whole train split (not the few-shot draw): every history item
-        and every target its user rated; the sampled items of No. windows (implicit feedback,
-        rank-tuning) were never touched, so they are left out. Collaborative item embeddings are
-        fit on these (``python -m tallrec_pl item-embeddings``)."""
+        and every target its user rated (disliked ones too: they are interactions); the sampled items
+        of No. windows (implicit feedback, rank-tuning) were never touched, so they are left out.
+        Collaborative item embeddings are fit on these (``python -m tallrec_pl item-embeddings``)."""
         if self.path is not None:
             require_path(self.path, "data.path", "set data.path to an existing file or folder")
         fmt = self.format if self.path is None or self.format != "auto" else detect_format(self.path)
@@ -223,12 +224,11 @@ class RecDataModule(PromptDataModule):
                 "item embeddings are fit on an interaction log, and TALLRec JSON has no item ids",
                 "point data.path at a log (ml-100k, recbole, csv, parquet)",
             )
-        _, windows = self.log_windows(fmt)
-        sampled = self.implicit or self.train_negatives > 0
+        self.log_windows(fmt)
         pairs = []
-        for w in windows["train"]:
+        for w in self._windows_cache[4]:  # the train split before rank-tuning: the same pairs with or without it
             pairs += [(w.user, item) for item, _ in w.history]
-            if w.label or not sampled:
+            if w.label or not self.implicit:
                 pairs.append((w.user, w.target))
         return pairs
 
@@ -236,7 +236,20 @@ class RecDataModule(PromptDataModule):
         """Every item each kept window's user interacted with (after ``log_windows``)."""
         return self._windows_cache[3].interacted
 
+    def valid_group(self) -> int:
+        """Rank-tuning: a liked valid window and its negatives stay together under data.val_limit."""
+        return 1 + self.train_negatives
+
     def build_samples(self, sampled: bool = True) -> dict[str, list[Sample]]:
+        if self.train_negatives:
+            fmt = self.format if self.path is None or self.format != "auto" else detect_format(self.path)
+            if fmt == "tallrec-json" or self.overrides["train"] or self.overrides["valid"]:
+                raise TallrecError(
+                    "data.train_negatives draws items the user never rated from an interaction log, so the train "
+                    "and valid splits must both come from one",
+                    "point data.path at a log and drop data.train_path / data.valid_path, or set "
+                    "data.train_negatives: 0",
+                )
         needed = [n for n in SPLITS if not self.overrides[n]]
         splits = self._base_splits() if needed else {}
         for name, file in self.overrides.items():
@@ -246,8 +259,9 @@ class RecDataModule(PromptDataModule):
         self._whole_train = train  # before the few-shot draw: "seen" means seen in the train split
         mark_seen(train, [s for name in ("valid", "test") for s in splits.get(name, [])])
         if sampled and train:
-            group = 1 + self.train_negatives if not self.overrides["train"] else 1  # rank-tuning: whole groups
-            picked = few_shot_indices(len(train) // group, self.shots, self.seed)
+            group = 1 + self.train_negatives  # rank-tuning: whole groups, data.shots counts liked windows
+            unit = "liked windows" if self.train_negatives else "samples"
+            picked = few_shot_indices(len(train) // group, self.shots, self.seed, unit)
             splits["train"] = [train[i * group + j] for i in picked for j in range(group)]
         return splits
 

@@ -311,7 +311,7 @@ def rank_tuning(windows: list[Window], kept: Kept, log: Log, negatives: int, sam
                           "data.train_negatives")
 
 
-def few_shot_indices(n: int, shots: int, seed: int) -> list[int]:
+def few_shot_indices(n: int, shots: int, seed: int, unit: str = "samples") -> list[int]:
     """The indices TALLRec's ``--sample shots --seed seed`` picks from a train split of ``n``.
 
     TALLRec calls ``datasets.Dataset.shuffle(seed=seed).select(range(shots))``; ``datasets``
@@ -322,6 +322,6 @@ def few_shot_indices(n: int, shots: int, seed: int) -> list[int]:
         return list(range(n))
     if shots > n:
         raise TallrecError(
-            f"data.shots={shots} is larger than the train split ({n} samples)", f"use data.shots <= {n}, or -1 for all"
+            f"data.shots={shots} is larger than the train split ({n} {unit})", f"use data.shots <= {n}, or -1 for all"
         )
     return np.random.default_rng(seed).permutation(n)[:shots].tolist()

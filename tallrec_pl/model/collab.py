@@ -136,11 +136,16 @@ class ItemTokens(nn.Module):
     def __init__(self, items: list[str], vectors: torch.Tensor, hidden: int, source: str = "") -> None:
         super().__init__()
         self.items, self.source = list(items), source
-        self.fingerprint = fingerprint(self.items, vectors)
-        self.register_buffer("vectors", vectors.float(), persistent=False)  # rebuilt from the file
+        self.original = vectors.detach().to("cpu", torch.float32).clone()  # what is saved: never cast or moved
+        self.fingerprint = fingerprint(self.items, self.original)
+        self.register_buffer("vectors", self.original.clone(), persistent=False)  # rebuilt from the file
         # unit RMS in: the projector's start does not depend on the recommender's scale
-        self.scale = 1.0 / max(float(vectors.float().pow(2).mean().sqrt()), 1e-12)
-        self.proj = nn.Sequential(nn.Linear(vectors.shape[1], hidden), nn.GELU(), nn.Linear(hidden, hidden))
+        self.scale = 1.0 / max(float(self.original.pow(2).mean().sqrt()), 1e-12)
+        # float32 whatever default dtype the Trainer builds the model under (bf16-true, 16-true)
+        d = vectors.shape[1]
+        self.proj = nn.Sequential(
+            nn.Linear(d, hidden, dtype=torch.float32), nn.GELU(), nn.Linear(hidden, hidden, dtype=torch.float32)
+        )
 
     @classmethod
     def from_file(cls, path: str, hidden: int) -> ItemTokens:
@@ -148,7 +153,8 @@ class ItemTokens(nn.Module):
         return cls(items, vectors, hidden, path)
 
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
-        return self.proj(self.vectors[rows] * self.scale)
+        weight = self.proj[0].weight
+        return self.proj(self.vectors[rows].to(weight.dtype) * self.scale)
 
     @torch.no_grad()
     def match_scale(self, rms: float) -> None:
@@ -164,7 +170,7 @@ class ItemTokens(nn.Module):
 
     def save(self, path: str) -> None:
         """Projector, vectors and item ids in one file (a valid ``model.item_embeddings`` file too)."""
-        save_item_embeddings(path, self.items, self.vectors, self.projector_state())
+        save_item_embeddings(path, self.items, self.original, self.projector_state())
 
     def load_projector(self, state: dict[str, torch.Tensor], path: str) -> None:
         ours = self.projector_state()

@@ -146,8 +146,8 @@ class TALLRecModule(L.LightningModule):
         n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         rank_zero_info(f"tallrec_pl: backbone {hp.backbone}, {n_train:,} trainable LoRA parameters")
         if hp.item_embeddings:  # after the adapter, so LoRA starts from the same draw with or without it
-            self.item_tokens = ItemTokens.from_file(hp.item_embeddings, base.config.hidden_size).to(device)
             table = self.model.get_input_embeddings().weight
+            self.item_tokens = ItemTokens.from_file(hp.item_embeddings, table.shape[1]).to(device)
             self.item_tokens.match_scale(float(table.detach().float().pow(2).mean().sqrt()))
             n_proj = sum(p.numel() for p in self.item_tokens.parameters())
             rank_zero_info(
