@@ -120,7 +120,8 @@ def sweep_section(every: list[dict]) -> list[str]:
         "",
         "Command: `python benchmarks/quality.py --only <shots> --variant <name> --seeds <seeds>` (the seeds column "
         "says which ran; the same data, budget and test samples as the row it changes). inputs: TALLRec's "
-        "`train_on_inputs` (loss on the whole prompt); all-linear: LoRA on every linear layer of the backbone (q, k, v, o, gate, up, down); "
+        "`train_on_inputs` (loss on the whole prompt); all-linear: LoRA on every linear layer of the backbone "
+        "(q, k, v, o, gate, up, down); "
         "early-stop: validated every 2 epochs (16 shots) and stopped after 2 checks without a better val/auc; "
         "collab: collaborative item tokens, ALS vectors (64 factors) fitted on the whole train split of "
         "`configs/rec.yaml` (`python -m tallrec_pl item-embeddings`; the LLM still sees only the few shots), one soft "
