@@ -3,7 +3,7 @@
 / unseen in training), and the shared-prefix speed-up at 20 candidates.
 
     python benchmarks/ranking.py --adapter benchmarks/runs/movie-256-e2-s0/best-*.ckpt --groups 100
-    python benchmarks/ranking.py --groups 500 --row "LLM rank-tuned" --ckpt <.ckpt> [--args "--model.x=..."]
+    python benchmarks/ranking.py --groups 500 --row "LLM rank-tuned" --ckpt <.ckpt> [--args="--model.x=..."]
 
 Results: benchmarks/results/ranking.json (100 groups) or ranking-<groups>.json; rows already there are kept.
 

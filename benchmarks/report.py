@@ -589,7 +589,7 @@ def ranking_section(groups: int, plot: bool, heading: str) -> list[str]:
         + (f" (adapter: `{r['adapter']}`)" if "adapter" in r else "")
         + "".join(
             f"; the {name} row: `python benchmarks/ranking.py --groups {groups} --row \"{name}\" --ckpt {row['ckpt']}"
-            + (f" --args \"{row['args']}\"`" if row["args"] else "`")
+            + (f" --args=\"{row['args']}\"`" if row["args"] else "`")
             for name, row in r.get("rows", {}).items()
         )
         + f". {r['groups']} liked windows spread evenly over the test split of `configs/rank.yaml` "
