@@ -42,6 +42,16 @@ def data(cls, ml, tiny_backbone, embeddings, **kwargs):
                item_embeddings=embeddings, **kwargs)
 
 
+def predicted(m: TALLRecModule, dm) -> dict[int, float]:
+    """p(Yes) of every test sample by its index, as ``predict`` scores them."""
+    scores = {}
+    with torch.no_grad():
+        for batch in dm.test_dataloader():
+            out = m.predict_step(batch, 0)
+            scores.update(zip(out["index"].tolist(), out["p_yes"].tolist(), strict=True))
+    return scores
+
+
 def module(tiny_backbone, embeddings, seed=0, **kwargs) -> TALLRecModule:
     torch.manual_seed(seed)
     m = TALLRecModule(backbone=tiny_backbone, dtype="float32", item_embeddings=embeddings, **kwargs)
@@ -286,12 +296,7 @@ def test_cold_items_are_text_only_and_score(tiny_backbone, log):
     for s in cold:
         assert s.prompt(dm.item_token).endswith(f'"{s.target}"?\n\n### Response:\n')  # no token after the target
         assert s.prompt(dm.item_token).count(dm.item_token) == sum(r >= 0 for r in s.history_rows)
-    m = module(tiny_backbone, path)
-    scores = {}
-    with torch.no_grad():
-        for batch in dm.test_dataloader():
-            out = m.predict_step(batch, 0)
-            scores.update(zip(out["index"].tolist(), out["p_yes"].tolist(), strict=True))
+    scores = predicted(module(tiny_backbone, path), dm)
     assert len(scores) == len(samples) and all(0 < p < 1 for p in scores.values())
     # off by default: no item tokens anywhere
     plain = data(RankDataModule, ml, tiny_backbone, None, negatives=3)
@@ -362,11 +367,7 @@ def test_served_rows_score_as_predict(tiny_backbone, log):
     dm = data(RankDataModule, ml, tiny_backbone, path, negatives=3)
     dm.setup()
     m = module(tiny_backbone, path)
-    predicted = {}
-    with torch.no_grad():
-        for batch in dm.test_dataloader():
-            out = m.predict_step(batch, 0)
-            predicted.update(zip(out["index"].tolist(), out["p_yes"].tolist(), strict=True))
+    by_index = predicted(m, dm)
     groups: dict[int, list[Sample]] = {}
     for s in dm.build_samples()["test"]:
         groups.setdefault(s.meta["group"], []).append(s)
@@ -387,7 +388,7 @@ def test_served_rows_score_as_predict(tiny_backbone, log):
     with torch.no_grad():
         served = score_requests(m, Collator(dm.tokenizer.pad_token_id), rows, 4, "cpu")
     got = [p for req in served for p in req]
-    assert max(abs(a - predicted[i]) for i, a in enumerate(got)) < 1e-5
+    assert max(abs(a - by_index[i]) for i, a in enumerate(got)) < 1e-5
     # a title is text only; an id with a row gets its token
     first = requests[0]["history"][0]["item"]["id"]
     title_row, id_row = builder.build({"history": [{"item": {"id": first}, "liked": True}],

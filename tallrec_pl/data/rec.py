@@ -150,10 +150,15 @@ class RecDataModule(PromptDataModule):
             )
         return super()._records(name, needed_for)
 
+    def resolved_format(self) -> str:
+        """data.format, or with ``auto`` the format of the file or folder at data.path (checked to exist)."""
+        if self.path is None:
+            return self.format
+        require_path(self.path, "data.path", "set data.path to an existing file or folder")
+        return self.format if self.format != "auto" else detect_format(self.path)
+
     def _base_splits(self) -> dict[str, list[Sample]]:
-        if self.path is not None:
-            require_path(self.path, "data.path", "set data.path to an existing file or folder")
-        fmt = self.format if self.path is None or self.format != "auto" else detect_format(self.path)
+        fmt = self.resolved_format()
         if self.path is not None and fmt == "tallrec-json":
             if os.path.isdir(self.path):
                 return {
@@ -216,9 +221,7 @@ class RecDataModule(PromptDataModule):
         and every target its user rated (disliked ones too: they are interactions); the sampled items
         of No. windows (implicit feedback, rank-tuning) were never touched, so they are left out.
         Collaborative item embeddings are fit on these (``python -m tallrec_pl item-embeddings``)."""
-        if self.path is not None:
-            require_path(self.path, "data.path", "set data.path to an existing file or folder")
-        fmt = self.format if self.path is None or self.format != "auto" else detect_format(self.path)
+        fmt = self.resolved_format()
         if fmt == "tallrec-json":
             raise TallrecError(
                 "item embeddings are fit on an interaction log, and TALLRec JSON has no item ids",
@@ -242,8 +245,7 @@ class RecDataModule(PromptDataModule):
 
     def build_samples(self, sampled: bool = True) -> dict[str, list[Sample]]:
         if self.train_negatives:
-            fmt = self.format if self.path is None or self.format != "auto" else detect_format(self.path)
-            if fmt == "tallrec-json" or self.overrides["train"] or self.overrides["valid"]:
+            if self.resolved_format() == "tallrec-json" or self.overrides["train"] or self.overrides["valid"]:
                 raise TallrecError(
                     "data.train_negatives draws items the user never rated from an interaction log, so the train "
                     "and valid splits must both come from one",
@@ -284,7 +286,7 @@ class RankDataModule(RecDataModule):
         from tallrec_pl.data.ranking import candidate_groups
 
         splits = super().build_samples(sampled)
-        fmt = self.format if self.path is None or self.format != "auto" else detect_format(self.path)
+        fmt = self.resolved_format()
         if fmt == "tallrec-json":
             raise TallrecError(
                 "ranking needs an interaction log (it samples unrated items)",
