@@ -339,6 +339,27 @@ def speed_where(r: dict) -> str:
     return ", float32-only CPU path forced" if info.get("forced") else ""
 
 
+def gpu_check_section() -> list[str]:
+    """The gpu-marked tests as benchmarks/gpu_check.sh last ran them (results/gpu_check.log)."""
+    log = RESULTS / "gpu_check.log"
+    if not log.exists():
+        return []
+    text = log.read_text()
+    head = [x for x in text.splitlines()[:4] if x.strip()]
+    passed = re.findall(r"^(PASSED|FAILED|SKIPPED|ERROR) tests/test_gpu.py::(\w+)", text, re.M)
+    diff = re.search(r"max \|p_yes gpu - cpu\| float32: (\S+)", text)
+    summary = re.search(r"^=*\s*(\d+ passed.*?) in ([\d.]+)s", text, re.M)
+    lines = ["## GPU checks", "", "Command: `bash benchmarks/gpu_check.sh` (log: benchmarks/results/gpu_check.log).", ""]
+    lines += [f"Machine: {head[1]}; {head[2]}; host CPU {head[3].split(':', 1)[-1].strip()}; run {head[0]}.", ""]
+    lines += ["| test | result |", "| --- | --- |"] + [f"| {name} | {state} |" for state, name in passed]
+    if summary:
+        lines += ["", f"pytest: {summary.group(1).strip()} in {summary.group(2)} s."]
+    if diff:
+        lines += [f"Largest |p(Yes) GPU - p(Yes) CPU| over 64 test prompts of the embedded backbone, float32, TF32 off: "
+                  f"{diff.group(1)}."]
+    return lines + [""]
+
+
 def speed_section() -> list[str]:
     lines = ["## Speed and memory against the TALLRec procedures", ""]
     found = False
@@ -896,6 +917,7 @@ def main() -> None:
         quality_section()
         + demo_section()
         + ([deviations, ""] if deviations else [])
+        + gpu_check_section()
         + speed_section()
         + host_section()
         + profile_section()
