@@ -14,6 +14,7 @@ from baselines import MAX_EPOCHS, MODELS, SHOTS
 from common import RESULTS, ROOT, machine_text
 from data_scale import section as data_scale_section
 from quality import EPOCHS, steps
+from rerank_report import section as rerank_section
 
 DOCS = ROOT / "docs"
 PAPER = {"movie": {16: 67.24, 64: 67.48, 256: 71.98}, "book": {16: 56.36, 64: 60.39, 256: 64.38}}
@@ -349,14 +350,14 @@ def gpu_check_section() -> list[str]:
     passed = re.findall(r"^(PASSED|FAILED|SKIPPED|ERROR) tests/test_gpu.py::(\w+)", text, re.M)
     diff = re.search(r"max \|p_yes gpu - cpu\| float32: (\S+)", text)
     summary = re.search(r"^=*\s*(\d+ passed.*?) in ([\d.]+)s", text, re.M)
-    lines = ["## GPU checks", "", "Command: `bash benchmarks/gpu_check.sh` (log: benchmarks/results/gpu_check.log).", ""]
+    lines = ["## GPU checks", "", "Command: `bash benchmarks/gpu_check.sh` (log: results/gpu_check.log).", ""]
     lines += [f"Machine: {head[1]}; {head[2]}; host CPU {head[3].split(':', 1)[-1].strip()}; run {head[0]}.", ""]
     lines += ["| test | result |", "| --- | --- |"] + [f"| {name} | {state} |" for state, name in passed]
     if summary:
         lines += ["", f"pytest: {summary.group(1).strip()} in {summary.group(2)} s."]
     if diff:
-        lines += [f"Largest |p(Yes) GPU - p(Yes) CPU| over 64 test prompts of the embedded backbone, float32, TF32 off: "
-                  f"{diff.group(1)}."]
+        lines += ["Largest |p(Yes) GPU - p(Yes) CPU| over 64 test prompts of the embedded backbone, float32, "
+                  f"TF32 off: {diff.group(1)}."]
     return lines + [""]
 
 
@@ -923,6 +924,7 @@ def main() -> None:
         + profile_section()
         + prefix_section()
         + levers_section()
+        + rerank_section()
         + ranking_section(500, True, "## Ranking")
         + ranking_section(100, False, "### Ranking, earlier (the rec-tuned row)")
         + serve_section()

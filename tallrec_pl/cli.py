@@ -195,6 +195,47 @@ def item_embeddings_command(args: list[str]) -> None:
     )
 
 
+def retriever_command(args: list[str]) -> None:
+    """``retriever --output F`` with the ``--config`` files and ``--data.*`` options of fit: SASRec (RecBole's
+    model class) fit on the train split's next items, for ``--data.retriever F``; ``--item_embeddings F2``
+    also writes its item table as an item-embeddings file (LLaRA's hybrid tokens)."""
+    from dataclasses import fields
+
+    from tallrec_pl.data.datamodule import RecDataModule
+    from tallrec_pl.model.collab import save_item_embeddings
+    from tallrec_pl.retrieval.sasrec import Retriever, RetrieverOptions
+
+    parser = data_parser(
+        "retriever",
+        "Fit a SASRec retriever on the train split of the configured log (every window's next item), keep the "
+        "epoch with the lowest valid next-item loss, and save it for --data.retriever.",
+    )
+    parser.add_argument("--output", required=True, help="the retriever file to write")
+    parser.add_argument("--item_embeddings", help="also write SASRec's item table here (for model.item_embeddings)")
+    for f in fields(RetrieverOptions):
+        if f.name != "history_len":  # data.history_len: the windows' own
+            kind = {"int": int, "float": float}[f.type]  # the dataclass's annotations are strings
+            parser.add_argument(f"--{f.name}", type=kind, default=None, help=f"SASRec / training ({f.default})")
+    opts = parser.parse_args(data_sections(args))
+    dm = parser.instantiate_classes(opts).data
+    if not isinstance(dm, RecDataModule):
+        raise TallrecError(f"a retriever is fit on an interaction log, not on {type(dm).__name__} data",
+                           "use a rec data section (configs/rec.yaml or configs/rank.yaml)")
+    given = {f.name: getattr(opts, f.name, None) for f in fields(RetrieverOptions)}
+    chosen = {k: v for k, v in given.items() if v is not None}
+    chosen.setdefault("seed", dm.seed)
+    settings = RetrieverOptions(**{**chosen, "history_len": dm.history_len})
+    train, valid = dm.next_items("train"), dm.next_items("valid")
+    log, _ = dm.log_windows(dm.resolved_format())
+    retriever = Retriever.fit(sorted(log.item_fields), train, valid, settings, log=print)
+    retriever.save(opts.output)
+    print(f"tallrec_pl: retriever ({len(retriever.items)} items) written to {opts.output}; "
+          f"use it with --data.retriever {opts.output}")
+    if opts.item_embeddings:
+        save_item_embeddings(opts.item_embeddings, *retriever.item_vectors())
+        print(f"tallrec_pl: SASRec item vectors written to {opts.item_embeddings}")
+
+
 def data_sections(args: list[str]) -> list[str]:
     """``--config FILE`` becomes ``--data <FILE's data section>`` in place, so that configs and
     ``--data.*`` options apply in the order given (the other sections are for fit and test)."""
@@ -236,6 +277,9 @@ def main(args: list[str] | None = None) -> None:
             return
         if argv and argv[0] == "item-embeddings":
             item_embeddings_command(argv[1:])
+            return
+        if argv and argv[0] == "retriever":
+            retriever_command(argv[1:])
             return
         check_cli()
         if not any(a in ("-h", "--help", "--print_config") or a.startswith("--print_config=") for a in argv):

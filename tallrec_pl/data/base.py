@@ -19,6 +19,7 @@ from tallrec_pl.data.batching import (
     LengthGroupedSampler,
     LengthSortedSampler,
     ResumableLoader,
+    ShuffledGroupBatchSampler,
     ShuffleSampler,
 )
 from tallrec_pl.data.encode import encode_samples, item_token_of
@@ -249,6 +250,10 @@ class PromptDataModule(L.LightningDataModule):
         records = self._records("train", "training")
         lengths = [len(r["input_ids"]) for r in records]
         # the seeded samplers make the order a function of (seed, epoch), so a resumed run sees the same batches
+        if self.group_batches():  # one window's candidates a batch: the listwise loss, the history run once
+            groups = [r["group"] for r in records]
+            return self._loader(records, ResumableLoader, batch_sampler=ShuffledGroupBatchSampler(groups, self.seed),
+                                batches_done=self._batches_done)
         sampler = (
             LengthGroupedSampler(lengths, self.batch_size, self.seed)
             if self.group_by_length
@@ -256,6 +261,10 @@ class PromptDataModule(L.LightningDataModule):
         )
         return self._loader(records, ResumableLoader, batch_size=self.batch_size, sampler=sampler,
                             batches_done=self._batches_done)
+
+    def group_batches(self) -> bool:
+        """Whether training batches are whole ranking groups (rank-tuning data modules may say so)."""
+        return False
 
     def _eval_loader(self, name: str, needed_for: str) -> DataLoader:
         records = self._records(name, needed_for)

@@ -4,6 +4,7 @@ and RankDataModule (the ranking protocol's candidate groups)."""
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
@@ -21,8 +22,29 @@ from tallrec_pl.data.prompts import (
     json_sample,
     window_sample,
 )
-from tallrec_pl.data.windows import FEEDBACK, NEGATIVE_SAMPLING, few_shot_indices, rank_tuning, split, window_log
+from tallrec_pl.data.windows import (
+    FEEDBACK,
+    NEGATIVE_SAMPLING,
+    Kept,
+    Window,
+    few_shot_indices,
+    rank_tuning,
+    split,
+    window_log,
+)
 from tallrec_pl.errors import TallrecError, require_path
+
+HARD = "retriever"  # data.negative_sampling: hard negatives from the retriever's top K (rank-tuning only)
+
+
+class LogWindows(NamedTuple):
+    """A log read once per data module, its windows split, and the splits before rank-tuning."""
+
+    key: str
+    log: object
+    windows: dict[str, list[Window]]
+    kept: Kept
+    plain: dict[str, list[Window]]  # train / valid / test as windowed, before rank-tuning negatives
 
 
 def mark_seen(train: list[Sample], others: list[Sample]) -> None:
@@ -35,6 +57,12 @@ def mark_seen(train: list[Sample], others: list[Sample]) -> None:
             s.meta["seen"] = int(s.meta["item"] in ids)
         elif s.history is not None:
             s.meta["seen"] = int(s.target in titles)
+
+
+def mark_targets_seen(train: list[Sample], groups: list[Sample]) -> dict[int, int]:
+    """Per ranking group: does its true item (``meta["target"]``) occur in the train split?"""
+    ids = {i for s in train for i in [s.meta.get("item"), *s.meta.get("history", [])] if i is not None}
+    return {s.meta["group"]: int(s.meta["target"] in ids) for s in groups}
 
 
 class RecDataModule(PromptDataModule):
@@ -67,6 +95,9 @@ class RecDataModule(PromptDataModule):
         implicit_instruction: str = IMPLICIT_INSTRUCTION,
         implicit_input: str = IMPLICIT_INPUT,
         train_negatives: int = 0,
+        retriever: str | None = None,
+        top_k: int = 20,
+        listwise: bool = False,
         **common,
     ) -> None:
         """
@@ -123,9 +154,12 @@ class RecDataModule(PromptDataModule):
         self.overrides = {"train": train_path, "valid": valid_path, "test": test_path}
         if feedback not in FEEDBACK:
             raise TallrecError(f"data.feedback {feedback!r} is not known", f"use one of {', '.join(FEEDBACK)}")
-        if negative_sampling not in NEGATIVE_SAMPLING:
+        if negative_sampling not in (*NEGATIVE_SAMPLING, HARD):
             raise TallrecError(f"data.negative_sampling {negative_sampling!r} is not known",
-                               f"use one of {', '.join(NEGATIVE_SAMPLING)}")
+                               f"use one of {', '.join(NEGATIVE_SAMPLING)} (or {HARD} to rank-tune)")
+        if negative_sampling == HARD and not (retriever and train_negatives):
+            raise TallrecError("data.negative_sampling: retriever draws rank-tuning negatives from a retriever",
+                               "set data.retriever to a retriever file and data.train_negatives >= 1")
         if negatives_per_positive < 1:
             raise TallrecError(f"data.negatives_per_positive={negatives_per_positive} leaves implicit feedback without "
                                "No. samples", "use 1 or more")
@@ -133,11 +167,19 @@ class RecDataModule(PromptDataModule):
             raise TallrecError(f"data.train_negatives={train_negatives} must be 0 or more",
                                "use 0 for TALLRec's labels, or e.g. 1 to rank-tune")
         self.train_negatives = train_negatives
+        if top_k < 1:
+            raise TallrecError(f"data.top_k={top_k} must be at least 1", "use e.g. data.top_k: 20")
+        self.retriever_path, self.top_k = retriever, top_k
+        if listwise and not train_negatives:
+            raise TallrecError("data.listwise batches a liked window with its negatives, but data.train_negatives is 0",
+                               "set data.train_negatives >= 1 (e.g. 4), or data.listwise: false")
+        self.listwise = listwise
+        self._retriever = None
         self.feedback, self.negative_sampling = feedback, negative_sampling
         self.negatives_per_positive = negatives_per_positive
         self.wording = Wording(implicit_instruction, implicit_input)
         self.implicit = False  # resolved with the log (log_windows)
-        self._windows_cache = None  # (format, log, windows, kept) from log_windows
+        self._windows_cache: LogWindows | None = None  # from log_windows
         self._whole_train: list[Sample] = []
 
     def describe(self) -> str:
@@ -194,7 +236,7 @@ class RecDataModule(PromptDataModule):
         """The log and its windows split train / valid / test (interaction logs only); read once
         per data module (the ranking split needs them after the text splits did)."""
         key = fmt or self.format
-        if self._windows_cache is None or self._windows_cache[0] != key:
+        if self._windows_cache is None or self._windows_cache.key != key:
             log = read_log(self.path, key, self.columns, self.items_path, self.item_id_column)
             feedback = self.resolve_feedback(log)
             self.implicit = feedback == "implicit"
@@ -208,13 +250,39 @@ class RecDataModule(PromptDataModule):
                               self.negatives_per_positive, self.negative_sampling, self.seed,
                               count_items=self.train_negatives > 0)
             windows = split(kept.windows, self.split_sizes)
-            plain_train = windows["train"]  # before rank-tuning: what the users rated
-            if self.train_negatives:
-                for k, name in enumerate(("train", "valid")):
-                    windows[name] = rank_tuning(windows[name], kept, log, self.train_negatives,
-                                                self.negative_sampling, self.seed + k)
-            self._windows_cache = (key, log, windows, kept, plain_train)
-        return self._windows_cache[1], self._windows_cache[2]
+            plain = dict(windows)  # before rank-tuning: what the users rated
+            self._windows_cache = LogWindows(key, log, windows, kept, plain)
+            for k, name in enumerate(("train", "valid") if self.train_negatives else ()):
+                windows[name] = self._negatives(windows[name], kept, log, self.seed + k)
+        return self._windows_cache.log, self._windows_cache.windows
+
+    def _negatives(self, windows: list[Window], kept: Kept, log, seed: int) -> list[Window]:
+        if self.negative_sampling == HARD:
+            from tallrec_pl.data.candidates import hard_negatives
+
+            return hard_negatives(windows, kept, self.retriever(), self.train_negatives, self.top_k, seed)
+        return rank_tuning(windows, kept, log, self.train_negatives, self.negative_sampling, seed)
+
+    def next_items(self, name: str) -> list[tuple[list[str], str]]:
+        """(history item ids, next item id) of every window of split ``name``, before rank-tuning: what a
+        sequential model (the retriever) is fit and validated on."""
+        self.log_windows(self.resolved_format())
+        return [([i for i, _ in w.history], w.target) for w in self._windows_cache.plain[name]]
+
+    def retriever(self):
+        """The data.retriever file, loaded once and checked against this data's train split."""
+        if self._retriever is None:
+            from tallrec_pl.retrieval.sasrec import Retriever
+
+            if not self.retriever_path:
+                raise TallrecError("this needs a retriever, but data.retriever is unset",
+                                   "fit one (python -m tallrec_pl retriever --config CONFIG --output FILE) "
+                                   "and set data.retriever")
+            retriever = Retriever.load(self.retriever_path)
+            log = self._windows_cache.log
+            retriever.check(sorted(log.item_fields), self.next_items("train"), self.retriever_path)
+            self._retriever = retriever
+        return self._retriever
 
     def train_interactions(self) -> list[tuple[str, str]]:
         """(user, item) pairs of the whole train split (not the few-shot draw): every history item
@@ -229,7 +297,7 @@ class RecDataModule(PromptDataModule):
             )
         self.log_windows(fmt)
         pairs = []
-        for w in self._windows_cache[4]:  # the train split before rank-tuning: the same pairs with or without it
+        for w in self._windows_cache.plain["train"]:  # before rank-tuning: the same pairs with or without it
             pairs += [(w.user, item) for item, _ in w.history]
             if w.label or not self.implicit:
                 pairs.append((w.user, w.target))
@@ -237,7 +305,10 @@ class RecDataModule(PromptDataModule):
 
     def interacted(self) -> dict[str, set[str]]:
         """Every item each kept window's user interacted with (after ``log_windows``)."""
-        return self._windows_cache[3].interacted
+        return self._windows_cache.kept.interacted
+
+    def group_batches(self) -> bool:
+        return self.listwise
 
     def valid_group(self) -> int:
         """Rank-tuning: a liked valid window and its negatives stay together under data.val_limit."""
@@ -258,6 +329,9 @@ class RecDataModule(PromptDataModule):
             if file:
                 splits[name] = [json_sample(r) for r in read_samples_json(file)]
         train = splits.get("train", [])
+        for name in ("train", "valid") if self.train_negatives else ():  # a liked window and its negatives
+            for i, s in enumerate(splits.get(name, [])):
+                s.meta["group"] = i // (1 + self.train_negatives)
         self._whole_train = train  # before the few-shot draw: "seen" means seen in the train split
         mark_seen(train, [s for name in ("valid", "test") for s in splits.get(name, [])])
         if sampled and train:
@@ -269,22 +343,38 @@ class RecDataModule(PromptDataModule):
 
 
 class RankDataModule(RecDataModule):
-    """Ranking protocol: each liked test window becomes a group of candidates (the true item and
-    ``negatives`` items the user never rated), ranked by p(Yes) under the same history."""
+    """Ranking protocol: each liked window of the ranked split becomes a group of candidates, ranked by
+    p(Yes) under the same history: the true item and ``negatives`` sampled items the user never rated
+    (candidates: sampled), or the retriever's top K of the whole catalogue (candidates: retriever)."""
 
-    def __init__(self, negatives: int = 19, limit_groups: int | None = None, **rec) -> None:
+    def __init__(
+        self,
+        negatives: int = 19,
+        limit_groups: int | None = None,
+        candidates: str = "sampled",
+        rank_split: str = "test",
+        **rec,
+    ) -> None:
         """
         Args:
             negatives: sampled unrated items per group (seeded by data.seed); -1 ranks the whole unrated catalogue.
-            limit_groups: rank only N groups, spread evenly over the test split (windows are listed
+            limit_groups: rank only N groups, spread evenly over the ranked split (windows are listed
                 user by user, so the first N would cover a few users); null: all.
+            candidates: sampled (the true item among data.negatives unrated items) or retriever (the
+                data.retriever's top data.top_k of every item the user had not rated before the window;
+                a true item outside them is a miss).
+            rank_split: the split whose liked windows are ranked by test / predict: test, or valid (to choose
+                a fusion of the LLM's and the retriever's scores without looking at the test split).
         """
         super().__init__(**rec)
+        if candidates not in ("sampled", "retriever"):
+            raise TallrecError(f"data.candidates {candidates!r} is not known", "use sampled or retriever")
+        if rank_split not in ("test", "valid"):
+            raise TallrecError(f"data.rank_split {rank_split!r} is not known", "use test or valid")
         self.negatives, self.limit_groups = negatives, limit_groups
+        self.candidates, self.rank_split = candidates, rank_split
 
     def build_samples(self, sampled: bool = True) -> dict[str, list[Sample]]:
-        from tallrec_pl.data.ranking import candidate_groups
-
         splits = super().build_samples(sampled)
         fmt = self.resolved_format()
         if fmt == "tallrec-json":
@@ -292,14 +382,29 @@ class RankDataModule(RecDataModule):
                 "ranking needs an interaction log (it samples unrated items)",
                 "point data.path at a log, not TALLRec JSON",
             )
-        log, windows = self.log_windows(fmt)
-        liked = [w for w in windows["test"] if w.label]
+        log, _ = self.log_windows(fmt)
+        liked = [w for w in self._windows_cache.plain[self.rank_split] if w.label]
         if self.limit_groups is not None and len(liked) > self.limit_groups:
             liked = spread(liked, self.limit_groups)
-        splits["test"] = candidate_groups(liked, self.interacted(), sorted(log.item_fields), self.negatives, self.seed,
-                                          lambda w: self.window_sample(w, log))
+        splits["test"] = self._groups(liked, log)
         mark_seen(self._whole_train, splits["test"])
+        if self.candidates == "retriever":  # a group's slice is its true item's, present among them or not
+            targets = mark_targets_seen(self._whole_train, splits["test"])
+            for s in splits["test"]:
+                s.meta["seen"] = targets[s.meta["group"]]
         return splits
+
+    def _groups(self, liked: list[Window], log) -> list[Sample]:
+        def make(w: Window) -> Sample:
+            return self.window_sample(w, log)
+
+        if self.candidates == "retriever":
+            from tallrec_pl.data.candidates import retrieved_groups
+
+            return retrieved_groups(liked, self._windows_cache.kept, self.retriever(), self.top_k, make)
+        from tallrec_pl.data.ranking import candidate_groups
+
+        return candidate_groups(liked, self.interacted(), sorted(log.item_fields), self.negatives, self.seed, make)
 
     def _eval_loader(self, name: str, needed_for: str) -> DataLoader:
         if name != "test":

@@ -42,6 +42,16 @@ class Kept:
     windows: list[Window]
     interacted: dict[str, set[str]] = field(default_factory=dict)
     items: Counter | None = None  # interactions per item over the whole log, when counted (negative sampling)
+    sequences: dict[str, list[str]] = field(default_factory=dict)  # each kept user's items in time order
+
+    def rated_before(self, window: Window) -> set[str]:
+        """The items ``window``'s user interacted with before its target: the earliest position whose
+        preceding items end with the window's history (repeats of an item in implicit logs included)."""
+        seq, hist = self.sequences.get(window.user, []), [i for i, _ in window.history]
+        for t, item in enumerate(seq):
+            if item == window.target and seq[max(0, t - len(hist)) : t] == hist:
+                return set(seq[:t])
+        return set(hist)
 
 
 class Counter:
@@ -202,8 +212,10 @@ def window_log(
     user_names = _text(keys)
     pairs = list(zip([item_names[i] for i in item.tolist()], liked.tolist(), strict=True))
     interacted: dict[str, set[str]] = {}
+    sequences: dict[str, list[str]] = {}
     for r, (name, _) in zip(rank.tolist(), pairs, strict=True):
         interacted.setdefault(user_names[r], set()).add(name)
+        sequences.setdefault(user_names[r], []).append(name)
     windows = []
     for t, p in zip(targets.tolist(), position[targets].tolist(), strict=True):
         h = min(p, history_len)
@@ -211,7 +223,7 @@ def window_log(
         windows.append(Window(user_names[rank[t]], tuple(pairs[t - h : t]), target, label))
     if implicit:
         windows = with_negatives(windows, interacted, log, items, negatives_per_positive, negative_sampling, seed)
-    return Kept(windows, interacted, items)
+    return Kept(windows, interacted, items, sequences)
 
 
 def build_windows(

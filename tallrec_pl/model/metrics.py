@@ -31,16 +31,18 @@ def table_metrics(table: Table) -> dict[str, float]:
 
 
 def ranking_metrics(groups: list[int], scores: list[float], positives: list[bool], ks=(1, 5, 10)) -> dict[str, float]:
-    """HR@k, NDCG@k and MRR of the positive item's rank within each group (ties count against it)."""
+    """HR@k, NDCG@k and MRR of the positive item's rank within each group (ties count against it). A group
+    without a positive (full-catalogue ranking: the retriever left the true item out of its top K) is a
+    miss at every k and adds 0 to MRR; a group with several positives is skipped."""
     by_group: dict[int, list[tuple[float, bool]]] = {}
     for g, s, p in zip(groups, scores, positives, strict=True):
         by_group.setdefault(g, []).append((s, p))
     ranks = []
     for rows in by_group.values():
         pos = [s for s, p in rows if p]
-        if len(pos) != 1:
+        if len(pos) > 1:
             continue
-        ranks.append(sum(1 for s, p in rows if not p and s >= pos[0]))  # 0 = top
+        ranks.append(sum(1 for s, p in rows if not p and s >= pos[0]) if pos else math.inf)  # 0 = top
     if not ranks:
         return {}
     out = {f"hr@{k}": sum(r < k for r in ranks) / len(ranks) for k in ks}
@@ -51,7 +53,8 @@ def ranking_metrics(groups: list[int], scores: list[float], positives: list[bool
 
 def slices(table: Table) -> dict[str, Table]:
     """Rows per slice: history length 0 / 1-4 / 5+, and target item seen / unseen in training.
-    A ranking group goes by its true item (one positive), so a group is never split."""
+    A ranking group goes by its true item (one positive), so a group is never split; a group without
+    a positive keeps its rows' own values (the data module gives them the true item's)."""
     hist, seen, group = table["hist_len"].clone(), table["seen"].clone(), table["group"]
     grouped = group >= 0
     if grouped.any():  # every candidate takes its group's positive row's values
@@ -60,7 +63,9 @@ def slices(table: Table) -> dict[str, Table]:
         by_group_seen = by_group_hist.clone()
         by_group_hist[group[pos]] = table["hist_len"][pos]
         by_group_seen[group[pos]] = table["seen"][pos]
-        hist[grouped], seen[grouped] = by_group_hist[group[grouped]], by_group_seen[group[grouped]]
+        take = grouped.clone()
+        take[grouped] = by_group_hist[group[grouped]] >= 0  # groups that have a positive row
+        hist[take], seen[take] = by_group_hist[group[take]], by_group_seen[group[take]]
     masks = {name: (hist >= lo) & (hist <= hi) for name, (lo, hi) in HISTORY_SLICES.items()}
     masks.update({"item_seen": seen == 1, "item_unseen": seen == 0})
     return {name: record.take(table, keep) for name, keep in masks.items() if keep.any()}

@@ -32,6 +32,25 @@ from tallrec_pl.model.lora import (
 from tallrec_pl.model.metrics import slices, table_metrics, unique_rows
 from tallrec_pl.model.scoring import answer_logits, decode, gather_rows, reused_prefix_len
 
+LOSSES = ("pointwise", "listwise", "both")
+
+
+def listwise_loss(margins: torch.Tensor, groups: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch's groups of -log softmax(margins of the group)[its true item]; groups without
+    exactly one true item are skipped (a batch of none of them is an error of the data, not of the model)."""
+    losses = []
+    for g in torch.unique(groups[groups >= 0]):
+        rows = groups == g
+        target = labels[rows] == 1
+        if int(target.sum()) == 1:
+            losses.append(-torch.log_softmax(margins[rows], dim=0)[target][0])
+    if not losses:
+        raise TallrecError(
+            "model.loss listwise got a training batch without a group of one true item and its negatives",
+            "rank-tune with data.train_negatives >= 1 and data.listwise: true",
+        )
+    return torch.stack(losses).mean()
+
 
 class TALLRecModule(L.LightningModule):
     """A causal LM with LoRA adapters, rec-tuned on Yes / No answers."""
@@ -55,6 +74,7 @@ class TALLRecModule(L.LightningModule):
         merge_for_eval: bool = True,
         lean_activations: bool = True,
         item_embeddings: str | None = None,
+        loss: str = "pointwise",
     ) -> None:
         """
         Args:
@@ -85,6 +105,9 @@ class TALLRecModule(L.LightningModule):
             item_embeddings: collaborative item tokens (CoLLM / LLaRA), off when null: a file of item
                 vectors (``python -m tallrec_pl item-embeddings``); a trained projector maps them into
                 the backbone's embedding space, one soft token after each item's text that has one.
+            loss: pointwise (cross-entropy on the answer tokens, TALLRec's), listwise (a softmax over each
+                ranking group's Yes-margins, logit(Yes) - logit(No), with its true item as the target; needs
+                rank-tuning batches of whole groups: data.listwise: true), or both (their sum).
         """
         super().__init__()
         if schedule not in ("linear", "cosine", "constant"):
@@ -96,6 +119,8 @@ class TALLRecModule(L.LightningModule):
                 f"model.weight_decay={weight_decay} and model.warmup_steps={warmup_steps} must be 0 or more",
                 "use e.g. model.weight_decay: 0 and model.warmup_steps: 20",
             )
+        if loss not in LOSSES:
+            raise TallrecError(f"model.loss {loss!r} is unknown", f"use one of {', '.join(LOSSES)}")
         if merge_init_adapter and not init_adapter:
             raise TallrecError(
                 "model.merge_init_adapter is set but model.init_adapter is not",
@@ -259,6 +284,11 @@ class TALLRecModule(L.LightningModule):
 
     def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss over answer tokens, p(Yes) at each sample's answer position)."""
+        loss, two = self.answer_scores(batch)
+        return loss, torch.softmax(two, dim=-1)[:, 0]
+
+    def answer_scores(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss over answer tokens, float32 logits [batch, 2] of Yes and No at the answer position)."""
         head = self.model.get_base_model().get_output_embeddings()
         h = self.hidden_states(batch["input_ids"], batch["attention_mask"], batch["prompt_len"], batch.get("item_rows"))
         targets = batch["labels"][:, 1:]
@@ -266,7 +296,7 @@ class TALLRecModule(L.LightningModule):
         logits = head(h[:, :-1][keep]).float()  # [answer tokens, vocab]: never [batch, seq, vocab]
         loss = F.cross_entropy(logits, targets[keep])
         two = answer_logits(head, gather_rows(h, batch["prompt_len"] - 1), self.yes_id, self.no_id)
-        return loss, torch.softmax(two.float(), dim=-1)[:, 0]
+        return loss, two.float()
 
     # --- steps ---------------------------------------------------------------------------
 
@@ -276,7 +306,14 @@ class TALLRecModule(L.LightningModule):
 
     @override
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss, _ = self(batch)
+        loss, two = self.answer_scores(batch)
+        if self.hparams.loss != "pointwise":
+            if "group" not in batch:
+                raise TallrecError("model.loss listwise needs ranking groups in the training data",
+                                   "rank-tune with data.train_negatives >= 1 and data.listwise: true")
+            listwise = listwise_loss(two[:, 0] - two[:, 1], batch["group"], batch["label"])
+            self.log("train/listwise_loss", listwise, batch_size=len(batch["index"]))
+            loss = listwise if self.hparams.loss == "listwise" else loss + listwise
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["index"]))
         return loss
 

@@ -1,0 +1,190 @@
+"""Two-stage ranking: the SASRec retriever (tallrec_pl/retrieval/sasrec.py), full-catalogue candidate
+groups and hard negatives (tallrec_pl/data/candidates.py), the metrics' misses, the listwise loss and
+its whole-group batches, and the `retriever` command into `test` (tiny SASRec, tiny random LLaMA)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from helpers import run_args, write_ml100k
+
+from tallrec_pl.cli import main
+from tallrec_pl.data.batching import ShuffledGroupBatchSampler
+from tallrec_pl.data.candidates import hard_negatives, retrieved_groups
+from tallrec_pl.data.datamodule import RankDataModule, RecDataModule
+from tallrec_pl.data.prompts import Sample
+from tallrec_pl.data.windows import Kept, Window
+from tallrec_pl.errors import TallrecError
+from tallrec_pl.model.metrics import ranking_metrics
+from tallrec_pl.model.module import TALLRecModule, listwise_loss
+from tallrec_pl.retrieval.sasrec import Retriever, RetrieverOptions
+
+pytest.importorskip("recbole")
+TINY = RetrieverOptions(history_len=4, hidden_size=8, n_layers=1, n_heads=1, inner_size=16, max_epochs=3,
+                        batch_size=32, dropout=0.1)
+TINY_ARGS = ["--hidden_size=8", "--n_layers=1", "--n_heads=1", "--inner_size=16", "--max_epochs=3", "--batch_size=32"]
+DATA = {"history_len": 4, "split_sizes": [0.6, 0.2, 0.2], "cache_dir": None}
+
+
+class Fixed:
+    """A retriever stand-in: every history gets the same item order (first = best)."""
+
+    def __init__(self, order: list[str]) -> None:
+        self.order = order
+
+    def top_k(self, histories, exclude, k):
+        return [[(i, -float(r)) for r, i in enumerate(i for i in self.order if i not in skip)][:k]
+                for _, skip in zip(histories, exclude, strict=True)]
+
+
+def sample(w: Window) -> Sample:
+    return Sample(instruction="rank", output="Yes." if w.label else "No.", meta={"item": w.target})
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory):
+    ml = write_ml100k(tmp_path_factory.mktemp("rr") / "ml")
+    dm = RecDataModule(path=str(ml), **DATA)
+    log, _ = dm.log_windows(dm.resolved_format())
+    return ml, dm, Retriever.fit(sorted(log.item_fields), dm.next_items("train"), dm.next_items("valid"), TINY,
+                                 log=lambda *_: None)
+
+
+def test_retriever_saves_loads_and_scores_the_same(fitted, tmp_path):
+    _, dm, retriever = fitted
+    path = tmp_path / "r.pt"
+    retriever.save(str(path))
+    again = Retriever.load(str(path))
+    histories = [h for h, _ in dm.next_items("valid")]
+    assert torch.equal(retriever.scores(histories), again.scores(histories))
+    again.check(retriever.items, dm.next_items("train"), str(path))  # the same data: accepted
+
+
+def test_retriever_refuses_another_log_and_other_files(fitted, tmp_path):
+    _, dm, retriever = fitted
+    other = RecDataModule(path=str(write_ml100k(tmp_path / "other", n_users=7)), **DATA)
+    with pytest.raises(TallrecError, match="another log"):
+        retriever.check(retriever.items, other.next_items("train"), "r.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a torch file")
+    with pytest.raises(TallrecError, match="not a retriever file"):
+        Retriever.load(str(tmp_path / "junk.pt"))
+
+
+def test_top_k_excludes_rated_items_and_follows_the_scores(fitted):
+    _, dm, retriever = fitted
+    history = dm.next_items("valid")[0][0]
+    scores = retriever.scores([history])[0]
+    skip = set(history) | {retriever.items[int(scores.argmax())]}
+    top = retriever.top_k([history], [skip], 5)[0]
+    assert len(top) == 5 and not {i for i, _ in top} & skip
+    values = [v for _, v in top]
+    assert values == sorted(values, reverse=True)
+    assert values[0] == max(float(scores[k]) for k, i in enumerate(retriever.items) if i not in skip)
+
+
+def test_rated_before_is_what_the_user_rated_before_the_target():
+    kept = Kept([], sequences={"u": ["a", "b", "c", "d", "e"]})
+    assert kept.rated_before(Window("u", (("b", True), ("c", False)), "d", True)) == {"a", "b", "c"}
+    assert kept.rated_before(Window("u", (), "a", True)) == set()
+
+
+def test_retrieved_groups_miss_when_the_true_item_is_outside_the_top_k():
+    kept = Kept([], sequences={"u": ["a", "b", "x", "y"], "v": ["a", "q"]})
+    windows = [Window("u", (("a", True), ("b", True)), "x", True), Window("v", (("a", True),), "q", True),
+               Window("u", (("a", True),), "b", False)]  # disliked: not ranked
+    groups = retrieved_groups(windows, kept, Fixed(["a", "x", "b", "c", "d", "q"]), 3, sample)
+    by = {g: [s for s in groups if s.meta["group"] == g] for g in (0, 1)}
+    assert [s.meta["item"] for s in by[0]] == ["x", "c", "d"]  # a and b were rated before x
+    assert [s.meta["positive"] for s in by[0]] == [True, False, False]
+    assert [s.meta["retriever_rank"] for s in by[0]] == [1, 2, 3]
+    assert [s.meta["item"] for s in by[1]] == ["x", "b", "c"] and not any(s.meta["positive"] for s in by[1])
+
+
+def test_full_catalogue_metrics_on_a_hand_made_catalogue():
+    # group 0: the true item second of 3; group 1: the retriever left it out (a miss)
+    m = ranking_metrics([0, 0, 0, 1, 1, 1], [3, 2, 1, 3, 2, 1], [False, True, False, False, False, False])
+    assert m["hr@1"] == 0 and m["hr@5"] == 0.5 and m["mrr"] == 0.25
+    assert m["ndcg@5"] == pytest.approx(0.5 / math.log2(3))
+
+
+def test_hard_negatives_come_from_the_top_k_and_were_never_rated():
+    kept = Kept([], interacted={"u": {"a", "b", "x"}})
+    windows = [Window("u", (("a", True),), "x", True), Window("u", (("a", True),), "b", False)]
+    out = hard_negatives(windows, kept, Fixed(["a", "c", "x", "d", "e", "f"]), 2, 3, seed=0)
+    assert out[0] == windows[0] and len(out) == 3  # the disliked window is left out
+    assert {w.target for w in out[1:]} <= {"c", "d", "e"} and not any(w.label for w in out[1:])
+    with pytest.raises(TallrecError, match="data.top_k"):
+        hard_negatives(windows, kept, Fixed(["c"]), 4, 3, seed=0)
+
+
+def test_shuffled_group_batches_are_whole_groups_seeded_by_epoch():
+    sampler = ShuffledGroupBatchSampler([0, 0, 0, 1, 1, 1, 2, 2, 2], seed=3)
+    first = list(sampler)
+    assert sorted(map(tuple, first)) == [(0, 1, 2), (3, 4, 5), (6, 7, 8)] and list(sampler) == first
+    orders = set()
+    for epoch in range(6):
+        sampler.set_epoch(epoch)
+        orders.add(tuple(map(tuple, sampler)))
+    assert len(orders) > 1
+
+
+def test_listwise_loss_is_the_softmax_over_each_group():
+    margins = torch.tensor([2.0, 0.0, -1.0, 1.0, 3.0], requires_grad=True)
+    groups, labels = torch.tensor([0, 0, 0, 1, 1]), torch.tensor([1, 0, 0, 0, 1])
+    loss = listwise_loss(margins, groups, labels)
+    expected = (-torch.log_softmax(margins[:3], 0)[0] - torch.log_softmax(margins[3:], 0)[1]) / 2
+    assert torch.allclose(loss, expected)
+    with pytest.raises(TallrecError, match="listwise"):
+        listwise_loss(margins, torch.full((5,), -1), labels)
+
+
+def test_listwise_training_reaches_lora_and_every_item_token_projector(fitted, tiny_backbone, tmp_path):
+    ml, _, retriever = fitted
+    from tallrec_pl.model.collab import save_item_embeddings
+
+    vectors = tmp_path / "sasrec.safetensors"
+    save_item_embeddings(str(vectors), *retriever.item_vectors())
+    retriever_file = tmp_path / "r.pt"
+    retriever.save(str(retriever_file))
+    dm = RankDataModule(path=str(ml), tokenizer=tiny_backbone, train_negatives=2, negative_sampling="retriever",
+                        retriever=str(retriever_file), top_k=5, listwise=True, item_embeddings=str(vectors),
+                        candidates="retriever",
+                        **DATA)
+    dm.setup()
+    batch = next(iter(dm.train_dataloader()))
+    assert len(set(batch["group"].tolist())) == 1 and int(batch["label"].sum()) == 1  # one window and its negatives
+    torch.manual_seed(0)
+    m = TALLRecModule(backbone=tiny_backbone, dtype="float32", item_embeddings=str(vectors), loss="listwise")
+    m.configure_model()
+    m.train()
+    m.log = lambda *a, **k: None  # no trainer attached
+    m.training_step(batch, 0).backward()
+    trainable = {n: p for n, p in m.named_parameters() if p.requires_grad}
+    assert any("item_tokens" in n for n in trainable)
+    for name, p in trainable.items():
+        if "lora_A" in name:
+            continue  # LoRA B starts at zero, so A gets no gradient on the first step
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_retriever_command_then_full_catalogue_test(tiny_backbone, tmp_path, capsys):
+    ml = write_ml100k(tmp_path / "ml")
+    data = [f"--data.path={ml}", "--data.history_len=4", "--data.init_args.split_sizes=[0.6,0.2,0.2]"]
+    main(["retriever", "--data.class_path=tallrec_pl.data.datamodule.RankDataModule", *data, *TINY_ARGS,
+          f"--output={tmp_path / 'r.pt'}", f"--item_embeddings={tmp_path / 'v.safetensors'}"])
+    assert "retriever (20 items) written" in capsys.readouterr().out
+    args = run_args(tiny_backbone, ml, tmp_path / "run", "--data.class_path=tallrec_pl.data.datamodule.RankDataModule",
+                    "--data.init_args.candidates=retriever", f"--data.init_args.retriever={tmp_path / 'r.pt'}",
+                    "--data.init_args.top_k=5")
+    main(["predict", *args])
+    rows = (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()
+    assert rows and len(rows) % 5 == 0  # every liked test window: the retriever's top 5
+    with pytest.raises(SystemExit):  # a retriever fit on another log: the one-line error, exit 2
+        other = write_ml100k(tmp_path / "other", n_users=7)
+        main(["predict", *run_args(tiny_backbone, other, tmp_path / "run2",
+                                   "--data.class_path=tallrec_pl.data.datamodule.RankDataModule",
+                                   "--data.init_args.candidates=retriever",
+                                   f"--data.init_args.retriever={tmp_path / 'r.pt'}")])
+    assert "another log" in capsys.readouterr().err
