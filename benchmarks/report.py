@@ -17,6 +17,7 @@ from quality import EPOCHS, steps
 from rerank_report import section as rerank_section
 
 DOCS = ROOT / "docs"
+DRAW = True  # False under --check: the text is compared, the plots are left as they are
 PAPER = {"movie": {16: 67.24, 64: 67.48, 256: 71.98}, "book": {16: 56.36, 64: 60.39, 256: 64.38}}
 
 
@@ -255,6 +256,8 @@ def baseline_ranking(groups: int) -> dict[str, dict]:
 
 
 def plot_auc(points, earlier, staged, zero) -> None:
+    if not DRAW:
+        return
     import matplotlib
 
     matplotlib.use("Agg")
@@ -311,6 +314,8 @@ def plot_roc(run: dict) -> bool:
     """Draw the run's ROC from the scores kept in its result file; False if it has none."""
     if "p_yes" not in run:
         return False
+    if not DRAW:
+        return True
     name, scores, labels = run["name"], run["p_yes"], run["label"]
     import matplotlib
 
@@ -693,6 +698,8 @@ def ranking_section(groups: int, plot: bool, heading: str) -> list[str]:
 
 
 def plot_ranking(metrics: dict) -> None:
+    if not DRAW:
+        return
     import matplotlib
 
     matplotlib.use("Agg")
@@ -896,6 +903,11 @@ def serve_section() -> list[str]:
 
 
 def main() -> None:
+    global DRAW
+    import sys
+
+    check = "--check" in sys.argv[1:]
+    DRAW = not check
     deviations = (
         (ROOT / "benchmarks" / "DEVIATIONS.md").read_text() if (ROOT / "benchmarks" / "DEVIATIONS.md").exists() else ""
     )
@@ -932,7 +944,14 @@ def main() -> None:
     )
     lines += data_scale_section()
     lines += [notes] if notes else []
-    (DOCS / "BENCHMARKS.md").write_text("\n".join(lines).rstrip() + "\n")
+    text = "\n".join(lines).rstrip() + "\n"
+    if check:  # the committed page must be what the committed results make
+        if (DOCS / "BENCHMARKS.md").read_text() != text:
+            raise SystemExit("docs/BENCHMARKS.md differs from what benchmarks/report.py makes of benchmarks/results/; "
+                             "run `make benchmarks-doc` and commit it")
+        print("docs/BENCHMARKS.md is up to date")
+        return
+    (DOCS / "BENCHMARKS.md").write_text(text)
     print(f"wrote {DOCS / 'BENCHMARKS.md'}")
 
 

@@ -3,6 +3,8 @@ a warning where they run slow, torch threads per physical core."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -73,13 +75,12 @@ def test_cuda_choice_follows_the_card(monkeypatch):
     assert hardware.choose_dtype("bfloat16", cuda, SHAPE).dtype == "bfloat16"
 
 
-def test_real_probe_measures_both_dtypes_quickly():
-    import time
+def test_real_probe_measures_both_dtypes():
+    import math
 
-    start = time.perf_counter()
-    f32 = hardware.matmul_gflops(torch.float32, (64, 64, 64))
-    bf16 = hardware.matmul_gflops(torch.bfloat16, (64, 64, 64))
-    assert f32 > 0 and bf16 > 0 and time.perf_counter() - start < 5
+    for dtype in (torch.float32, torch.bfloat16):
+        gflops = hardware.matmul_gflops(dtype, (64, 64, 64))
+        assert math.isfinite(gflops) and gflops > 0
 
 
 def test_threads_follow_usable_cores_unless_the_user_chose(monkeypatch):
@@ -101,7 +102,10 @@ def test_cgroup_quota_caps_the_cores(monkeypatch):
     monkeypatch.setattr(hardware, "cgroup_cpu_quota", lambda: 1)
     assert hardware.physical_cores() == 1
     monkeypatch.setattr(hardware, "cgroup_cpu_quota", lambda: None)
-    assert hardware.physical_cores() >= 1
+    unlimited = hardware.physical_cores()
+    assert unlimited <= len(os.sched_getaffinity(0))  # SMT siblings count once; never more than the usable CPUs
+    monkeypatch.setattr(hardware, "cgroup_cpu_quota", lambda: 4096)
+    assert hardware.physical_cores() == unlimited  # a quota above the cores changes nothing
 
 
 def test_host_line_names_the_cpu_and_its_flags(monkeypatch):
