@@ -3,6 +3,7 @@ chosen on the valid split, over the whole catalogue and on the 20-sampled protoc
 
     python benchmarks/rerank.py --seeds 0 1 2          # resumable: finished stages of a seed are skipped
     python benchmarks/rerank.py --seeds 0 --groups 500 --valid_groups 200
+    python benchmarks/rerank.py --seeds 0 --variant text --args="--model.item_embeddings=null"   # another LLM setting
 
 Per seed S (benchmarks/runs/rerank/sS/): `python -m tallrec_pl retriever` (configs/rank.yaml, seed S, which
 also writes SASRec's item vectors), `fit` of configs/rank.yaml + configs/rerank.yaml (data and model seed S:
@@ -25,7 +26,9 @@ from ranking import RANK, evaluate
 
 OUT = RESULTS / "rerank.json"
 BASE = ["--config", "configs/rank.yaml", "--config", "configs/rerank.yaml", "--trainer.enable_progress_bar=false"]
-GRID = [k / 20 for k in range(21)]  # fusion weight of the LLM's margin; 0 is the retriever alone
+# fusion: the LLM's margin + b * -log(retriever rank), b chosen on the valid windows (1000: the retriever's order,
+# the margin breaking ties; 0: the LLM alone)
+GRID = [0, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 16, 1000]
 
 
 def children_cpu() -> float:
@@ -42,9 +45,14 @@ def stage(result: dict, name: str, done, run) -> None:
     result.setdefault("cpu", {})[name] = {"cpu_s": children_cpu() - cpu, "wall_s": time.perf_counter() - wall}
 
 
+EXTRA: list[str] = []  # --args: the variant's own fit and predict options, after the defaults
+
+
 def seed_args(run, seed: int) -> list[str]:
-    return [f"--data.init_args.retriever={run / 'sasrec.pt'}", f"--model.item_embeddings={run / 'sasrec.safetensors'}",
-            f"--checkpoint.dirpath={run}", f"--trainer.default_root_dir={run}"]
+    retriever = RUNS / "rerank" / f"s{seed}"  # every variant of a seed shares its retriever
+    return [f"--data.init_args.retriever={retriever / 'sasrec.pt'}",
+            f"--model.item_embeddings={retriever / 'sasrec.safetensors'}",
+            f"--checkpoint.dirpath={run}", f"--trainer.default_root_dir={run}", *EXTRA]
 
 
 def predict(run, seed: int, out: str, *extra: str) -> None:
@@ -52,12 +60,16 @@ def predict(run, seed: int, out: str, *extra: str) -> None:
         f"--predictions.output={run / out}", *extra, log=run / "log.txt")
 
 
-def run_seed(seed: int, groups: int, valid_groups: int, result: dict) -> None:
-    run = RUNS / "rerank" / f"s{seed}"
+def run_dir(seed: int, variant: str):
+    return RUNS / "rerank" / (f"{variant}-s{seed}" if variant else f"s{seed}")
+
+
+def run_seed(seed: int, groups: int, valid_groups: int, result: dict, variant: str) -> None:
+    run, base = run_dir(seed, variant), RUNS / "rerank" / f"s{seed}"
     log = run / "log.txt"
-    stage(result, "retriever", (run / "sasrec.pt").exists, lambda: cli(
-        "retriever", "--config", "configs/rank.yaml", f"--data.init_args.seed={seed}", f"--output={run / 'sasrec.pt'}",
-        f"--item_embeddings={run / 'sasrec.safetensors'}", log=log))
+    stage(result, "retriever", (base / "sasrec.pt").exists, lambda: cli(
+        "retriever", "--config", "configs/rank.yaml", f"--data.init_args.seed={seed}", f"--output={base / 'sasrec.pt'}",
+        f"--item_embeddings={base / 'sasrec.safetensors'}", log=base / "log.txt"))
     stage(result, "fit", (run / "adapter").exists, lambda: cli(
         "fit", *BASE, *seed_args(run, seed), f"--data.init_args.seed={seed}", f"--seed_everything={seed}",
         f"--data.init_args.limit_groups={groups}", log=log))
@@ -69,11 +81,12 @@ def run_seed(seed: int, groups: int, valid_groups: int, result: dict) -> None:
         run, seed, "sampled.jsonl", "--data.init_args.candidates=sampled", f"--data.init_args.limit_groups={groups}"))
 
 
-def groups_of(run, candidates: str, split: str, n: int):
+def groups_of(seed: int, candidates: str, split: str, n: int):
     """The samples predict ranked (built again here, checked against the predictions file)."""
     from tallrec_pl.data.datamodule import RankDataModule
 
-    dm = RankDataModule(cache_dir=None, candidates=candidates, retriever=str(run / "sasrec.pt"), rank_split=split,
+    retriever = RUNS / "rerank" / f"s{seed}" / "sasrec.pt"
+    dm = RankDataModule(cache_dir=None, candidates=candidates, retriever=str(retriever), rank_split=split,
                         limit_groups=n, **RANK)
     return dm.build_samples()["test"], dm
 
@@ -86,41 +99,46 @@ def margins(path, samples) -> list[float]:
     return [math.log(max(r["p_yes"], eps)) - math.log(max(1 - r["p_yes"], eps)) for r in rows]
 
 
-def zscore(samples, values: list[float]) -> list[float]:
-    """Each value standardised within its group, so that two scorers' scales can be mixed."""
-    by: dict[int, list[float]] = {}
-    for s, v in zip(samples, values, strict=True):
-        by.setdefault(s.meta["group"], []).append(v)
-    stats = {g: (sum(v) / len(v), (sum((x - sum(v) / len(v)) ** 2 for x in v) / len(v)) ** 0.5 or 1.0)
-             for g, v in by.items()}
-    return [(v - stats[s.meta["group"]][0]) / stats[s.meta["group"]][1] for s, v in zip(samples, values, strict=True)]
+def fuse(llm: list[float], ranks: list[int], b: float) -> list[float]:
+    import torch
+
+    from tallrec_pl.model.module import retriever_prior
+
+    prior = retriever_prior(torch.tensor(ranks)).tolist()
+    return [m + b * p for m, p in zip(llm, prior, strict=True)]
 
 
-def fuse(samples, llm: list[float], retr: list[float], w: float) -> list[float]:
-    return [w * a + (1 - w) * b for a, b in zip(zscore(samples, llm), zscore(samples, retr), strict=True)]
+def sampled_ranks(dm, sampled) -> list[int]:
+    """The retriever's rank of each sampled candidate among the items its user had not rated before the window."""
+    from tallrec_pl.data.windows import Window
+
+    kept = dm._windows_cache.kept
+    truth = {s.meta["group"]: s.meta["item"] for s in sampled if s.meta["positive"]}
+    before = [kept.rated_before(Window(s.meta["user"], tuple((i, True) for i in s.meta["history"]),
+                                       truth[s.meta["group"]], True)) for s in sampled]
+    return dm.retriever().ranks([s.meta["history"] for s in sampled], before, [s.meta["item"] for s in sampled])
 
 
-def score_seed(seed: int, groups: int, valid_groups: int) -> dict:
-    run = RUNS / "rerank" / f"s{seed}"
-    test, dm = groups_of(run, "retriever", "test", groups)
-    valid, _ = groups_of(run, "retriever", "valid", valid_groups)
-    sampled, _ = groups_of(run, "sampled", "test", groups)
+def score_seed(seed: int, groups: int, valid_groups: int, variant: str) -> dict:
+    run = run_dir(seed, variant)
+    test, dm = groups_of(seed, "retriever", "test", groups)
+    valid, _ = groups_of(seed, "retriever", "valid", valid_groups)
+    sampled, sdm = groups_of(seed, "sampled", "test", groups)
     llm_t, llm_v, llm_s = (margins(run / f, s) for f, s in
                            (("test.jsonl", test), ("valid.jsonl", valid), ("sampled.jsonl", sampled)))
-    retr_t = [s.meta["retriever_score"] for s in test]
-    retr_v = [s.meta["retriever_score"] for s in valid]
-    retriever = dm.retriever()
-    full = retriever.scores([s.meta["history"] for s in sampled])
-    retr_s = [float(full[k, retriever.row[s.meta["item"]] - 1]) for k, s in enumerate(sampled)]
-    on_valid = {w: evaluate(valid, fuse(valid, llm_v, retr_v, w))["ndcg@10"] for w in GRID}
-    best = max(GRID, key=lambda w: (on_valid[w], -abs(w - 0.5)))
+    rank_t, rank_v = ([s.meta["retriever_rank"] for s in x] for x in (test, valid))
+    rank_s = sampled_ranks(sdm, sampled)
+    on_valid = {b: evaluate(valid, fuse(llm_v, rank_v, b))["ndcg@10"] for b in GRID}
+    best = max(GRID, key=lambda b: (on_valid[b], -b))
+    retriever_alone = [-float(r) for r in rank_t], [-float(r) for r in rank_s]
     return {
         "fusion_weight": best,
         "valid_ndcg@10_by_weight": on_valid,
-        "full": {"SASRec retriever alone": evaluate(test, retr_t), "LLM rerank of the top 20": evaluate(test, llm_t),
-                 f"fusion (LLM weight {best})": evaluate(test, fuse(test, llm_t, retr_t, best))},
-        "sampled": {"SASRec retriever alone": evaluate(sampled, retr_s), "LLM": evaluate(sampled, llm_s),
-                    f"fusion (LLM weight {best})": evaluate(sampled, fuse(sampled, llm_s, retr_s, best))},
+        "full": {"SASRec retriever alone": evaluate(test, retriever_alone[0]),
+                 "LLM rerank of the top 20": evaluate(test, llm_t),
+                 f"fusion (b {best})": evaluate(test, fuse(llm_t, rank_t, best))},
+        "sampled": {"SASRec retriever alone": evaluate(sampled, retriever_alone[1]), "LLM": evaluate(sampled, llm_s),
+                    f"fusion (b {best})": evaluate(sampled, fuse(llm_s, rank_s, best))},
         "recall@20": sum(s.meta["positive"] for s in test) / groups,
     }
 
@@ -130,13 +148,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--groups", type=int, default=500)
     parser.add_argument("--valid_groups", type=int, default=200)
+    parser.add_argument("--variant", default="", help="a name for another LLM setting (its own runs and results)")
+    parser.add_argument("--args", default="", help="the variant's extra fit / predict options, space-separated")
     opts = parser.parse_args()
+    EXTRA[:] = opts.args.split()
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
     results["protocol"] = {"groups": opts.groups, "valid_groups": opts.valid_groups, "top_k": 20, **RANK}
     for seed in opts.seeds:
-        entry = results.setdefault("seeds", {}).setdefault(str(seed), {})
-        run_seed(seed, opts.groups, opts.valid_groups, entry)
-        entry.update(score_seed(seed, opts.groups, opts.valid_groups))
+        where = results.setdefault("variants", {}).setdefault(opts.variant, {"args": opts.args}) if opts.variant \
+            else results
+        entry = where.setdefault("seeds", {}).setdefault(str(seed), {})
+        run_seed(seed, opts.groups, opts.valid_groups, entry, opts.variant)
+        entry.update(score_seed(seed, opts.groups, opts.valid_groups, opts.variant))
         entry["machine"] = machine()
         save_json(OUT, results)
         print(json.dumps({k: {n: round(m["ndcg@10"], 4) for n, m in entry[k].items()} for k in ("full", "sampled")}),

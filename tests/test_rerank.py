@@ -38,6 +38,10 @@ class Fixed:
         return [[(i, -float(r)) for r, i in enumerate(i for i in self.order if i not in skip)][:k]
                 for _, skip in zip(histories, exclude, strict=True)]
 
+    def ranks(self, histories, exclude, items):
+        return [[i for i in self.order if i not in skip or i == item].index(item) + 1
+                for item, skip in zip(items, exclude, strict=True)]
+
 
 def sample(w: Window) -> Sample:
     return Sample(instruction="rank", output="Yes." if w.label else "No.", meta={"item": w.target})
@@ -82,6 +86,7 @@ def test_top_k_excludes_rated_items_and_follows_the_scores(fitted):
     values = [v for _, v in top]
     assert values == sorted(values, reverse=True)
     assert values[0] == max(float(scores[k]) for k, i in enumerate(retriever.items) if i not in skip)
+    assert retriever.ranks([history] * 2, [skip] * 2, [top[0][0], top[2][0]]) == [1, 3]
 
 
 def test_rated_before_is_what_the_user_rated_before_the_target():
@@ -110,13 +115,22 @@ def test_full_catalogue_metrics_on_a_hand_made_catalogue():
 
 
 def test_hard_negatives_come_from_the_top_k_and_were_never_rated():
-    kept = Kept([], interacted={"u": {"a", "b", "x"}})
-    windows = [Window("u", (("a", True),), "x", True), Window("u", (("a", True),), "b", False)]
-    out = hard_negatives(windows, kept, Fixed(["a", "c", "x", "d", "e", "f"]), 2, 3, seed=0)
+    kept = Kept([], interacted={"u": {"a", "b", "x"}}, sequences={"u": ["a", "x", "b"]})
+    windows = [Window("u", (("a", True),), "x", True), Window("u", (("a", True), ("x", True)), "b", False)]
+    out, ranks = hard_negatives(windows, kept, Fixed(["a", "c", "x", "d", "e", "f"]), 2, 3, seed=0)
     assert out[0] == windows[0] and len(out) == 3  # the disliked window is left out
     assert {w.target for w in out[1:]} <= {"c", "d", "e"} and not any(w.label for w in out[1:])
+    # ranks among the items not rated before the window (a was): c 1, x 2, d 3, e 4
+    assert ranks[out[0]] == 2 and all(ranks[w] == {"c": 1, "d": 3, "e": 4}[w.target] for w in out[1:])
     with pytest.raises(TallrecError, match="data.top_k"):
         hard_negatives(windows, kept, Fixed(["c"]), 4, 3, seed=0)
+
+
+def test_retriever_prior_orders_by_rank_and_puts_unranked_last():
+    from tallrec_pl.model.module import retriever_prior
+
+    prior = retriever_prior(torch.tensor([1, 2, 5, -1]))
+    assert prior[0] == 0 and prior[0] > prior[1] > prior[2] > prior[3]
 
 
 def test_shuffled_group_batches_are_whole_groups_seeded_by_epoch():
@@ -148,7 +162,7 @@ def test_listwise_training_reaches_lora_and_every_item_token_projector(fitted, t
     save_item_embeddings(str(vectors), *retriever.item_vectors())
     retriever_file = tmp_path / "r.pt"
     retriever.save(str(retriever_file))
-    dm = RankDataModule(path=str(ml), tokenizer=tiny_backbone, train_negatives=2, negative_sampling="retriever",
+    dm = RankDataModule(path=str(ml), tokenizer=tiny_backbone, train_negatives=3, hard_negatives=2,
                         retriever=str(retriever_file), top_k=5, listwise=True, item_embeddings=str(vectors),
                         candidates="retriever",
                         **DATA)
@@ -156,7 +170,9 @@ def test_listwise_training_reaches_lora_and_every_item_token_projector(fitted, t
     batch = next(iter(dm.train_dataloader()))
     assert len(set(batch["group"].tolist())) == 1 and int(batch["label"].sum()) == 1  # one window and its negatives
     torch.manual_seed(0)
-    m = TALLRecModule(backbone=tiny_backbone, dtype="float32", item_embeddings=str(vectors), loss="listwise")
+    assert (batch["retriever_rank"] > 0).all()  # every candidate carries its retriever rank (the prior)
+    m = TALLRecModule(backbone=tiny_backbone, dtype="float32", item_embeddings=str(vectors), loss="both",
+                      prior_weight=1.0)
     m.configure_model()
     m.train()
     m.log = lambda *a, **k: None  # no trainer attached

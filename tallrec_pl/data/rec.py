@@ -34,8 +34,6 @@ from tallrec_pl.data.windows import (
 )
 from tallrec_pl.errors import TallrecError, require_path
 
-HARD = "retriever"  # data.negative_sampling: hard negatives from the retriever's top K (rank-tuning only)
-
 
 class LogWindows(NamedTuple):
     """A log read once per data module, its windows split, and the splits before rank-tuning."""
@@ -97,6 +95,7 @@ class RecDataModule(PromptDataModule):
         train_negatives: int = 0,
         retriever: str | None = None,
         top_k: int = 20,
+        hard_negatives: int = 0,
         listwise: bool = False,
         **common,
     ) -> None:
@@ -154,12 +153,16 @@ class RecDataModule(PromptDataModule):
         self.overrides = {"train": train_path, "valid": valid_path, "test": test_path}
         if feedback not in FEEDBACK:
             raise TallrecError(f"data.feedback {feedback!r} is not known", f"use one of {', '.join(FEEDBACK)}")
-        if negative_sampling not in (*NEGATIVE_SAMPLING, HARD):
+        if negative_sampling not in NEGATIVE_SAMPLING:
             raise TallrecError(f"data.negative_sampling {negative_sampling!r} is not known",
-                               f"use one of {', '.join(NEGATIVE_SAMPLING)} (or {HARD} to rank-tune)")
-        if negative_sampling == HARD and not (retriever and train_negatives):
-            raise TallrecError("data.negative_sampling: retriever draws rank-tuning negatives from a retriever",
-                               "set data.retriever to a retriever file and data.train_negatives >= 1")
+                               f"use one of {', '.join(NEGATIVE_SAMPLING)}")
+        if not 0 <= hard_negatives <= train_negatives:
+            raise TallrecError(f"data.hard_negatives={hard_negatives} must be between 0 and data.train_negatives="
+                               f"{train_negatives}", "lower data.hard_negatives or raise data.train_negatives")
+        if hard_negatives and not retriever:
+            raise TallrecError("data.hard_negatives are drawn from a retriever, but data.retriever is unset",
+                               "fit one (python -m tallrec_pl retriever) and set data.retriever")
+        self.hard_negatives = hard_negatives
         if negatives_per_positive < 1:
             raise TallrecError(f"data.negatives_per_positive={negatives_per_positive} leaves implicit feedback without "
                                "No. samples", "use 1 or more")
@@ -175,6 +178,7 @@ class RecDataModule(PromptDataModule):
                                "set data.train_negatives >= 1 (e.g. 4), or data.listwise: false")
         self.listwise = listwise
         self._retriever = None
+        self._retriever_ranks: dict[Window, int] = {}  # hard-negative windows: the retriever's rank of the item
         self.feedback, self.negative_sampling = feedback, negative_sampling
         self.negatives_per_positive = negatives_per_positive
         self.wording = Wording(implicit_instruction, implicit_input)
@@ -216,8 +220,12 @@ class RecDataModule(PromptDataModule):
     def window_sample(self, window, log) -> Sample:
         """A window as a prompt sample, with the cold-start profile line where it applies."""
         profile = self.profile.render(window.user, len(window.history), log.user_fields, log.source)
-        return window_sample(window, log.item_fields, self.item_text, self.domain, log.source, profile,
-                             self.wording if self.implicit else None, self.item_rows)
+        sample = window_sample(window, log.item_fields, self.item_text, self.domain, log.source, profile,
+                               self.wording if self.implicit else None, self.item_rows)
+        if window in self._retriever_ranks:
+            sample.meta["retriever_rank"] = self._retriever_ranks[window]
+        return sample
+
 
     def resolve_feedback(self, log) -> str:
         """explicit or implicit; ``auto`` picks by the rating column and says so in one line."""
@@ -257,11 +265,21 @@ class RecDataModule(PromptDataModule):
         return self._windows_cache.log, self._windows_cache.windows
 
     def _negatives(self, windows: list[Window], kept: Kept, log, seed: int) -> list[Window]:
-        if self.negative_sampling == HARD:
-            from tallrec_pl.data.candidates import hard_negatives
+        """Rank-tuning groups: a liked window, its hard negatives (data.hard_negatives), then the others."""
+        easy = self.train_negatives - self.hard_negatives
+        plain = rank_tuning(windows, kept, log, easy, self.negative_sampling, seed) if easy else []
+        if not self.hard_negatives:
+            return plain
+        from tallrec_pl.data.candidates import hard_negatives, retriever_ranks
 
-            return hard_negatives(windows, kept, self.retriever(), self.train_negatives, self.top_k, seed)
-        return rank_tuning(windows, kept, log, self.train_negatives, self.negative_sampling, seed)
+        hard, ranks = hard_negatives(windows, kept, self.retriever(), self.hard_negatives, self.top_k, seed)
+        if easy:  # merge: each liked window's hard negatives, then its drawn ones (both lists go window by window)
+            a, b = 1 + self.hard_negatives, 1 + easy
+            groups = [plain[i * b : (i + 1) * b] for i in range(len(plain) // b)]
+            ranks.update(retriever_ranks(groups, kept, self.retriever()))
+            hard = [w for i, group in enumerate(groups) for w in hard[i * a : (i + 1) * a] + group[1:]]
+        self._retriever_ranks.update(ranks)
+        return hard
 
     def next_items(self, name: str) -> list[tuple[list[str], str]]:
         """(history item ids, next item id) of every window of split ``name``, before rank-tuning: what a

@@ -32,6 +32,7 @@ NUMERIC = (  # int64 tensors in every batch and evaluation table
     Field("group", -1, "ranking group: the candidates of one window share it; -1 outside ranking"),
     Field("hist_len", -1, "history items before any truncation; -1 for a sample without history"),
     Field("seen", -1, "the target item occurs in the train split: 1 or 0; -1 unknown"),
+    Field("retriever_rank", -1, "the retriever's rank of the item (1 = its first) under the window; -1 none"),
 )
 TEXT = (  # strings: kept in the encoded samples, found again by index when predictions are written
     Field("user", "", "user id"),
@@ -56,6 +57,7 @@ def from_sample(sample: Sample) -> dict:
         "group": int(meta.get("group", -1)),
         "hist_len": int(meta.get("hist_len", history)),
         "seen": int(meta.get("seen", -1)),
+        "retriever_rank": int(meta.get("retriever_rank", -1)),
         "user": str(meta.get("user", "")),
         "item": str(meta.get("item", "")),
     }

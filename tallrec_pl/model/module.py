@@ -35,6 +35,14 @@ from tallrec_pl.model.scoring import answer_logits, decode, gather_rows, reused_
 LOSSES = ("pointwise", "listwise", "both")
 
 
+def retriever_prior(ranks: torch.Tensor) -> torch.Tensor:
+    """-log(rank) of the retriever's 1-based ranks; an item without one (rank <= 0) ranks below every ranked one."""
+    known = ranks > 0
+    floor = float(ranks[known].max()) + 1 if known.any() else 1.0
+    return -torch.log(torch.where(known, ranks.to(torch.float32), torch.full_like(ranks, 0, dtype=torch.float32)
+                                  + floor))
+
+
 def listwise_loss(margins: torch.Tensor, groups: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean over the batch's groups of -log softmax(margins of the group)[its true item]; groups without
     exactly one true item are skipped (a batch of none of them is an error of the data, not of the model)."""
@@ -75,6 +83,7 @@ class TALLRecModule(L.LightningModule):
         lean_activations: bool = True,
         item_embeddings: str | None = None,
         loss: str = "pointwise",
+        prior_weight: float = 0.0,
     ) -> None:
         """
         Args:
@@ -108,6 +117,10 @@ class TALLRecModule(L.LightningModule):
             loss: pointwise (cross-entropy on the answer tokens, TALLRec's), listwise (a softmax over each
                 ranking group's Yes-margins, logit(Yes) - logit(No), with its true item as the target; needs
                 rank-tuning batches of whole groups: data.listwise: true), or both (their sum).
+            prior_weight: listwise training around the retriever's order (a residual reranker): each candidate's
+                Yes-margin gets prior_weight * -log(its retriever rank) added before the softmax, so the LLM
+                learns what moves an item against the retriever's order; rank with the same sum
+                (``retriever_prior``). 0: the LLM alone.
         """
         super().__init__()
         if schedule not in ("linear", "cosine", "constant"):
@@ -311,7 +324,10 @@ class TALLRecModule(L.LightningModule):
             if "group" not in batch:
                 raise TallrecError("model.loss listwise needs ranking groups in the training data",
                                    "rank-tune with data.train_negatives >= 1 and data.listwise: true")
-            listwise = listwise_loss(two[:, 0] - two[:, 1], batch["group"], batch["label"])
+            margins = two[:, 0] - two[:, 1]
+            if self.hparams.prior_weight:
+                margins = margins + self.hparams.prior_weight * retriever_prior(batch["retriever_rank"]).to(margins)
+            listwise = listwise_loss(margins, batch["group"], batch["label"])
             self.log("train/listwise_loss", listwise, batch_size=len(batch["index"]))
             loss = listwise if self.hparams.loss == "listwise" else loss + listwise
         self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["index"]))

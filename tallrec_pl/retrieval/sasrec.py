@@ -195,6 +195,21 @@ class Retriever:
                         if v != float("-inf")])
         return out
 
+    def ranks(self, histories: list[list[str]], exclude: list[set[str]], items: list[str]) -> list[int]:
+        """1-based rank of ``items[r]`` among the catalogue minus ``exclude[r]`` under ``histories[r]``
+        (ties count against it); 0 for an item the retriever does not know."""
+        scores = self.scores(histories)
+        out = []
+        for row, skip, item in zip(scores, exclude, items, strict=True):
+            if item not in self.row:
+                out.append(0)
+                continue
+            value = row[self.row[item] - 1]
+            beaten = row >= value
+            beaten[[self.row[i] - 1 for i in skip if i in self.row and i != item]] = False
+            out.append(int(beaten.sum()))
+        return out
+
     def item_vectors(self) -> tuple[list[str], torch.Tensor]:
         """SASRec's item-embedding table (rows of ``items``): LLaRA's hybrid item tokens come from it."""
         return list(self.items), self.model.item_embedding.weight.detach()[1:].float().clone()
