@@ -95,3 +95,44 @@ def test_a_ready_prompt_cannot_be_explained(rec):
     module, _, tok = rec
     with pytest.raises(TallrecError, match="need a sample with a history"):
         build_variants(Sample("Say hi.", "Yes.", input="x"), tok, 512)
+
+
+# --- predict --predictions.explain ------------------------------------------------------------
+
+
+def test_predict_writes_each_samples_evidence(rec, tiny_backbone, ml100k, tmp_path):
+    import json
+
+    from helpers import run_args
+
+    from tallrec_pl.cli import main
+    from tallrec_pl.data.datamodule import RecDataModule
+    from tallrec_pl.model.lora import export_adapter
+
+    module, _, tok = rec
+    export_adapter(module.model, str(tmp_path / "adapter"), tiny_backbone)
+    out = tmp_path / "run"
+    main(["predict", *run_args(tiny_backbone, ml100k, out), f"--model.init_adapter={tmp_path / 'adapter'}",
+          "--predictions.explain=true", "--predictions.explain_flip=true"])
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    dm = RecDataModule(path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2],
+                       cache_dir=None)
+    samples = dm.build_samples()["test"]
+    assert len(rows) == len(samples) > 2
+    for row in rows[:3]:
+        sample = samples[row["index"]]
+        assert [(e["item"], e["liked"]) for e in row["evidence"]] == [(t.strip('"'), ok) for t, ok in sample.history]
+        assert [e["item_id"] for e in row["evidence"]] == [str(i) for i in sample.meta["history"]]
+        full = alone(module, sample, tok)
+        assert abs(row["p_yes"] - full) < 1e-4
+        for e in row["evidence"]:
+            assert abs(e["effect"] - (full - alone(module, without(sample, e["position"]), tok))) < 1e-4
+            assert abs(e["flip_effect"] - (full - alone(module, flipped(sample, e["position"]), tok))) < 1e-4
+
+
+def test_explain_flip_alone_is_refused():
+    from tallrec_pl.callbacks import PredictionWriter
+    from tallrec_pl.errors import TallrecError
+
+    with pytest.raises(TallrecError, match="set predictions.explain: true too"):
+        PredictionWriter(explain_flip=True)
