@@ -136,3 +136,106 @@ def test_explain_flip_alone_is_refused():
 
     with pytest.raises(TallrecError, match="set predictions.explain: true too"):
         PredictionWriter(explain_flip=True)
+
+
+# --- serve: "explain": true -------------------------------------------------------------------
+
+
+def test_sentence_is_built_from_the_evidence_only():
+    from tallrec_pl.model.explain import Evidence, sentence
+
+    def ev(item, liked, effect):
+        return Evidence(0, item, "", liked, effect)
+
+    top = [ev("Fargo (1996)", True, 0.2), ev("Heat (1995)", False, -0.1), ev("Star Wars (1977)", True, 0.05),
+           ev("Babe (1995)", False, 0.01)]
+    assert sentence(top) == ("Recommended because you liked Fargo (1996) and Star Wars (1977); you disliked "
+                             "Babe (1995). Counting against it: you disliked Heat (1995).")
+    assert sentence([ev("Heat (1995)", True, -0.1)]) == (
+        "No item of your history raised this score. Counting against it: you liked Heat (1995).")
+    assert sentence([]) == "No item of your history changed this score."
+
+
+def serve_builder(tiny_backbone, ml100k, **limits):
+    from tallrec_pl.data.datamodule import RecDataModule
+    from tallrec_pl.data.logs import read_log
+    from tallrec_pl.serve_api import PromptBuilder
+
+    dm = RecDataModule(path=str(ml100k), tokenizer=tiny_backbone, history_len=4, cache_dir=None)
+    return PromptBuilder(dm.load_tokenizer(), dm.max_length, read_log(str(ml100k)).item_fields, dm.item_text,
+                         dm.domain, dm.profile, "the test log", 8, 6, **limits)
+
+
+BAD_EXPLAIN = [
+    ({"explain": "yes", "candidates": ["a"]}, "'explain' must be true or false, not a string"),
+    ({"explain": 1, "candidates": ["a"]}, "'explain' must be true or false, not a number"),
+    ({"explain": None, "candidates": ["a"]}, "'explain' must be true or false, not null"),
+    ({"explain": True, "instruction": "Say hi."}, "'explain' needs a rec request"),
+    ({"explain": True, "history": [{"item": 1, "liked": True}] * 3, "candidates": ["a", "b"]},
+     "needs 6 variants, more than serve.max_explain_rows=5"),
+]
+
+
+@pytest.mark.parametrize("body,message", BAD_EXPLAIN)
+def test_bad_explain_values_are_refused_with_their_problem(tiny_backbone, ml100k, body, message):
+    from tallrec_pl.serve_api import BadRequest
+
+    with pytest.raises(BadRequest) as err:
+        serve_builder(tiny_backbone, ml100k, max_explain_rows=5).payload(body)
+    assert err.value.status == 422 and message in str(err.value)
+
+
+def through_guard(builder, body: dict) -> tuple[dict | None, list]:
+    """(the JSON the model worker's route receives, what the client was sent) for one POST."""
+    import asyncio
+    import json
+
+    from tallrec_pl.serve_api import Guard
+
+    raw, got, sent = json.dumps(body).encode(), {}, []
+
+    async def app(scope, receive, send):
+        got["body"] = json.loads((await receive())["body"])
+
+    async def receive():
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "path": "/predict", "method": "POST", "headers": [(b"content-length", b"%d" % len(raw))]}
+    asyncio.run(Guard(app, builder, None, 1 << 20)(scope, receive, send))
+    return got.get("body"), sent
+
+
+def test_served_explanations_equal_brute_force(rec, tiny_backbone, ml100k):
+    from tallrec_pl.serve import explain_requests, response, score_requests
+
+    module, _, tok = rec
+    builder = serve_builder(tiny_backbone, ml100k)
+    history = [{"item": 3, "liked": True}, {"item": {"id": "5"}, "liked": False}, {"item": "Movie 9 (1959)",
+               "liked": True}, {"item": {"id": "11"}, "liked": True}]
+    body = {"history": history, "candidates": [{"id": "2"}, "Movie 7 (1957)"], "explain": True}
+    payload, sent = through_guard(builder, body)
+    assert not sent and payload["explain"]["top"] == 3
+    with torch.no_grad():
+        scores = score_requests(module, Collator(tok.pad_token_id), [payload["rows"]], 4, "cpu")[0]
+        answer = response(scores, explain_requests(module, [payload])[0])
+    assert answer["ranking"] == sorted(range(2), key=lambda i: -scores[i])
+    samples = builder.samples({k: v for k, v in body.items() if k != "explain"})
+    for k, (sample, ex) in enumerate(zip(samples, answer["explanations"], strict=True)):
+        assert ex["candidate"] == k and abs(ex["p_yes"] - scores[k]) < 1e-5
+        full = alone(module, sample, tok)
+        effects = [full - alone(module, without(sample, j), tok) for j in range(len(history))]
+        want = sorted(range(len(history)), key=lambda j: -abs(effects[j]))[:3]
+        assert [e["position"] for e in ex["evidence"]] == want
+        for e in ex["evidence"]:
+            assert abs(e["effect"] - effects[e["position"]]) < 1e-5
+        assert [e.get("item_id", "") for e in ex["evidence"]] == [["3", "5", "", "11"][j] for j in want]
+        for e in ex["evidence"]:  # the sentence names each item on the side its effect shows
+            verb = "liked" if e["liked"] else "disliked"
+            side = ex["sentence"].split("Counting against it:")[e["effect"] < 0]
+            assert e["item"] in side and verb in side
+    payload, _ = through_guard(builder, {**body, "explain": False})
+    assert "explain" not in payload and explain_requests(module, [payload]) == [None]
+    assert "explanations" not in response([0.5], None)

@@ -216,3 +216,26 @@ def explain_sample(
 def _plain(text: str) -> str:
     """An item's text without the quotes TALLRec's history lists put around it."""
     return text[1:-1] if len(text) >= 2 and text[0] == text[-1] == '"' else text
+
+
+def _names(items: list[Evidence]) -> str:
+    names = [e.item for e in items]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _clause(items: list[Evidence]) -> str:
+    liked = [e for e in items if e.liked]
+    disliked = [e for e in items if not e.liked]
+    parts = [f"you liked {_names(liked)}"] if liked else []
+    return "; ".join(parts + ([f"you disliked {_names(disliked)}"] if disliked else []))
+
+
+def sentence(evidence: list[Evidence]) -> str:
+    """One plain sentence from ``evidence`` alone: the items that raised p(Yes), then those that
+    lowered it; it names nothing the effects do not show."""
+    up = [e for e in evidence if e.effect > 0]
+    down = [e for e in evidence if e.effect < 0]
+    if not up and not down:
+        return "No item of your history changed this score."
+    text = f"Recommended because {_clause(up)}." if up else "No item of your history raised this score."
+    return text + (f" Counting against it: {_clause(down)}." if down else "")
