@@ -109,10 +109,39 @@ class AdapterExport(L.Callback):
             with torch.no_grad():
                 for k, p in params.items():
                     p.copy_(current[k])
+        self._write_card(trainer, pl_module, folder, ckpt, best)
         print(
             f"tallrec_pl: adapter ({'best: ' + Path(best).name if best else 'final weights'}) exported to {folder}",
             flush=True,
         )
+
+
+    def _folder(self, trainer) -> str | None:
+        ckpt = checkpoint_callback(trainer)
+        return self.folder or (os.path.join(ckpt.dirpath, "adapter") if ckpt and ckpt.dirpath else None)
+
+    def _write_card(self, trainer, pl_module, folder: str, ckpt, best: str | None) -> None:
+        """The model card and tallrec_pl.json (tallrec_pl/model_card.py)."""
+        from tallrec_pl.model_card import card_facts, example_prompt, reproduce_command, write_model_card
+
+        score = ckpt.best_model_score if ckpt is not None and best else None
+        metrics = {ckpt.monitor if ckpt is not None and ckpt.monitor else "val/auc": None, "test/auc": None}
+        if score is not None:
+            metrics[ckpt.monitor] = float(score)
+        command = reproduce_command(ckpt.dirpath if ckpt is not None else None)
+        facts = card_facts(trainer, pl_module, metrics, example_prompt(trainer.datamodule), command)
+        facts["exported_from"] = Path(best).name if best else None
+        write_model_card(folder, facts)
+
+    @override
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from tallrec_pl.model_card import record_test
+
+        folder = self._folder(trainer)
+        if folder is not None and trainer.is_global_zero:
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k == "test/auc"}
+            if record_test(folder, trainer.ckpt_path, metrics):
+                print(f"tallrec_pl: test/auc of {Path(trainer.ckpt_path).name} added to {folder}/README.md", flush=True)
 
 
 class PredictionWriter(BasePredictionWriter):
