@@ -239,3 +239,38 @@ def test_served_explanations_equal_brute_force(rec, tiny_backbone, ml100k):
     payload, _ = through_guard(builder, {**body, "explain": False})
     assert "explain" not in payload and explain_requests(module, [payload]) == [None]
     assert "explanations" not in response([0.5], None)
+
+
+# --- benchmarks/explain_faithfulness.py ---------------------------------------------------------
+
+
+def test_faithfulness_benchmark_runs_on_a_tiny_model(tiny_backbone, ml100k, tmp_path, monkeypatch):
+    import json
+    import sys
+
+    from helpers import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    import explain_faithfulness as bench
+
+    out = tmp_path / "explain.json"
+    bench.main(["--backbone", tiny_backbone, f"--data.init_args.path={ml100k}", "--data.init_args.history_len=4",
+                "--data.init_args.split_sizes=[0.6,0.2,0.2]", "--data.init_args.cache_dir=null",
+                "--data.init_args.shots=-1", "--samples", "4", "--output", str(out), "--plot", str(tmp_path / "e.png")])
+    summary = json.loads(out.read_text())
+    assert summary["samples"] == 4 and (tmp_path / "e.png").stat().st_size > 1000
+    drops = {(r["strategy"], r["k"]): r["mean_drop"] for r in summary["removals"]}
+    assert set(drops) == {(s, k) for s in ("top", "random", "bottom") for k in (1, 2, 3)}
+    # removing the top item is the explanation's own largest effect; removing the bottom one, its smallest
+    module = bench.load_module(None, tiny_backbone, "float32")
+    dm = bench.parse([f"--data.init_args.path={ml100k}", "--data.init_args.history_len=4",
+                      "--data.init_args.split_sizes=[0.6,0.2,0.2]", "--data.init_args.shots=-1"])[1]
+    dm.connect(module.tokenizer)
+    samples = dm.build_samples()["test"]
+    picked = [samples[i] for i in bench.spread_indices(len(samples), 4)]
+    with torch.no_grad():
+        effects = [[e.effect for e in explain_sample(module, s, dm.tokenizer, dm.max_length).evidence] for s in picked]
+    assert abs(drops[("top", 1)] - sum(max(e) for e in effects) / 4) < 1e-6
+    assert abs(drops[("bottom", 1)] - sum(min(e) for e in effects) / 4) < 1e-6
+    assert drops[("top", 1)] > drops[("bottom", 1)]
+    del sys.modules["explain_faithfulness"]
