@@ -355,7 +355,8 @@ def gpu_check_section() -> list[str]:
     passed = re.findall(r"^(PASSED|FAILED|SKIPPED|ERROR) tests/test_gpu.py::(\w+)", text, re.M)
     diff = re.search(r"max \|p_yes gpu - cpu\| float32: (\S+)", text)
     summary = re.search(r"^=*\s*(\d+ passed.*?) in ([\d.]+)s", text, re.M)
-    lines = ["## GPU checks", "", "Command: `bash benchmarks/gpu_check.sh` (log: results/gpu_check.log).", ""]
+    lines = ["## GPU checks", "",
+             "Command: `bash benchmarks/gpu_check.sh` (log: benchmarks/results/gpu_check.log).", ""]
     lines += [f"Machine: {head[1]}; {head[2]}; host CPU {head[3].split(':', 1)[-1].strip()}; run {head[0]}.", ""]
     lines += ["| test | result |", "| --- | --- |"] + [f"| {name} | {state} |" for state, name in passed]
     if summary:

@@ -15,6 +15,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from tallrec_pl.data import record
+from tallrec_pl.errors import TallrecError
 from tallrec_pl.lightning_internals import DIR_NOT_EMPTY, checkpoint_state_key
 from tallrec_pl.model.lora import export_adapter, load_lightning_state
 from tallrec_pl.model.metrics import group_ranks, unique_rows
@@ -108,29 +109,81 @@ class AdapterExport(L.Callback):
             with torch.no_grad():
                 for k, p in params.items():
                     p.copy_(current[k])
+        self._write_card(trainer, pl_module, folder, ckpt, best)
         print(
             f"tallrec_pl: adapter ({'best: ' + Path(best).name if best else 'final weights'}) exported to {folder}",
             flush=True,
         )
 
 
+    def _folder(self, trainer) -> str | None:
+        ckpt = checkpoint_callback(trainer)
+        return self.folder or (os.path.join(ckpt.dirpath, "adapter") if ckpt and ckpt.dirpath else None)
+
+    def _write_card(self, trainer, pl_module, folder: str, ckpt, best: str | None) -> None:
+        """The model card and tallrec_pl.json (tallrec_pl/model_card.py)."""
+        from tallrec_pl.model_card import card_facts, example_prompt, reproduce_command, write_model_card
+
+        score = ckpt.best_model_score if ckpt is not None and best else None
+        metrics = {ckpt.monitor if ckpt is not None and ckpt.monitor else "val/auc": None, "test/auc": None}
+        if score is not None:
+            metrics[ckpt.monitor] = float(score)
+        command = reproduce_command(ckpt.dirpath if ckpt is not None else None)
+        facts = card_facts(trainer, pl_module, metrics, example_prompt(trainer.datamodule), command)
+        facts["exported_from"] = Path(best).name if best else None
+        write_model_card(folder, facts)
+
+    @override
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from tallrec_pl.model_card import record_test
+
+        folder = self._folder(trainer)
+        if folder is not None and trainer.is_global_zero:
+            metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k == "test/auc"}
+            if record_test(folder, trainer.ckpt_path, metrics):
+                print(f"tallrec_pl: test/auc of {Path(trainer.ckpt_path).name} added to {folder}/README.md", flush=True)
+
+
 class PredictionWriter(BasePredictionWriter):
     """``predict`` writes one JSON line per sample, in the split's order, each sample once."""
 
-    def __init__(self, output: str = "predictions/predictions.jsonl") -> None:
+    def __init__(self, output: str = "predictions/predictions.jsonl", explain: bool = False,
+                 explain_flip: bool = False) -> None:
         """
         Args:
             output: JSONL file with index, p_yes, label (where known), user, item, history length,
                 whether the item was seen in training, and ranking group and rank.
+            explain: also write each sample's evidence: every history item the prompt shows, with
+                liked and effect = p(Yes) - p(Yes without that item) (tallrec_pl/model/explain.py).
+            explain_flip: with explain, also each item's flip_effect = p(Yes) - p(Yes with that item's
+                liked / disliked flipped).
         """
         super().__init__(write_interval="epoch")
-        self.output = output
+        if explain_flip and not explain:
+            raise TallrecError("predictions.explain_flip is set but predictions.explain is not",
+                               "set predictions.explain: true too, or drop explain_flip")
+        self.output, self.explainer = output, PredictEvidence(flip=explain_flip) if explain else None
+
+    @override
+    def on_predict_start(self, trainer, pl_module) -> None:
+        if self.explainer is not None:
+            self.explainer.start(trainer.datamodule)
+
+    @override
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        super().on_predict_batch_end(trainer, pl_module, outputs, batch, batch_idx, dataloader_idx)
+        if self.explainer is not None:
+            with trainer.precision_plugin.predict_step_context():  # as predict_step ran
+                self.explainer.batch(pl_module, batch["index"].tolist())
 
     @override
     def write_on_epoch_end(self, trainer, pl_module, predictions, batch_indices) -> None:
         shard = f"{self.output}.rank{trainer.global_rank}"
         Path(shard).parent.mkdir(parents=True, exist_ok=True)
         torch.save(record.cat(predictions), shard)
+        if self.explainer is not None:
+            with open(f"{shard}.evidence.json", "w") as fh:
+                json.dump(self.explainer.evidence, fh)
         trainer.strategy.barrier()
         if trainer.is_global_zero:
             self._merge(trainer, [f"{self.output}.rank{r}" for r in range(trainer.world_size)])
@@ -139,17 +192,60 @@ class PredictionWriter(BasePredictionWriter):
     def _merge(self, trainer, shards: list[str]) -> None:
         dm = trainer.datamodule
         texts = {r["index"]: r for r in dm.encoded[dm.predict_split]} if dm is not None else {}
-        tables = []
+        tables, evidence = [], {}
         for shard in shards:
             tables.append(torch.load(shard, weights_only=True))
             os.remove(shard)
+            if self.explainer is not None:
+                with open(f"{shard}.evidence.json") as fh:
+                    evidence.update({int(k): v for k, v in json.load(fh).items()})
+                os.remove(f"{shard}.evidence.json")
         table = unique_rows(record.cat(tables))  # in index order; the sampler's padding repeats samples
         tmp = f"{self.output}.tmp"
         with open(tmp, "w") as fh:
             for row in record.prediction_rows(table, group_ranks(table), texts):
+                if self.explainer is not None:
+                    row["evidence"] = evidence.get(row["index"], [])
                 fh.write(json.dumps(row) + "\n")
         os.replace(tmp, self.output)
         print(f"tallrec_pl: {record.size(table)} predictions written to {self.output}", flush=True)
+
+
+class PredictEvidence:
+    """The evidence of each predicted sample (``predictions.explain``), computed on the rank that
+    scored it: the split's text samples are built again, and each one's encoding is checked to be
+    the one predict scored before it is explained."""
+
+    def __init__(self, flip: bool = False) -> None:
+        self.flip = flip
+        self.evidence: dict[int, list[dict]] = {}
+
+    def start(self, dm) -> None:
+        if dm is None or not hasattr(dm, "build_samples"):
+            raise TallrecError("predictions.explain needs the data module's samples", "use a rec data section")
+        self.dm, self.evidence = dm, {}
+        self.samples = dm.build_samples()[dm.predict_split]
+        self.encoded = {r["index"]: r for r in dm.encoded[dm.predict_split]}
+
+    def batch(self, module, indices: list[int]) -> None:
+        from tallrec_pl.model.explain import build_variants, explain_variants
+
+        dm = self.dm
+        for index in indices:
+            if index in self.evidence:  # the distributed sampler's padding repeats samples
+                continue
+            sample = self.samples[index] if index < len(self.samples) else None
+            if sample is None or sample.history is None:
+                self.evidence[index] = []
+                continue
+            v = build_variants(sample, dm.tokenizer, dm.max_length, dm.item_token, self.flip)
+            if v.full["input_ids"] != self.encoded[index]["input_ids"]:
+                raise TallrecError(
+                    f"predictions.explain: sample {index} of the {dm.predict_split} split is not the prompt predict "
+                    "scored (data.val_limit thins the valid split)",
+                    "set data.val_limit: null, or predict another split",
+                )
+            self.evidence[index] = [e.to_json() for e in explain_variants(module, v).evidence]
 
 
 class SaveRunConfig(SaveConfigCallback):

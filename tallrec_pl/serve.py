@@ -55,9 +55,39 @@ def score_requests(module, collate, requests: list[list[dict]], pack: int, devic
     return scores
 
 
+def explain_requests(module, requests: list[dict]) -> list[list[dict] | None]:
+    """For each request with ``explain`` (``serve_api.PromptBuilder.payload``): per candidate, in
+    request order, p(Yes), its top evidence items and a sentence built from them; None for others."""
+    from tallrec_pl.model.explain import Variants, explain_variants, sentence
+
+    out = []
+    for request in requests:
+        spec = request.get("explain")
+        if spec is None:
+            out.append(None)
+            continue
+        explained = []
+        for k, c in enumerate(spec["candidates"]):
+            v = Variants(c["full"], c["rows"], [(t, ok) for t, ok in c["history"]], c["item_ids"], flip=False)
+            ex = explain_variants(module, v)
+            top = ex.top(spec["top"])
+            explained.append({"candidate": k, "p_yes": ex.p_yes, "evidence": [e.to_json() for e in top],
+                              "sentence": sentence(top)})
+        out.append(explained)
+    return out
+
+
 def ranking(scores: list[float]) -> list[int]:
     """Candidate indices, best first (ties keep request order)."""
     return sorted(range(len(scores)), key=lambda i: -scores[i])
+
+
+def response(scores: list[float], explanations: list[dict] | None) -> dict:
+    """The JSON answer: scores in request order, the ranking, and the explanations when asked for."""
+    out = {"scores": scores, "ranking": ranking(scores)}
+    if explanations is not None:
+        out["explanations"] = explanations
+    return out
 
 
 _Base = ls.LitAPI if ls is not None else object
@@ -112,7 +142,7 @@ class RecScorer(_Base):
         self.collate = Collator(load_tokenizer(args["backbone"], args["trust_remote_code"]).pad_token_id)
 
     def decode_request(self, request):
-        return request["rows"]  # checked and encoded by serve_api.Guard in the API process
+        return request  # rows (and explain's variants) checked and encoded by serve_api.Guard in the API process
 
     def batch(self, inputs):
         return inputs
@@ -121,17 +151,19 @@ class RecScorer(_Base):
         import torch
 
         single = self.max_batch_size == 1  # LitServe's unbatched loop hands over one request
+        requests = [requests] if single else requests
         with torch.inference_mode(), self.plugin.predict_step_context():
-            out = score_requests(
-                self.module, self.collate, [requests] if single else requests, self.pack, self.torch_device
-            )
+            rows = [r["rows"] for r in requests]
+            scores = score_requests(self.module, self.collate, rows, self.pack, self.torch_device)
+            explained = explain_requests(self.module, requests)
+        out = [{"scores": s, "explanations": e} for s, e in zip(scores, explained, strict=True)]
         return out[0] if single else out
 
     def unbatch(self, output):
         return output
 
-    def encode_response(self, scores):
-        return {"scores": scores, "ranking": ranking(scores)}
+    def encode_response(self, result):
+        return response(result["scores"], result["explanations"])
 
 
 class ServeCLI(TallrecCLI):
@@ -259,6 +291,8 @@ def prompt_builder(dm, opts: ServeOptions) -> PromptBuilder:
         source=dm.describe(),
         max_candidates=opts.max_candidates,
         max_history=opts.max_history,
+        explain_top=opts.explain_top,
+        max_explain_rows=opts.max_explain_rows,
         item_rows=dm.item_rows,  # collaborative item tokens (model.item_embeddings), as predict encodes them
         item_token=dm.item_token,
     )

@@ -43,6 +43,9 @@ class ServeOptions:
             drops the oldest items of a history that does not fit).
         timeout: seconds a request may wait in the queue before it gets 504.
         log_level: uvicorn's log level (info logs every request).
+        explain_top: evidence items returned per candidate of a request with "explain": true.
+        max_explain_rows: most variants (candidates x history items) one explained request may
+            cost; more get 422.
     """
 
     host: str = "127.0.0.1"
@@ -56,6 +59,8 @@ class ServeOptions:
     max_history: int = 100
     timeout: float = 120.0
     log_level: str = "warning"
+    explain_top: int = 3
+    max_explain_rows: int = 2000
 
     def __post_init__(self) -> None:
         if self.host not in ("127.0.0.1", "0.0.0.0", "::"):
@@ -67,6 +72,8 @@ class ServeOptions:
             ("max_body_bytes", 1 << 20),
             ("max_candidates", 200),
             ("max_history", 100),
+            ("explain_top", 3),
+            ("max_explain_rows", 2000),
         ):
             if getattr(self, name) < 1:
                 raise TallrecError(
@@ -113,9 +120,48 @@ class PromptBuilder:
     max_history: int
     item_rows: Mapping[str, int] | None = None
     item_token: str = ""
+    explain_top: int = 3
+    max_explain_rows: int = 2000
+
+    def payload(self, body: object) -> dict:
+        """What the model worker receives for one request body: its encoded ``rows`` and, for a
+        request with ``"explain": true``, each candidate's prompt variants (``model/explain.py``)."""
+        explain = isinstance(body, dict) and "explain" in body
+        if explain:
+            body = dict(body)
+            explain = body.pop("explain")
+            if not isinstance(explain, bool):
+                raise BadRequest(422, f"'explain' must be true or false, not {_kind(explain)}")
+            if explain and "candidates" not in body:
+                raise BadRequest(422, "'explain' needs a rec request ('history' and 'candidates'), not a ready prompt")
+        samples = self.samples(body)
+        rows = self.encode(samples)
+        if not explain:
+            return {"rows": rows}
+        cost = sum(len(s.history) for s in samples)
+        if cost > self.max_explain_rows:
+            raise BadRequest(
+                422, f"explaining {len(samples)} candidates x {len(samples[0].history)} history items needs {cost} "
+                f"variants, more than serve.max_explain_rows={self.max_explain_rows}; send fewer candidates",
+            )
+        return {"rows": rows, "explain": {"top": self.explain_top, "candidates": [self._variants(s) for s in samples]}}
+
+    def _variants(self, sample: Sample) -> dict:
+        from tallrec_pl.model.explain import build_variants
+
+        try:
+            v = build_variants(sample, self.tokenizer, self.max_length, self.item_token)
+        except TallrecError as err:
+            raise BadRequest(422, err.what) from None
+        return {"full": _keep(v.full), "rows": [_keep(r) for r in v.rows], "history": v.history,
+                "item_ids": v.item_ids}
 
     def build(self, body: object) -> list[dict]:
         """The encoded rows of one request body (already parsed JSON); ``BadRequest`` if it is not one."""
+        return self.encode(self.samples(body))
+
+    def samples(self, body: object) -> list[Sample]:
+        """One request body's prompts as text samples, one per candidate."""
         if not isinstance(body, dict):
             raise BadRequest(422, f"the body must be a JSON object, not {type(body).__name__}")
         if "instruction" in body:
@@ -126,14 +172,17 @@ class PromptBuilder:
             raise BadRequest(
                 422, "missing field: send 'candidates' (and 'history'), or a ready prompt 'instruction' (and 'input')"
             )
+        return samples
+
+    def encode(self, samples: list[Sample]) -> list[dict]:
+        """Token ids of ``samples`` as predict encodes them (an over-long history loses its oldest items)."""
         try:
             rows = encode_samples(
                 samples, self.tokenizer, self.max_length, source="request", item_token=self.item_token
             )
         except TallrecError as err:  # a prompt that does not fit data.max_length even without history
             raise BadRequest(422, err.what) from None
-        keys = ("input_ids", "labels", "prompt_len", "label", "hist_len", "item_positions", "item_rows")
-        return [{k: r[k] for k in keys if k in r} for r in rows]
+        return [_keep(r) for r in rows]
 
     def _ready_prompt(self, body: dict) -> Sample:
         _only(body, ("instruction", "input"))
@@ -148,7 +197,7 @@ class PromptBuilder:
         return json_sample({"instruction": instruction, "input": text, "output": ANSWER_SLOT})
 
     def _rec_prompts(self, body: dict) -> list[Sample]:
-        _only(body, ("history", "candidates", "profile"))
+        _only(body, ("history", "candidates", "profile", "explain"))
         candidates, history = body["candidates"], body.get("history", [])
         if not isinstance(candidates, list):
             raise BadRequest(422, f"'candidates' must be a list, not {_kind(candidates)}")
@@ -162,7 +211,7 @@ class PromptBuilder:
             raise BadRequest(422, f"'history' must be a list, not {_kind(history)}")
         if len(history) > self.max_history:
             raise BadRequest(422, f"'history' has {len(history)} items, more than serve.max_history={self.max_history}")
-        past, past_rows = [], []
+        past, past_rows, past_ids = [], [], []
         for k, entry in enumerate(history):
             where = f"history[{k}]"
             if not isinstance(entry, dict) or "item" not in entry or "liked" not in entry:
@@ -173,6 +222,7 @@ class PromptBuilder:
             text, row = self._item(entry["item"], f"{where}.item")
             past.append((self.item_text.history_format.format(text), entry["liked"]))
             past_rows.append(row)
+            past_ids.append(_item_id(entry["item"]))
         targets = [self._item(c, f"candidates[{k}]") for k, c in enumerate(candidates)]
         profile = body.get("profile")
         if profile is not None and not (
@@ -197,7 +247,7 @@ class PromptBuilder:
                 target=t,
                 domain=self.domain,
                 profile=line,
-                meta={"hist_len": len(past)},
+                meta={"hist_len": len(past), "history": list(past_ids)},
                 history_rows=list(past_rows) if self.item_rows is not None else None,
                 target_row=row,
             )
@@ -230,6 +280,21 @@ class PromptBuilder:
             raise BadRequest(422, f"{where}: unknown item id {key} (not in the item table of {self.source})")
         row = self.item_rows.get(key, -1) if self.item_rows is not None else -1
         return self.item_text.render(key, self.item_fields, self.source), row
+
+
+ROW_KEYS = ("input_ids", "labels", "prompt_len", "label", "hist_len", "item_positions", "item_rows")
+
+
+def _keep(record: dict) -> dict:
+    """The fields of an encoded row the model worker needs."""
+    return {k: record[k] for k in ROW_KEYS if k in record}
+
+
+def _item_id(item: object) -> str:
+    """The id of a request item sent by id ("" for a title)."""
+    if isinstance(item, dict):
+        return str(item.get("id", ""))
+    return "" if isinstance(item, str) else str(item)
 
 
 def _only(body: dict, allowed: tuple[str, ...], where: str = "the body") -> None:
@@ -272,10 +337,9 @@ class Guard:
                 parsed = json.loads(body)
             except (UnicodeDecodeError, json.JSONDecodeError) as err:
                 raise BadRequest(400, f"the body is not valid JSON ({err})") from None
-            rows = self.builder.build(parsed)
+            payload = json.dumps(self.builder.payload(parsed)).encode()
         except BadRequest as err:
             return await _refuse(send, err.status, str(err))
-        payload = json.dumps({"rows": rows}).encode()
         scope = dict(
             scope,
             # the route reads JSON whatever the client declared (curl -d sends a form type)
