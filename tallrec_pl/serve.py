@@ -14,10 +14,12 @@ process stops new connections, lets the requests in flight finish, then exits 0.
 from __future__ import annotations
 
 import inspect
+import math
 import os
 import signal
 import sys
 import threading
+import time
 
 from tallrec_pl.cli import TallrecCLI, resolve_ckpt_path
 from tallrec_pl.errors import TallrecError
@@ -82,9 +84,19 @@ def ranking(scores: list[float]) -> list[int]:
     return sorted(range(len(scores)), key=lambda i: -scores[i])
 
 
-def response(scores: list[float], explanations: list[dict] | None) -> dict:
-    """The JSON answer: scores in request order, the ranking, and the explanations when asked for."""
+def response(scores: list[float], explanations: list[dict] | None, retrieved: dict | None = None,
+             rerank_ms: float = 0.0) -> dict:
+    """The JSON answer: scores in request order, the ranking, and the explanations when asked for. A request
+    answered from the retriever also gets its candidates (item ids, the retriever's order) and each stage's
+    time; its ranking is by margin + prior_weight * -log(retriever rank) (model.prior_weight; 0: by p(Yes))."""
     out = {"scores": scores, "ranking": ranking(scores)}
+    if retrieved is not None:
+        w = retrieved["prior_weight"]
+        eps = 1e-7
+        fused = [math.log(max(p, eps)) - math.log(max(1 - p, eps)) - w * math.log(r)
+                 for p, r in zip(scores, retrieved["ranks"], strict=True)]
+        out.update(candidates=retrieved["items"], ranking=ranking(fused),
+                   timings={"retrieve_ms": retrieved["retrieve_ms"], "rerank_ms": rerank_ms})
     if explanations is not None:
         out["explanations"] = explanations
     return out
@@ -154,16 +166,19 @@ class RecScorer(_Base):
         requests = [requests] if single else requests
         with torch.inference_mode(), self.plugin.predict_step_context():
             rows = [r["rows"] for r in requests]
+            start = time.perf_counter()
             scores = score_requests(self.module, self.collate, rows, self.pack, self.torch_device)
+            took = (time.perf_counter() - start) * 1000  # the batch's scoring, which each of its requests waited for
             explained = explain_requests(self.module, requests)
-        out = [{"scores": s, "explanations": e} for s, e in zip(scores, explained, strict=True)]
+        out = [{"scores": s, "explanations": e, "retrieved": r.get("retrieved"), "rerank_ms": took}
+               for s, e, r in zip(scores, explained, requests, strict=True)]
         return out[0] if single else out
 
     def unbatch(self, output):
         return output
 
     def encode_response(self, result):
-        return response(result["scores"], result["explanations"])
+        return response(result["scores"], result["explanations"], result.get("retrieved"), result.get("rerank_ms", 0))
 
 
 class ServeCLI(TallrecCLI):
@@ -218,7 +233,7 @@ def serve_command(args: list[str]) -> None:
             "i.e. zero-shot",
             file=sys.stderr,
         )
-    builder = prompt_builder(cli.datamodule, opts)
+    builder = prompt_builder(cli.datamodule, opts, cli.model.hparams.get("prior_weight", 0.0))
     accepted = inspect.signature(TALLRecModule.__init__).parameters  # hparams also hold jsonargparse's _instantiator
     hparams = {k: v for k, v in cli.model.hparams.items() if k in accepted}
     accelerator = "cuda" if type(cli.trainer.accelerator).__name__ == "CUDAAccelerator" else "cpu"
@@ -265,7 +280,7 @@ def serve_command(args: list[str]) -> None:
     print("tallrec_pl: server stopped", flush=True)
 
 
-def prompt_builder(dm, opts: ServeOptions) -> PromptBuilder:
+def prompt_builder(dm, opts: ServeOptions, prior_weight: float = 0.0) -> PromptBuilder:
     """The data section's item table, templates and tokenizer, as the API process uses them."""
     from tallrec_pl.data.datamodule import RecDataModule
     from tallrec_pl.data.logs import detect_format, read_log
@@ -293,6 +308,9 @@ def prompt_builder(dm, opts: ServeOptions) -> PromptBuilder:
         max_history=opts.max_history,
         explain_top=opts.explain_top,
         max_explain_rows=opts.max_explain_rows,
+        retriever=dm.retriever() if getattr(dm, "retriever_path", None) else None,
+        top_n=getattr(dm, "top_k", 20),
+        prior_weight=prior_weight,
         item_rows=dm.item_rows,  # collaborative item tokens (model.item_embeddings), as predict encodes them
         item_token=dm.item_token,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hmac
 import json
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -61,6 +62,9 @@ class ServeOptions:
     log_level: str = "warning"
     explain_top: int = 3
     max_explain_rows: int = 2000
+    retriever: object | None = None  # data.retriever (retrieval/sasrec.py): a history alone gets its top_n
+    top_n: int = 20
+    prior_weight: float = 0.0  # model.prior_weight: the reranked order is margin + prior_weight * -log(rank)
 
     def __post_init__(self) -> None:
         if self.host not in ("127.0.0.1", "0.0.0.0", "::"):
@@ -122,10 +126,44 @@ class PromptBuilder:
     item_token: str = ""
     explain_top: int = 3
     max_explain_rows: int = 2000
+    retriever: object | None = None  # data.retriever (retrieval/sasrec.py): a history alone gets its top_n
+    top_n: int = 20
+    prior_weight: float = 0.0  # model.prior_weight: the reranked order is margin + prior_weight * -log(rank)
 
     def payload(self, body: object) -> dict:
         """What the model worker receives for one request body: its encoded ``rows`` and, for a
         request with ``"explain": true``, each candidate's prompt variants (``model/explain.py``)."""
+        body, retrieved = self.retrieve(body)
+        out = self._payload(body)
+        if retrieved:
+            out["retrieved"] = retrieved
+        return out
+
+    def retrieve(self, body: object) -> tuple[object, dict | None]:
+        """A rec request with a history and no candidates: the retriever's top ``top_n`` of the items the
+        history does not hold become its candidates (by id); the body is returned with them, and what was
+        retrieved (item ids, the retriever's ranks, its time) beside it."""
+        if not isinstance(body, dict) or "candidates" in body or "instruction" in body or "history" not in body:
+            return body, None
+        if self.retriever is None:
+            raise BadRequest(422, "this server has no retriever, so a request needs 'candidates' beside its 'history' "
+                             "(or start serve with data.retriever)")
+        history = body["history"]
+        if not isinstance(history, list):
+            raise BadRequest(422, f"'history' must be a list, not {_kind(history)}")
+        ids = [str(e["item"]["id"] if isinstance(e.get("item"), dict) else e["item"]) for e in history
+               if isinstance(e, dict) and isinstance(e.get("item"), (int, str, dict))
+               and not isinstance(e["item"], bool) and (not isinstance(e["item"], dict) or "id" in e["item"])]
+        known = [i for i in ids if i in self.item_fields]  # titles are text only: the retriever knows ids
+        start = time.perf_counter()
+        top = self.retriever.top_k([known], [set(known)], self.top_n)[0]
+        took = (time.perf_counter() - start) * 1000
+        items = [item for item, _ in top]
+        return ({**body, "candidates": [{"id": i} for i in items]},
+                {"items": items, "ranks": list(range(1, len(items) + 1)), "retrieve_ms": took,
+                 "prior_weight": self.prior_weight})
+
+    def _payload(self, body: object) -> dict:
         explain = isinstance(body, dict) and "explain" in body
         if explain:
             body = dict(body)

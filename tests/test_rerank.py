@@ -204,3 +204,31 @@ def test_retriever_command_then_full_catalogue_test(tiny_backbone, tmp_path, cap
                                    "--data.init_args.candidates=retriever",
                                    f"--data.init_args.retriever={tmp_path / 'r.pt'}")])
     assert "another log" in capsys.readouterr().err
+
+
+def test_serve_history_only_request_gets_the_retrievers_top_n(fitted, tiny_backbone):
+    from tallrec_pl.data.logs import read_log
+    from tallrec_pl.serve import response
+    from tallrec_pl.serve_api import BadRequest, PromptBuilder
+
+    ml, dm, retriever = fitted
+    dm = RankDataModule(path=str(ml), tokenizer=tiny_backbone, **DATA)
+    fields = read_log(str(ml)).item_fields
+    args = (dm.load_tokenizer(), dm.max_length, fields, dm.item_text, dm.domain, dm.profile, "the test log", 8, 6)
+    history = [{"item": {"id": "8"}, "liked": True}, {"item": 15, "liked": False}, {"item": "A title", "liked": True}]
+    with pytest.raises(BadRequest, match="no retriever"):
+        PromptBuilder(*args).payload({"history": history})
+    builder = PromptBuilder(*args, retriever=retriever, top_n=5, prior_weight=1.0)
+    out = builder.payload({"history": history})
+    expected = [i for i, _ in retriever.top_k([["8", "15"]], [{"8", "15"}], 5)[0]]
+    assert out["retrieved"]["items"] == expected and len(out["rows"]) == 5
+    assert out["retrieved"]["ranks"] == [1, 2, 3, 4, 5] and out["retrieved"]["retrieve_ms"] >= 0
+    # the same rows as a request that sends those candidates itself
+    same = builder.payload({"history": history, "candidates": [{"id": i} for i in expected]})
+    assert same["rows"] == out["rows"] and "retrieved" not in same
+    # ranking: LLM margin + prior_weight * -log(rank); with equal p(Yes) the retriever's order stands
+    answer = response([0.5] * 5, None, out["retrieved"], rerank_ms=12.0)
+    assert answer["candidates"] == expected and answer["ranking"] == [0, 1, 2, 3, 4]
+    assert answer["timings"]["rerank_ms"] == 12.0 and "retrieve_ms" in answer["timings"]
+    strong_last = response([0.5, 0.5, 0.5, 0.5, 0.99], None, out["retrieved"])
+    assert strong_last["ranking"][0] == 4  # a large margin lifts the retriever's fifth item to the top
