@@ -62,9 +62,6 @@ class ServeOptions:
     log_level: str = "warning"
     explain_top: int = 3
     max_explain_rows: int = 2000
-    retriever: object | None = None  # data.retriever (retrieval/sasrec.py): a history alone gets its top_n
-    top_n: int = 20
-    prior_weight: float = 0.0  # model.prior_weight: the reranked order is margin + prior_weight * -log(rank)
 
     def __post_init__(self) -> None:
         if self.host not in ("127.0.0.1", "0.0.0.0", "::"):
