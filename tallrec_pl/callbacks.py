@@ -1,4 +1,5 @@
-"""Callbacks: PEFT export of the best adapter, the predictions file, the saved run config."""
+"""Callbacks: PEFT export of the best adapter, the predictions file, the saved run config, torch
+threads per DDP rank."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
 from tallrec_pl.data import record
+from tallrec_pl.hardware import local_ranks, say, set_threads
 from tallrec_pl.lightning_internals import DIR_NOT_EMPTY, checkpoint_state_key
 from tallrec_pl.model.lora import export_adapter, load_lightning_state
 from tallrec_pl.model.metrics import group_ranks, unique_rows
@@ -189,3 +191,18 @@ class SaveOnInterrupt(L.Callback):
                 f"tallrec_pl: interrupted ({type(exception).__name__}); saved {path}; resume with --ckpt_path last",
                 flush=True,
             )
+
+
+class ThreadsPerRank(L.Callback):
+    """Share the node's cores among its ranks once the processes exist.
+
+    ``configure_host`` sets the threads before Lightning's own DDP launcher has started the other
+    ranks, and that launcher sets no LOCAL_WORLD_SIZE, so each of N ranks would run one thread per
+    core: N times more threads than cores. torchrun and SLURM say the count up front (``local_ranks``).
+    """
+
+    @override
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        ranks = trainer.num_devices if trainer.world_size > 1 else 1
+        if ranks > 1 and ranks != local_ranks():
+            say(set_threads(ranks))

@@ -188,19 +188,35 @@ def cgroup_cpu_quota() -> int | None:
         return None
 
 
-def set_threads() -> str:
-    """Give torch one thread per usable physical core, unless the user chose (OMP_NUM_THREADS,
-    MKL_NUM_THREADS or an earlier ``torch.set_num_threads``); more threads than cores spin against
-    each other (docs/BENCHMARKS.md, host settings). Returns the line that says what was done."""
+def local_ranks() -> int:
+    """Processes of this job on this node: torchrun's LOCAL_WORLD_SIZE, else SLURM's tasks per
+    node, else 1 (Lightning's own DDP launcher sets neither: ``ThreadsPerRank`` corrects it)."""
+    for name in ("LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"):
+        value = os.environ.get(name, "")
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return 1
+
+
+def set_threads(ranks: int | None = None) -> str:
+    """Give torch one thread per usable physical core, shared out among the ``ranks`` processes of
+    this node (default ``local_ranks()``), unless the user chose (OMP_NUM_THREADS, MKL_NUM_THREADS
+    or an earlier ``torch.set_num_threads``); more threads than cores spin against each other
+    (docs/BENCHMARKS.md, host settings). Returns the line that says what was done."""
     cores = physical_cores()
+    ranks = max(1, ranks or local_ranks())
+    want = max(1, cores // ranks)
     now = torch.get_num_threads()
     user = next((v for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if os.environ.get(v)), None)
     if user:
         return f"torch threads {now} ({user} set; {cores} usable physical cores)"
-    if now != cores:
-        torch.set_num_threads(cores)
-        return f"torch threads {now} -> {cores} (one per usable physical core)"
-    return f"torch threads {now} (one per usable physical core)"
+    why = "one per usable physical core"
+    if ranks > 1:
+        why = f"{cores} usable physical cores / {ranks} ranks on this node"
+    if now != want:
+        torch.set_num_threads(want)
+        return f"torch threads {now} -> {want} ({why})"
+    return f"torch threads {now} ({why})"
 
 
 def configure_host() -> str:

@@ -23,6 +23,7 @@ from tallrec_pl.data.prompts import (
 )
 from tallrec_pl.data.windows import FEEDBACK, NEGATIVE_SAMPLING, few_shot_indices, rank_tuning, split, window_log
 from tallrec_pl.errors import TallrecError, require_path
+from tallrec_pl.hardware import say
 
 
 def mark_seen(train: list[Sample], others: list[Sample]) -> None:
@@ -207,6 +208,8 @@ class RecDataModule(PromptDataModule):
             kept = window_log(log, self.history_len, self.like_threshold, self.keep_last, self.min_history, feedback,
                               self.negatives_per_positive, self.negative_sampling, self.seed,
                               count_items=self.train_negatives > 0)
+            if len(kept.windows) < kept.total:  # TALLRec's 10,000 by default: say so, or a big log shrinks unseen
+                say(f"kept the last {len(kept.windows):,} of {kept.total:,} windows (data.keep_last; 0 keeps all)")
             windows = split(kept.windows, self.split_sizes)
             plain_train = windows["train"]  # before rank-tuning: what the users rated
             if self.train_negatives:

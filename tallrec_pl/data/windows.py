@@ -42,6 +42,7 @@ class Kept:
     windows: list[Window]
     interacted: dict[str, set[str]] = field(default_factory=dict)
     items: Counter | None = None  # interactions per item over the whole log, when counted (negative sampling)
+    total: int = 0  # windows the log has before data.keep_last cut them (negatives included)
 
 
 class Counter:
@@ -211,7 +212,7 @@ def window_log(
         windows.append(Window(user_names[rank[t]], tuple(pairs[t - h : t]), target, label))
     if implicit:
         windows = with_negatives(windows, interacted, log, items, negatives_per_positive, negative_sampling, seed)
-    return Kept(windows, interacted, items)
+    return Kept(windows, interacted, items, int(per_user.sum()) * group)
 
 
 def build_windows(
