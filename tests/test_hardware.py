@@ -97,6 +97,43 @@ def test_threads_follow_usable_cores_unless_the_user_chose(monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_threads_are_shared_among_the_ranks_of_a_node(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setattr(hardware, "physical_cores", lambda: 8)
+        assert hardware.local_ranks() == 1
+        line = hardware.set_threads(ranks=2)
+        assert torch.get_num_threads() == 4 and "-> 4 (8 usable physical cores / 2 ranks on this node)" in line
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")  # torchrun's count of this node's processes
+        assert hardware.local_ranks() == 3 and "-> 2 (8 usable physical cores / 3 ranks" in hardware.set_threads()
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")  # more ranks than cores: one thread each, never 0
+        hardware.set_threads()
+        assert torch.get_num_threads() == 1
+        monkeypatch.delenv("LOCAL_WORLD_SIZE")
+        monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "2")
+        assert hardware.local_ranks() == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_threads_per_rank_callback_divides_under_ddp_only(monkeypatch):
+    from types import SimpleNamespace
+
+    from tallrec_pl.callbacks import ThreadsPerRank
+
+    asked = []
+    monkeypatch.setattr("tallrec_pl.callbacks.set_threads", lambda ranks: asked.append(ranks) or "line")
+    monkeypatch.setattr("tallrec_pl.callbacks.local_ranks", lambda: 1)
+    ThreadsPerRank().setup(SimpleNamespace(num_devices=2, world_size=2), None, "fit")
+    ThreadsPerRank().setup(SimpleNamespace(num_devices=1, world_size=1), None, "fit")
+    assert asked == [2]
+    monkeypatch.setattr("tallrec_pl.callbacks.local_ranks", lambda: 2)  # torchrun said so: already divided
+    ThreadsPerRank().setup(SimpleNamespace(num_devices=2, world_size=4), None, "fit")
+    assert asked == [2]
+
+
 def test_cgroup_quota_caps_the_cores(monkeypatch):
     monkeypatch.setattr(hardware, "cgroup_cpu_quota", lambda: 1)
     assert hardware.physical_cores() == 1
