@@ -30,7 +30,7 @@ from tallrec_pl.callbacks import (
 )
 from tallrec_pl.data.datamodule import SPLITS, PromptDataModule
 from tallrec_pl.errors import TallrecError, require_path
-from tallrec_pl.hardware import configure_host, say
+from tallrec_pl.hardware import configure_host, say, user_threads_recorded
 from tallrec_pl.lightning_internals import check_cli, is_checkpoint_key, val_check_error
 from tallrec_pl.model.lora import load_lightning_state
 from tallrec_pl.model.module import TALLRecModule
@@ -237,6 +237,12 @@ def data_sections(args: list[str]) -> list[str]:
 
 
 def main(args: list[str] | None = None) -> None:
+    with user_threads_recorded():  # before Lightning's DDP launcher sets OMP_NUM_THREADS for its ranks
+        run_command(args)
+
+
+def run_command(args: list[str] | None = None) -> None:
+    """One command: user errors end as one line and exit status 2."""
     argv = sys.argv[1:] if args is None else list(args)
     silence_known_noise()  # messages with nothing to act on (tallrec_pl/quiet.py)
     try:

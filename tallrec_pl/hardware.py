@@ -10,11 +10,12 @@ about a second.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -188,6 +189,33 @@ def cgroup_cpu_quota() -> int | None:
         return None
 
 
+USER_THREADS = "TALLREC_USER_THREADS"  # which thread variable the user set ("" none), for Lightning's DDP ranks
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def user_threads() -> str | None:
+    """OMP_NUM_THREADS or MKL_NUM_THREADS, whichever the user set (None: neither). Lightning's DDP
+    launcher sets OMP_NUM_THREADS itself before it starts the other ranks (logical CPUs / ranks:
+    SMT siblings counted as cores), so a rank reads what the run's first process recorded
+    (``user_threads_recorded``) instead of its own environment."""
+    if USER_THREADS in os.environ:
+        return os.environ[USER_THREADS] or None
+    return next((v for v in THREAD_VARIABLES if os.environ.get(v)), None)
+
+
+@contextlib.contextmanager
+def user_threads_recorded() -> Iterator[None]:
+    """Record ``user_threads()`` in the environment the ranks inherit, for as long as the command runs."""
+    if USER_THREADS in os.environ:  # a rank: the first process recorded it
+        yield
+        return
+    os.environ[USER_THREADS] = user_threads() or ""
+    try:
+        yield
+    finally:
+        os.environ.pop(USER_THREADS, None)
+
+
 def local_ranks() -> int:
     """Processes of this job on this node: torchrun's LOCAL_WORLD_SIZE, else SLURM's tasks per
     node, else 1 (Lightning's own DDP launcher sets neither: ``ThreadsPerRank`` corrects it)."""
@@ -207,7 +235,7 @@ def set_threads(ranks: int | None = None) -> str:
     ranks = max(1, ranks or local_ranks())
     want = max(1, cores // ranks)
     now = torch.get_num_threads()
-    user = next((v for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if os.environ.get(v)), None)
+    user = user_threads()
     if user:
         return f"torch threads {now} ({user} set; {cores} usable physical cores)"
     why = "one per usable physical core"

@@ -3,6 +3,8 @@ a warning where they run slow, torch threads per physical core."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -116,6 +118,22 @@ def test_threads_are_shared_among_the_ranks_of_a_node(monkeypatch):
         assert hardware.local_ranks() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_ranks_threads_follow_what_the_user_set_not_what_lightning_set(monkeypatch):
+    """Lightning's DDP launcher sets OMP_NUM_THREADS for its ranks (logical CPUs / ranks); only the
+    user's own setting may stop tallrec_pl from sharing out the physical cores."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", hardware.USER_THREADS):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the test process keeps its threads
+    with hardware.user_threads_recorded():
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # Lightning's launcher, for itself and the ranks it starts
+        assert hardware.user_threads() is None and "OMP_NUM_THREADS set" not in hardware.set_threads(ranks=2)
+        with hardware.user_threads_recorded():  # a rank's own main(): the first process's record stands
+            assert hardware.user_threads() is None
+    assert hardware.USER_THREADS not in os.environ and hardware.user_threads() == "OMP_NUM_THREADS"
+    with hardware.user_threads_recorded():  # the user set it: kept on every rank
+        assert hardware.user_threads() == "OMP_NUM_THREADS" and "OMP_NUM_THREADS set" in hardware.set_threads(2)
 
 
 def test_threads_per_rank_callback_divides_under_ddp_only(monkeypatch):
