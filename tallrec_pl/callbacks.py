@@ -194,15 +194,19 @@ class SaveOnInterrupt(L.Callback):
 
 
 class ThreadsPerRank(L.Callback):
-    """Share the node's cores among its ranks once the processes exist.
+    """Share the node's cores among the ranks Lightning's own DDP launcher started, once they exist.
 
-    ``configure_host`` sets the threads before Lightning's own DDP launcher has started the other
-    ranks, and that launcher sets no LOCAL_WORLD_SIZE, so each of N ranks would run one thread per
-    core: N times more threads than cores. torchrun and SLURM say the count up front (``local_ranks``).
+    ``configure_host`` sets the threads before that launcher has started the other ranks, and it
+    sets no LOCAL_WORLD_SIZE, so each of N ranks would run one thread per core: N times more
+    threads than cores (Lightning's own OMP_NUM_THREADS counts SMT siblings as cores). Ranks started
+    by torchrun (LOCAL_WORLD_SIZE, ``local_ranks``) or SLURM (CPUs bound per task) are left alone.
     """
 
     @override
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        from lightning.fabric.plugins.environments import LightningEnvironment
+
         ranks = trainer.num_devices if trainer.world_size > 1 else 1
-        if ranks > 1 and ranks != local_ranks():
+        launched_here = type(getattr(trainer.strategy, "cluster_environment", None)) is LightningEnvironment
+        if ranks > 1 and launched_here and local_ranks() == 1:
             say(set_threads(ranks))

@@ -217,13 +217,11 @@ def user_threads_recorded() -> Iterator[None]:
 
 
 def local_ranks() -> int:
-    """Processes of this job on this node: torchrun's LOCAL_WORLD_SIZE, else SLURM's tasks per
-    node, else 1 (Lightning's own DDP launcher sets neither: ``ThreadsPerRank`` corrects it)."""
-    for name in ("LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"):
-        value = os.environ.get(name, "")
-        if value.isdigit() and int(value) > 0:
-            return int(value)
-    return 1
+    """Processes of this job on this node as torchrun says (LOCAL_WORLD_SIZE), else 1. SLURM binds
+    each task to its own CPUs (``--cpus-per-task``), which ``physical_cores`` already counts; the
+    ranks Lightning's own DDP launcher starts are counted by ``callbacks.ThreadsPerRank``."""
+    value = os.environ.get("LOCAL_WORLD_SIZE", "")
+    return int(value) if value.isdigit() and int(value) > 0 else 1
 
 
 def set_threads(ranks: int | None = None) -> str:

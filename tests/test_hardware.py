@@ -102,7 +102,7 @@ def test_threads_follow_usable_cores_unless_the_user_chose(monkeypatch):
 def test_threads_are_shared_among_the_ranks_of_a_node(monkeypatch):
     before = torch.get_num_threads()
     try:
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "LOCAL_WORLD_SIZE", "SLURM_NTASKS_PER_NODE"):
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "LOCAL_WORLD_SIZE"):
             monkeypatch.delenv(name, raising=False)
         monkeypatch.setattr(hardware, "physical_cores", lambda: 8)
         assert hardware.local_ranks() == 1
@@ -113,9 +113,8 @@ def test_threads_are_shared_among_the_ranks_of_a_node(monkeypatch):
         monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")  # more ranks than cores: one thread each, never 0
         hardware.set_threads()
         assert torch.get_num_threads() == 1
-        monkeypatch.delenv("LOCAL_WORLD_SIZE")
-        monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "2")
-        assert hardware.local_ranks() == 2
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "")
+        assert hardware.local_ranks() == 1
     finally:
         torch.set_num_threads(before)
 
@@ -136,19 +135,26 @@ def test_a_ranks_threads_follow_what_the_user_set_not_what_lightning_set(monkeyp
         assert hardware.user_threads() == "OMP_NUM_THREADS" and "OMP_NUM_THREADS set" in hardware.set_threads(2)
 
 
-def test_threads_per_rank_callback_divides_under_ddp_only(monkeypatch):
+def test_threads_per_rank_callback_divides_for_lightnings_own_launcher_only(monkeypatch):
     from types import SimpleNamespace
+
+    from lightning.fabric.plugins.environments import LightningEnvironment, SLURMEnvironment
 
     from tallrec_pl.callbacks import ThreadsPerRank
 
     asked = []
     monkeypatch.setattr("tallrec_pl.callbacks.set_threads", lambda ranks: asked.append(ranks) or "line")
     monkeypatch.setattr("tallrec_pl.callbacks.local_ranks", lambda: 1)
-    ThreadsPerRank().setup(SimpleNamespace(num_devices=2, world_size=2), None, "fit")
-    ThreadsPerRank().setup(SimpleNamespace(num_devices=1, world_size=1), None, "fit")
+
+    def trainer(devices: int, world: int, env) -> SimpleNamespace:
+        return SimpleNamespace(num_devices=devices, world_size=world, strategy=SimpleNamespace(cluster_environment=env))
+
+    ThreadsPerRank().setup(trainer(2, 2, LightningEnvironment()), None, "fit")
+    ThreadsPerRank().setup(trainer(1, 1, LightningEnvironment()), None, "fit")  # one process: nothing to share
+    ThreadsPerRank().setup(trainer(2, 4, SLURMEnvironment()), None, "fit")  # SLURM binds CPUs to each task
     assert asked == [2]
     monkeypatch.setattr("tallrec_pl.callbacks.local_ranks", lambda: 2)  # torchrun said so: already divided
-    ThreadsPerRank().setup(SimpleNamespace(num_devices=2, world_size=4), None, "fit")
+    ThreadsPerRank().setup(trainer(2, 4, LightningEnvironment()), None, "fit")
     assert asked == [2]
 
 
