@@ -53,7 +53,9 @@ def section() -> list[str]:
     if not path.exists():
         return head + ["Not measured yet.", ""]
     r = json.loads(path.read_text())
-    seeds = {s: e for s, e in sorted(r["seeds"].items()) if "full" in e}
+    seeds = {s: e for s, e in sorted(r.get("seeds", {}).items()) if "full" in e}
+    if not seeds:
+        return head + ["The shipped config is not measured yet.", ""] + variants_section()
     first = next(iter(seeds.values()))
     p = r["protocol"]
     ratio = [rows(e, "full")["fusion"]["ndcg@10"] / rows(e, "full")["SASRec retriever alone"]["ndcg@10"]
@@ -67,13 +69,14 @@ def section() -> list[str]:
         f"Command: `python benchmarks/rerank.py --seeds {' '.join(seeds)} --groups {p['groups']} --valid_groups "
         f"{p['valid_groups']}` (configs/rank.yaml + configs/rerank.yaml; seeds {', '.join(seeds)}: mean ± standard "
         "deviation over them). Per seed: the SASRec retriever (`python -m tallrec_pl retriever`, RecBole's model "
-        "class, train split only) and the LLM (256 liked train windows, 4 hard negatives each from the retriever's "
-        "top 20, listwise loss, SASRec item vectors as one soft token per item, 2 epochs, best epoch by val/auc). "
-        f"Test: {p['groups']} liked test windows spread over the test split; for each, the retriever ranks every item "
-        "the user had not rated before the window and its top 20 go to the LLM; a true item outside them is a miss. "
-        f"The fusion adds the two scores standardised within each window, weighted by the weight that gave the best "
-        f"NDCG@10 on {p['valid_groups']} valid windows (per seed: "
-        f"{', '.join(str(e['fusion_weight']) for e in seeds.values())}); the test split is not looked at.",
+        "class, train split only) and the LLM (256 liked train windows, each with 2 hard negatives from the "
+        "retriever's top 20 and 2 uniform ones; TALLRec's answer loss plus the listwise loss around the retriever's "
+        "order, model.prior_weight 1; SASRec item vectors as one soft token per item; 2 epochs, best epoch by "
+        f"val/auc). Test: {p['groups']} liked test windows spread over the test split; for each, the retriever ranks "
+        "every item the user had not rated before the window and its top 20 go to the LLM; a true item outside them "
+        "is a miss. The fusion ranks by the LLM's margin + b * -log(retriever rank), b chosen by NDCG@10 on "
+        f"{p['valid_groups']} valid windows (per seed: {', '.join(str(e['fusion_weight']) for e in seeds.values())}); "
+        "the test split is not looked at.",
         "",
         "Whole catalogue (1682 items):",
         "",
@@ -96,4 +99,26 @@ def section() -> list[str]:
         + "; ".join(f"seed {s}: " + ", ".join(f"{k} {v}" for k, v in c.items()) for s, c in cpu.items()) + ".",
         "",
     ]
-    return lines
+    return lines + variants_section()
+
+
+def variants_section() -> list[str]:
+    """Other LLM settings tried on some seeds (benchmarks/rerank.py --variant NAME --args ...)."""
+    path = RESULTS / "rerank.json"
+    r = json.loads(path.read_text()) if path.exists() else {}
+    if not r.get("variants"):
+        return []
+    lines = ["Other settings of the LLM, same protocol (NDCG@10; whole catalogue / sampled-20):", "",
+             "| variant | its options | seeds | SASRec alone | LLM | fusion |", "| --- | --- | --- | --- | --- | --- |"]
+    for name, v in r["variants"].items():
+        seeds = {s: e for s, e in sorted(v["seeds"].items()) if "full" in e}
+        if not seeds:
+            continue
+        cells = []
+        for row in ("SASRec retriever alone", "LLM", "fusion"):
+            full = [next(m for n, m in rows(e, "full").items() if n.startswith(row))["ndcg@10"] for e in seeds.values()]
+            samp = [next(m for n, m in rows(e, "sampled").items() if n.startswith(row))["ndcg@10"]
+                    for e in seeds.values()]
+            cells.append(f"{cell(full)} / {cell(samp)}")
+        lines.append(f"| {name} | `{v['args']}` | {', '.join(seeds)} | " + " | ".join(cells) + " |")
+    return lines + [""]

@@ -1,4 +1,5 @@
-"""Callbacks: PEFT export of the best adapter, the predictions file, the saved run config."""
+"""Callbacks: PEFT export of the best adapter, the predictions file, the saved run config, torch
+threads per DDP rank."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing_extensions import override
 
 from tallrec_pl.data import record
 from tallrec_pl.errors import TallrecError
+from tallrec_pl.hardware import local_ranks, say, set_threads
 from tallrec_pl.lightning_internals import DIR_NOT_EMPTY, checkpoint_state_key
 from tallrec_pl.model.lora import export_adapter, load_lightning_state
 from tallrec_pl.model.metrics import group_ranks, unique_rows
@@ -285,3 +287,22 @@ class SaveOnInterrupt(L.Callback):
                 f"tallrec_pl: interrupted ({type(exception).__name__}); saved {path}; resume with --ckpt_path last",
                 flush=True,
             )
+
+
+class ThreadsPerRank(L.Callback):
+    """Share the node's cores among the ranks Lightning's own DDP launcher started, once they exist.
+
+    ``configure_host`` sets the threads before that launcher has started the other ranks, and it
+    sets no LOCAL_WORLD_SIZE, so each of N ranks would run one thread per core: N times more
+    threads than cores (Lightning's own OMP_NUM_THREADS counts SMT siblings as cores). Ranks started
+    by torchrun (LOCAL_WORLD_SIZE, ``local_ranks``) or SLURM (CPUs bound per task) are left alone.
+    """
+
+    @override
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        from lightning.fabric.plugins.environments import LightningEnvironment
+
+        ranks = trainer.num_devices if trainer.world_size > 1 else 1
+        launched_here = type(getattr(trainer.strategy, "cluster_environment", None)) is LightningEnvironment
+        if ranks > 1 and launched_here and local_ranks() == 1:
+            say(set_threads(ranks))

@@ -20,13 +20,21 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from lightning.pytorch.utilities.rank_zero import rank_zero_info
 from typing_extensions import override
 
-from tallrec_pl.callbacks import AdapterExport, PredictionWriter, RunCheckpoint, SaveOnInterrupt, SaveRunConfig
+from tallrec_pl.callbacks import (
+    AdapterExport,
+    PredictionWriter,
+    RunCheckpoint,
+    SaveOnInterrupt,
+    SaveRunConfig,
+    ThreadsPerRank,
+)
 from tallrec_pl.data.datamodule import SPLITS, PromptDataModule
 from tallrec_pl.errors import TallrecError, require_path
-from tallrec_pl.hardware import configure_host, say
-from tallrec_pl.lightning_internals import check_cli, is_checkpoint_key
+from tallrec_pl.hardware import configure_host, say, user_threads_recorded
+from tallrec_pl.lightning_internals import check_cli, is_checkpoint_key, val_check_error
 from tallrec_pl.model.lora import load_lightning_state
 from tallrec_pl.model.module import TALLRecModule
+from tallrec_pl.progress import LogProgress
 from tallrec_pl.quiet import silence_known_noise
 
 
@@ -60,6 +68,7 @@ class TallrecCLI(LightningCLI):
         )
         parser.add_lightning_class_args(AdapterExport, "adapter_export")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
+        parser.add_lightning_class_args(LogProgress, "progress")  # lines for log files (not a terminal)
 
     @override
     def instantiate_classes(self) -> None:
@@ -269,6 +278,12 @@ def data_sections(args: list[str]) -> list[str]:
 
 
 def main(args: list[str] | None = None) -> None:
+    with user_threads_recorded():  # before Lightning's DDP launcher sets OMP_NUM_THREADS for its ranks
+        run_command(args)
+
+
+def run_command(args: list[str] | None = None) -> None:
+    """One command: user errors end as one line and exit status 2."""
     argv = sys.argv[1:] if args is None else list(args)
     silence_known_noise()  # messages with nothing to act on (tallrec_pl/quiet.py)
     try:
@@ -294,7 +309,7 @@ def main(args: list[str] | None = None) -> None:
             PromptDataModule,
             subclass_mode_data=True,
             save_config_callback=SaveRunConfig,
-            trainer_defaults={"callbacks": [SaveOnInterrupt()]},
+            trainer_defaults={"callbacks": [SaveOnInterrupt(), ThreadsPerRank()]},
             save_config_kwargs={"overwrite": True},
             parser_kwargs={"exit_on_error": False},
             args=args,
@@ -318,7 +333,8 @@ def main(args: list[str] | None = None) -> None:
 
 def find_user_error(err: BaseException) -> TallrecError | None:
     """The ``TallrecError`` that caused ``err``, if any (jsonargparse wraps errors raised while
-    it instantiates classes); Lightning's ``MisconfigurationException`` counts as one."""
+    it instantiates classes); Lightning's ``MisconfigurationException`` counts as one, and so does its
+    ValueError for a ``val_check_interval`` past the end of a rank's epoch."""
     seen = set()
     stack = [err]
     while stack:
@@ -328,6 +344,8 @@ def find_user_error(err: BaseException) -> TallrecError | None:
         seen.add(id(e))
         if isinstance(e, TallrecError):
             return e
+        if (late := val_check_error(e)) is not None:  # Lightning's ValueError for a setting the user chose
+            return late
         if isinstance(e, MisconfigurationException):  # Lightning refusing a trainer.* setting
             return TallrecError(
                 f"Lightning refused the trainer settings: {' '.join(str(e).split())}",

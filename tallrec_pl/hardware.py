@@ -10,11 +10,12 @@ about a second.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -188,19 +189,60 @@ def cgroup_cpu_quota() -> int | None:
         return None
 
 
-def set_threads() -> str:
-    """Give torch one thread per usable physical core, unless the user chose (OMP_NUM_THREADS,
-    MKL_NUM_THREADS or an earlier ``torch.set_num_threads``); more threads than cores spin against
-    each other (docs/BENCHMARKS.md, host settings). Returns the line that says what was done."""
+USER_THREADS = "TALLREC_USER_THREADS"  # which thread variable the user set ("" none), for Lightning's DDP ranks
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def user_threads() -> str | None:
+    """OMP_NUM_THREADS or MKL_NUM_THREADS, whichever the user set (None: neither). Lightning's DDP
+    launcher sets OMP_NUM_THREADS itself before it starts the other ranks (logical CPUs / ranks:
+    SMT siblings counted as cores), so a rank reads what the run's first process recorded
+    (``user_threads_recorded``) instead of its own environment."""
+    if USER_THREADS in os.environ:
+        return os.environ[USER_THREADS] or None
+    return next((v for v in THREAD_VARIABLES if os.environ.get(v)), None)
+
+
+@contextlib.contextmanager
+def user_threads_recorded() -> Iterator[None]:
+    """Record ``user_threads()`` in the environment the ranks inherit, for as long as the command runs."""
+    if USER_THREADS in os.environ:  # a rank: the first process recorded it
+        yield
+        return
+    os.environ[USER_THREADS] = user_threads() or ""
+    try:
+        yield
+    finally:
+        os.environ.pop(USER_THREADS, None)
+
+
+def local_ranks() -> int:
+    """Processes of this job on this node as torchrun says (LOCAL_WORLD_SIZE), else 1. SLURM binds
+    each task to its own CPUs (``--cpus-per-task``), which ``physical_cores`` already counts; the
+    ranks Lightning's own DDP launcher starts are counted by ``callbacks.ThreadsPerRank``."""
+    value = os.environ.get("LOCAL_WORLD_SIZE", "")
+    return int(value) if value.isdigit() and int(value) > 0 else 1
+
+
+def set_threads(ranks: int | None = None) -> str:
+    """Give torch one thread per usable physical core, shared out among the ``ranks`` processes of
+    this node (default ``local_ranks()``), unless the user chose (OMP_NUM_THREADS, MKL_NUM_THREADS
+    or an earlier ``torch.set_num_threads``); more threads than cores spin against each other
+    (docs/BENCHMARKS.md, host settings). Returns the line that says what was done."""
     cores = physical_cores()
+    ranks = max(1, ranks or local_ranks())
+    want = max(1, cores // ranks)
     now = torch.get_num_threads()
-    user = next((v for v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if os.environ.get(v)), None)
+    user = user_threads()
     if user:
         return f"torch threads {now} ({user} set; {cores} usable physical cores)"
-    if now != cores:
-        torch.set_num_threads(cores)
-        return f"torch threads {now} -> {cores} (one per usable physical core)"
-    return f"torch threads {now} (one per usable physical core)"
+    why = "one per usable physical core"
+    if ranks > 1:
+        why = f"{cores} usable physical cores / {ranks} ranks on this node"
+    if now != want:
+        torch.set_num_threads(want)
+        return f"torch threads {now} -> {want} ({why})"
+    return f"torch threads {now} ({why})"
 
 
 def configure_host() -> str:

@@ -5,7 +5,9 @@
 - the text of the "checkpoint directory is not empty" warning (RunCheckpoint replaces it);
 - the fit loop's progress counters (a resumed fit skips the batches of the epoch it trained);
 - ``LightningCLI._parse_ckpt_path`` (the CLI replaces it: a checkpoint's hyper-parameters must
-  not overwrite the config); Lightning has no public hook that runs before it.
+  not overwrite the config); Lightning has no public hook that runs before it;
+- the text of the fit loop's ValueError for a ``val_check_interval`` above the batches a rank has
+  (the CLI turns it into one line; a test makes Lightning raise it, so a new wording fails there).
 
 Lightning's stateful-loader hook is not used for the resume: it restores a loader's state only
 if the loader was not built before the checkpoint was loaded, and the LR schedule's step estimate
@@ -15,11 +17,17 @@ builds it first.
 from __future__ import annotations
 
 import inspect
+import re
 
 from tallrec_pl import fence
+from tallrec_pl.errors import TallrecError
 
 FIX = "report it at tallrec_pl's issue tracker"
 DIR_NOT_EMPTY = "Checkpoint directory .* exists and is not empty"  # regex of ModelCheckpoint's warning
+# _FitLoop.setup_data, for an integer val_check_interval
+VAL_CHECK_TOO_LATE = re.compile(
+    r"`val_check_interval` \((\d+)\) must be less than or equal to the number of the training batches \((\d+)\)"
+)
 
 
 def checkpoint_state_key(callback) -> str:
@@ -62,3 +70,19 @@ def check_cli() -> None:
         source.find(s) for s in ("self.parse_arguments(", "self._parse_ckpt_path()", "self.instantiate_classes()")
     )
     fence.require("lightning", 0 <= parse < ckpt < build, "LightningCLI's _parse_ckpt_path step", FIX)
+
+
+def val_check_error(err: BaseException) -> TallrecError | None:
+    """Lightning's ValueError for a ``val_check_interval`` larger than the training batches of one
+    rank's epoch, as the one-line error (None for any other error). Under DDP each rank has its
+    share of the train split, so an interval that fits one process can be too late for two."""
+    match = VAL_CHECK_TOO_LATE.search(str(err)) if isinstance(err, ValueError) else None
+    if match is None:
+        return None
+    interval, batches = match.groups()
+    return TallrecError(
+        f"trainer.val_check_interval={interval} is more than the {batches} training batches a rank has per epoch "
+        "(train samples / ranks / data.batch_size, after trainer.limit_train_batches)",
+        f"set trainer.val_check_interval to {batches} or less, or 1.0 (once per epoch), or "
+        "trainer.check_val_every_n_epoch: null to count batches across epochs",
+    )

@@ -186,3 +186,18 @@ class SignalAt(L.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.step:
             os.kill(os.getpid(), getattr(signal, self.signal))
+
+
+class RecordTrainIndices(L.Callback):
+    """Write the train indices each rank saw to ``folder/rank<R>.json`` (the DDP sharding test)."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder, self.seen = folder, []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.seen += batch["index"].tolist()
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        out = Path(self.folder) / f"rank{trainer.global_rank}.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"seen": self.seen, "train": len(trainer.datamodule.encoded["train"])}))

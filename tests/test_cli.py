@@ -97,6 +97,10 @@ def test_test_predict_and_peft_export(tiny_backbone, ml100k, tmp_path, capsys):
         (["--trainer.devices=0"], "Lightning refused the trainer settings: `Trainer(devices='0')`"),
         (["--data.init_args.batch_size=0"], "data.batch_size=0 must be at least 1"),
         (["--data.init_args.val_limit=0"], "data.val_limit=0 leaves no validation samples"),
+        (["--data.init_args.test_limit=0"], "data.test_limit=0 leaves no test samples"),
+        # 72 windows, 0.6 of them for training, 4 a batch: 11 batches, so validating every 12 never happens
+        (["--trainer.val_check_interval=12"], "trainer.val_check_interval=12 is more than the 11 training batches"),
+        (["--progress.when=sometimes"], "progress.when 'sometimes' is not known; use one of auto, always, never"),
         (["--model.lora.target_modules=[q_proj,v_prj]"], "target_modules ['v_prj'] not found in"),
         (["--ckpt_path=/nope.ckpt"], "checkpoint not found: /nope.ckpt"),
     ],

@@ -98,6 +98,65 @@ def test_threads_follow_usable_cores_unless_the_user_chose(monkeypatch):
         torch.set_num_threads(before)
 
 
+def test_threads_are_shared_among_the_ranks_of_a_node(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "LOCAL_WORLD_SIZE"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setattr(hardware, "physical_cores", lambda: 8)
+        assert hardware.local_ranks() == 1
+        line = hardware.set_threads(ranks=2)
+        assert torch.get_num_threads() == 4 and "-> 4 (8 usable physical cores / 2 ranks on this node)" in line
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")  # torchrun's count of this node's processes
+        assert hardware.local_ranks() == 3 and "-> 2 (8 usable physical cores / 3 ranks" in hardware.set_threads()
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "16")  # more ranks than cores: one thread each, never 0
+        hardware.set_threads()
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", "")
+        assert hardware.local_ranks() == 1
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_ranks_threads_follow_what_the_user_set_not_what_lightning_set(monkeypatch):
+    """Lightning's DDP launcher sets OMP_NUM_THREADS for its ranks (logical CPUs / ranks); only the
+    user's own setting may stop tallrec_pl from sharing out the physical cores."""
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", hardware.USER_THREADS):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # the test process keeps its threads
+    with hardware.user_threads_recorded():
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")  # Lightning's launcher, for itself and the ranks it starts
+        assert hardware.user_threads() is None and "OMP_NUM_THREADS set" not in hardware.set_threads(ranks=2)
+        with hardware.user_threads_recorded():  # a rank's own main(): the first process's record stands
+            assert hardware.user_threads() is None
+    assert hardware.USER_THREADS not in os.environ and hardware.user_threads() == "OMP_NUM_THREADS"
+    with hardware.user_threads_recorded():  # the user set it: kept on every rank
+        assert hardware.user_threads() == "OMP_NUM_THREADS" and "OMP_NUM_THREADS set" in hardware.set_threads(2)
+
+
+def test_threads_per_rank_callback_divides_for_lightnings_own_launcher_only(monkeypatch):
+    from types import SimpleNamespace
+
+    from lightning.fabric.plugins.environments import LightningEnvironment, SLURMEnvironment
+
+    from tallrec_pl.callbacks import ThreadsPerRank
+
+    asked = []
+    monkeypatch.setattr("tallrec_pl.callbacks.set_threads", lambda ranks: asked.append(ranks) or "line")
+    monkeypatch.setattr("tallrec_pl.callbacks.local_ranks", lambda: 1)
+
+    def trainer(devices: int, world: int, env) -> SimpleNamespace:
+        return SimpleNamespace(num_devices=devices, world_size=world, strategy=SimpleNamespace(cluster_environment=env))
+
+    ThreadsPerRank().setup(trainer(2, 2, LightningEnvironment()), None, "fit")
+    ThreadsPerRank().setup(trainer(1, 1, LightningEnvironment()), None, "fit")  # one process: nothing to share
+    ThreadsPerRank().setup(trainer(2, 4, SLURMEnvironment()), None, "fit")  # SLURM binds CPUs to each task
+    assert asked == [2]
+    monkeypatch.setattr("tallrec_pl.callbacks.local_ranks", lambda: 2)  # torchrun said so: already divided
+    ThreadsPerRank().setup(trainer(2, 4, LightningEnvironment()), None, "fit")
+    assert asked == [2]
+
+
 def test_cgroup_quota_caps_the_cores(monkeypatch):
     monkeypatch.setattr(hardware, "cgroup_cpu_quota", lambda: 1)
     assert hardware.physical_cores() == 1

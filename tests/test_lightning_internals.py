@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import lightning as L
 import pytest
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from tallrec_pl import lightning_internals as li
@@ -55,3 +56,39 @@ def test_cli_still_reads_checkpoint_hyper_parameters_where_tallrec_cli_overrides
     monkeypatch.setattr(inspect, "getsource", lambda obj: "self.parse_arguments(x)\nself.instantiate_classes()")
     with pytest.raises(TallrecError, match="_parse_ckpt_path"):
         li.check_cli()
+
+
+class _Tiny(L.LightningModule):
+    """A linear layer on 2 training batches (and one validation batch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch).sum()
+
+    def validation_step(self, batch, batch_idx):
+        self.layer(batch)
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    def train_dataloader(self):
+        return torch.utils.data.DataLoader(torch.zeros(4, 2), batch_size=2)
+
+    def val_dataloader(self):
+        return torch.utils.data.DataLoader(torch.zeros(2, 2), batch_size=2)
+
+
+def test_lightnings_val_check_interval_error_is_the_text_the_cli_turns_into_one_line(tmp_path):
+    trainer = L.Trainer(max_steps=4, val_check_interval=4, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    with pytest.raises(ValueError) as raised:
+        trainer.fit(_Tiny())
+    user = li.val_check_error(raised.value)
+    assert user is not None, f"Lightning's wording changed: {raised.value}"
+    assert str(user).startswith("trainer.val_check_interval=4 is more than the 2 training batches a rank has")
+    assert "set trainer.val_check_interval to 2 or less" in str(user) and "\n" not in str(user)
+    assert li.val_check_error(ValueError("something else")) is None
+    assert li.val_check_error(RuntimeError(str(raised.value))) is None

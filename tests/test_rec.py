@@ -125,3 +125,20 @@ def test_rank_tuning_needs_log_splits_and_keeps_valid_groups_whole(ml100k, tmp_p
 def test_rank_tuning_shots_larger_than_the_liked_windows_say_so(ml100k):
     with pytest.raises(TallrecError, match=r"data.shots=999 is larger than the train split \(\d+ liked windows\)"):
         rank_tuned(ml100k, train_negatives=1, shots=999).build_samples()
+
+
+def test_keep_last_cutting_the_log_says_so_in_one_line(ml100k, capsys):
+    """6 users x 16 ratings with 4 of history: 72 windows; keep_last 10 keeps the last 10 and says so."""
+    cut = RecDataModule(path=str(ml100k), history_len=4, keep_last=10, split_sizes=[6, 2, 2])
+    cut.build_samples()
+    lines = [line for line in capsys.readouterr().err.splitlines() if "kept the last" in line]
+    assert lines == ["tallrec_pl: kept the last 10 of 72 windows (data.keep_last; 0 keeps all)"]
+    for keep_last in (0, 72, 10000):  # nothing cut: nothing said
+        RecDataModule(path=str(ml100k), history_len=4, keep_last=keep_last, split_sizes=[6, 2, 2]).build_samples()
+        assert "kept the last" not in capsys.readouterr().err
+
+
+def test_keep_last_line_counts_implicit_negatives(ml100k, capsys):
+    dm = RecDataModule(path=str(ml100k), history_len=4, keep_last=10, split_sizes=[6, 2, 2], feedback="implicit")
+    dm.build_samples()
+    assert "kept the last 10 of 144 windows (data.keep_last; 0 keeps all)" in capsys.readouterr().err

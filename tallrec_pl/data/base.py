@@ -25,6 +25,7 @@ from tallrec_pl.data.batching import (
 from tallrec_pl.data.encode import encode_samples, item_token_of
 from tallrec_pl.data.prompts import Sample
 from tallrec_pl.errors import TallrecError
+from tallrec_pl.hardware import say
 from tallrec_pl.lightning_internals import batches_done
 
 SPLITS = ("train", "valid", "test")
@@ -47,6 +48,7 @@ class PromptDataModule(L.LightningDataModule):
         eval_batch_size: int = 16,
         group_by_length: bool = True,
         val_limit: int | None = None,
+        test_limit: int | None = None,
         predict_split: str = "test",
         num_workers: int = 0,
         seed: int = 0,
@@ -65,6 +67,9 @@ class PromptDataModule(L.LightningDataModule):
             group_by_length: batch training samples of similar length (less padding).
             val_limit: score only N validation samples, spread evenly over the split (null: all).
                 Windows are listed user by user, so the first N would cover only a few users.
+            test_limit: test (and predict on test) only N samples, spread evenly over the split as
+                val_limit is (null: all, which keeps published test splits whole); a large log's
+                test split grows with it otherwise.
             predict_split: the split that ``predict`` scores (train, valid or test).
             num_workers: DataLoader worker processes.
             seed: seed of the few-shot sample and of the training order.
@@ -83,16 +88,18 @@ class PromptDataModule(L.LightningDataModule):
         for name, value, example in (("batch_size", batch_size, 8), ("eval_batch_size", eval_batch_size, 16)):
             if value < 1:
                 raise TallrecError(f"data.{name}={value} must be at least 1", f"use e.g. data.{name}: {example}")
-        if val_limit is not None and val_limit < 1:
-            raise TallrecError(
-                f"data.val_limit={val_limit} leaves no validation samples",
-                "use a positive number, or null for the whole split",
-            )
+        for name, limit in (("val_limit", val_limit), ("test_limit", test_limit)):
+            if limit is not None and limit < 1:
+                raise TallrecError(
+                    f"data.{name}={limit} leaves no {'validation' if name == 'val_limit' else 'test'} samples",
+                    "use a positive number, or null for the whole split",
+                )
         if num_workers < 0:
             raise TallrecError(f"data.num_workers={num_workers} must be 0 or more", "use 0 to load in the main process")
         self.tokenizer_name, self.max_length, self.train_on_inputs = tokenizer, max_length, train_on_inputs
         self.batch_size, self.eval_batch_size, self.group_by_length = batch_size, eval_batch_size, group_by_length
         self.val_limit, self.predict_split, self.num_workers = val_limit, predict_split, num_workers
+        self.test_limit = test_limit
         self.seed, self.cache_dir, self.trust_remote_code = seed, cache_dir, trust_remote_code
         self.tokenizer = None
         self.encoded: dict[str, list[dict]] = {}
@@ -119,6 +126,35 @@ class PromptDataModule(L.LightningDataModule):
     def valid_group(self) -> int:
         """How many consecutive valid samples belong together (``val_limit`` keeps or drops them whole)."""
         return 1
+
+    def _groups(self, name: str, samples: list[Sample]) -> list[list[Sample]]:
+        """``samples`` in the runs that a limit keeps or drops whole: ranking candidates by their
+        ``group``, rank-tuning valid samples by ``valid_group``, others one by one."""
+        if "group" in samples[0].meta:
+            runs: list[list[Sample]] = []
+            for s in samples:
+                if runs and runs[-1][0].meta["group"] == s.meta["group"]:
+                    runs[-1].append(s)
+                else:
+                    runs.append([s])
+            return runs
+        g = self.valid_group() if name == "valid" else 1
+        return [samples[i : i + g] for i in range(0, len(samples), g)]
+
+    def _limited(self, samples: dict[str, list[Sample]]) -> None:
+        """data.val_limit / data.test_limit: cut the valid / test split down to about N samples spread
+        evenly over it (whole groups), in place, and say in one line what was cut."""
+        cut = []
+        for name, option, limit in (("valid", "val_limit", self.val_limit), ("test", "test_limit", self.test_limit)):
+            split = samples.get(name, [])
+            if limit is None or len(split) <= limit:
+                continue
+            groups = self._groups(name, split)
+            n = max(1, limit * len(groups) // len(split))  # groups of the average size that fit in the limit
+            samples[name] = [s for group in spread(groups, n) for s in group]
+            cut.append(f"{name} {len(samples[name]):,} of {len(split):,} samples (data.{option})")
+        if cut:
+            say(f"{self.describe()}: scoring {', '.join(cut)}, spread evenly over the split; null scores all")
 
     # --- tokenisation --------------------------------------------------------------------
 
@@ -197,10 +233,7 @@ class PromptDataModule(L.LightningDataModule):
             return
         self.load_tokenizer()
         samples = self.build_samples()
-        if self.val_limit is not None and len(samples.get("valid", [])) > self.val_limit:
-            g = self.valid_group()
-            groups = [samples["valid"][i : i + g] for i in range(0, len(samples["valid"]), g)]
-            samples["valid"] = [s for group in spread(groups, max(1, self.val_limit // g)) for s in group]
+        self._limited(samples)
         for name in SPLITS:
             self.encoded[name] = self._encode(name, samples.get(name, []))
         sizes = ", ".join(f"{n} {len(self.encoded[n])}" for n in SPLITS)

@@ -33,6 +33,7 @@ from tallrec_pl.data.windows import (
     window_log,
 )
 from tallrec_pl.errors import TallrecError, require_path
+from tallrec_pl.hardware import say
 
 
 class LogWindows(NamedTuple):
@@ -257,6 +258,8 @@ class RecDataModule(PromptDataModule):
             kept = window_log(log, self.history_len, self.like_threshold, self.keep_last, self.min_history, feedback,
                               self.negatives_per_positive, self.negative_sampling, self.seed,
                               count_items=self.train_negatives > 0)
+            if len(kept.windows) < kept.total:  # TALLRec's 10,000 by default: say so, or a big log shrinks unseen
+                say(f"kept the last {len(kept.windows):,} of {kept.total:,} windows (data.keep_last; 0 keeps all)")
             windows = split(kept.windows, self.split_sizes)
             plain = dict(windows)  # before rank-tuning: what the users rated
             self._windows_cache = LogWindows(key, log, windows, kept, plain)

@@ -42,6 +42,7 @@ class Kept:
     windows: list[Window]
     interacted: dict[str, set[str]] = field(default_factory=dict)
     items: Counter | None = None  # interactions per item over the whole log, when counted (negative sampling)
+    total: int = 0  # windows the log has before data.keep_last cut them (negatives included)
     sequences: dict[str, list[str]] = field(default_factory=dict)  # each kept user's items in time order
 
     def rated_before(self, window: Window) -> set[str]:
@@ -223,7 +224,7 @@ def window_log(
         windows.append(Window(user_names[rank[t]], tuple(pairs[t - h : t]), target, label))
     if implicit:
         windows = with_negatives(windows, interacted, log, items, negatives_per_positive, negative_sampling, seed)
-    return Kept(windows, interacted, items, sequences)
+    return Kept(windows, interacted, items, int(per_user.sum()) * group, sequences)
 
 
 def build_windows(

@@ -351,12 +351,14 @@ class TALLRecModule(L.LightningModule):
         if self.trainer.world_size > 1:  # every rank scores its share; each computes the metrics on all of them
             local = {k: v.reshape(-1) for k, v in self.all_gather(local).items()}
         table = unique_rows(local)
+        # every rank holds the same gathered table, so the same values: sync_dist tells Lightning so (no
+        # warning), and max of equal values is exact where a mean of N copies could round in the last bit
         for name, value in table_metrics(table).items():
-            self.log(f"{stage}/{name}", value, prog_bar=name == "auc")
+            self.log(f"{stage}/{name}", value, prog_bar=name == "auc", sync_dist=True, reduce_fx="max")
         if stage == "test":  # slices: by history length and by whether the item was seen in training
             for slice_name, rows in slices(table).items():
                 for name, value in table_metrics(rows).items():
-                    self.log(f"{stage}/slice/{slice_name}/{name}", value)
+                    self.log(f"{stage}/slice/{slice_name}/{name}", value, sync_dist=True, reduce_fx="max")
 
     @override
     def on_validation_epoch_end(self) -> None:
