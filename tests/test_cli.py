@@ -19,7 +19,7 @@ from tallrec_pl.cli import main
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(Path(p).relative_to(ROOT)))
 def test_every_shipped_config_parses(path, capsys):
     """Each YAML under configs/ parses into a full config (overlays on top of the config they extend)."""
-    overlays = {"demo.yaml": "rec.yaml", "rank_tune.yaml": "rank.yaml"}
+    overlays = {"demo.yaml": "rec.yaml", "rank_tune.yaml": "rank.yaml", "rerank.yaml": "rank.yaml"}
     under = "rec.yaml" if "/trainer/" in path else overlays.get(Path(path).name)
     base = ["--config", config(under)] if under else []
     with pytest.raises(SystemExit) as exc:

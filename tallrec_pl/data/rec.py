@@ -157,13 +157,7 @@ class RecDataModule(PromptDataModule):
         if negative_sampling not in NEGATIVE_SAMPLING:
             raise TallrecError(f"data.negative_sampling {negative_sampling!r} is not known",
                                f"use one of {', '.join(NEGATIVE_SAMPLING)}")
-        if not 0 <= hard_negatives <= train_negatives:
-            raise TallrecError(f"data.hard_negatives={hard_negatives} must be between 0 and data.train_negatives="
-                               f"{train_negatives}", "lower data.hard_negatives or raise data.train_negatives")
-        if hard_negatives and not retriever:
-            raise TallrecError("data.hard_negatives are drawn from a retriever, but data.retriever is unset",
-                               "fit one (python -m tallrec_pl retriever) and set data.retriever")
-        self.hard_negatives = hard_negatives
+
         if negatives_per_positive < 1:
             raise TallrecError(f"data.negatives_per_positive={negatives_per_positive} leaves implicit feedback without "
                                "No. samples", "use 1 or more")
@@ -171,6 +165,13 @@ class RecDataModule(PromptDataModule):
             raise TallrecError(f"data.train_negatives={train_negatives} must be 0 or more",
                                "use 0 for TALLRec's labels, or e.g. 1 to rank-tune")
         self.train_negatives = train_negatives
+        if not 0 <= hard_negatives <= train_negatives:
+            raise TallrecError(f"data.hard_negatives={hard_negatives} must be between 0 and data.train_negatives="
+                               f"{train_negatives}", "lower data.hard_negatives or raise data.train_negatives")
+        if hard_negatives and not retriever:
+            raise TallrecError("data.hard_negatives are drawn from a retriever, but data.retriever is unset",
+                               "fit one (python -m tallrec_pl retriever) and set data.retriever")
+        self.hard_negatives = hard_negatives
         if top_k < 1:
             raise TallrecError(f"data.top_k={top_k} must be at least 1", "use e.g. data.top_k: 20")
         self.retriever_path, self.top_k = retriever, top_k
@@ -407,7 +408,7 @@ class RankDataModule(RecDataModule):
         liked = [w for w in self._windows_cache.plain[self.rank_split] if w.label]
         if self.limit_groups is not None and len(liked) > self.limit_groups:
             liked = spread(liked, self.limit_groups)
-        splits["test"] = self._groups(liked, log)
+        splits["test"] = self._candidate_groups(liked, log)
         mark_seen(self._whole_train, splits["test"])
         if self.candidates == "retriever":  # a group's slice is its true item's, present among them or not
             targets = mark_targets_seen(self._whole_train, splits["test"])
@@ -415,7 +416,7 @@ class RankDataModule(RecDataModule):
                 s.meta["seen"] = targets[s.meta["group"]]
         return splits
 
-    def _groups(self, liked: list[Window], log) -> list[Sample]:
+    def _candidate_groups(self, liked: list[Window], log) -> list[Sample]:
         def make(w: Window) -> Sample:
             return self.window_sample(w, log)
 
