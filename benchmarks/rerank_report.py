@@ -109,7 +109,8 @@ def variants_section() -> list[str]:
     if not r.get("variants"):
         return []
     lines = ["Other settings of the LLM, same protocol (NDCG@10; whole catalogue / sampled-20):", "",
-             "| variant | its options | seeds | SASRec alone | LLM | fusion |", "| --- | --- | --- | --- | --- | --- |"]
+             "| variant | its options | seeds | SASRec alone | LLM | fusion | CPU s per stage |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, v in r["variants"].items():
         seeds = {s: e for s, e in sorted(v["seeds"].items()) if "full" in e}
         if not seeds:
@@ -120,5 +121,6 @@ def variants_section() -> list[str]:
             samp = [next(m for n, m in rows(e, "sampled").items() if n.startswith(row))["ndcg@10"]
                     for e in seeds.values()]
             cells.append(f"{cell(full)} / {cell(samp)}")
-        lines.append(f"| {name} | `{v['args']}` | {', '.join(seeds)} | " + " | ".join(cells) + " |")
+        cpu = "; ".join(", ".join(f"{k} {c['cpu_s']:.0f}" for k, c in e.get("cpu", {}).items()) for e in seeds.values())
+        lines.append(f"| {name} | `{v['args']}` | {', '.join(seeds)} | " + " | ".join(cells) + f" | {cpu} |")
     return lines + [""]
