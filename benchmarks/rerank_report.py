@@ -73,7 +73,8 @@ def section() -> list[str]:
         "retriever's top 20; the listwise loss; SASRec item vectors as one soft token per item; 2 epochs, best "
         f"epoch by val/auc). Test: {p['groups']} liked test windows spread over the test split; for each, the "
         "retriever ranks every item the user had not rated before the window and its top 20 go to the LLM; a true "
-        "item outside them is a miss. The fusion ranks by the LLM's margin + b * -log(retriever rank), b chosen by NDCG@10 on "
+        "item outside them is a miss. The fusion ranks by the LLM's margin + b * -log(retriever rank), b chosen by "
+        "NDCG@10 on "
         f"{p['valid_groups']} valid windows (per seed: {', '.join(str(e['fusion_weight']) for e in seeds.values())}); "
         "the test split is not looked at.",
         "",
