@@ -84,8 +84,11 @@ def test_truncated_prompts_explain_the_items_they_show(rec):
         ex = explain_variants(module, v)
     kept = copy.deepcopy(sample)
     kept.history = list(v.history)
+    dropped = len(sample.history) - len(v.history)
+    assert [e.position for e in ex.evidence] == list(range(dropped, len(sample.history)))  # positions as given
+    assert [e.item_id for e in ex.evidence] == [str(i) for i in sample.meta["history"][dropped:]]
     for e in ex.evidence:
-        assert abs(e.effect - (ex.p_yes - alone(module, without(kept, e.position), tok, short))) < 1e-5
+        assert abs(e.effect - (ex.p_yes - alone(module, without(kept, e.position - dropped), tok, short))) < 1e-5
 
 
 def test_a_ready_prompt_cannot_be_explained(rec):
