@@ -23,7 +23,7 @@ import time
 
 from tallrec_pl.cli import TallrecCLI, resolve_ckpt_path
 from tallrec_pl.errors import TallrecError
-from tallrec_pl.serve_api import Guard, PromptBuilder, ServeOptions
+from tallrec_pl.serve_api import Guard, PromptBuilder, ServeOptions, examples_of
 
 try:  # LitServe is the `serve` extra; the other subcommands work without it
     import litserve as ls
@@ -70,7 +70,8 @@ def explain_requests(module, requests: list[dict]) -> list[list[dict] | None]:
             continue
         explained = []
         for k, c in enumerate(spec["candidates"]):
-            v = Variants(c["full"], c["rows"], [(t, ok) for t, ok in c["history"]], c["item_ids"], flip=False)
+            history = [(t, ok) for t, ok in c["history"]]
+            v = Variants(c["full"], c["rows"], history, c["item_ids"], flip=False, positions=c["positions"])
             ex = explain_variants(module, v)
             top = ex.top(spec["top"])
             explained.append({"candidate": k, "p_yes": ex.p_yes, "evidence": [e.to_json() for e in top],
@@ -255,7 +256,8 @@ def serve_command(args: list[str]) -> None:
         devices=1,
         timeout=opts.timeout,
         middlewares=[
-            (Guard, {"builder": builder, "key": opts.key(), "max_body_bytes": opts.max_body_bytes, "path": API_PATH})
+            (Guard, {"builder": builder, "key": opts.key(), "max_body_bytes": opts.max_body_bytes, "path": API_PATH,
+                     "examples": examples_of(cli.datamodule.build_samples(sampled=False).get("test", []))})
         ],
     )
     drain_on_sigterm(server)
@@ -263,7 +265,7 @@ def serve_command(args: list[str]) -> None:
     weights = f"checkpoint {ckpt}" if ckpt else hparams["init_adapter"] or "no adapter"
     print(
         f"tallrec_pl: loading {hparams['backbone']} ({weights}), "
-        f"then serving POST http://{opts.host}:{opts.port}{API_PATH} "
+        f"then serving POST http://{opts.host}:{opts.port}{API_PATH} and a page at GET / "
         f"(GET /health answers 200 once ready; API key {key})",
         flush=True,
     )

@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from tallrec_pl.data.encode import encode_samples
 from tallrec_pl.data.prompts import REC_INSTRUCTION, ItemText, Sample, UserProfile, json_sample
@@ -189,7 +190,7 @@ class PromptBuilder:
         except TallrecError as err:
             raise BadRequest(422, err.what) from None
         return {"full": _keep(v.full), "rows": [_keep(r) for r in v.rows], "history": v.history,
-                "item_ids": v.item_ids}
+                "item_ids": v.item_ids, "positions": v.positions}
 
     def build(self, body: object) -> list[dict]:
         """The encoded rows of one request body (already parsed JSON); ``BadRequest`` if it is not one."""
@@ -347,23 +348,31 @@ def _kind(value: object) -> str:
 
 
 class Guard:
-    """ASGI middleware in front of LitServe's routes: the API key on every path; on POST
+    """ASGI middleware in front of LitServe's routes: the API key on every path but the page; on POST
     ``path``: the body size limit, JSON parsing and ``PromptBuilder``, whose rows replace the
-    body the route receives. Every refusal is a JSON ``{"detail": ...}`` with a 4xx status."""
+    body the route receives. Every refusal is a JSON ``{"detail": ...}`` with a 4xx status.
+    GET / is the page (``serve_page.html``: static, so it needs no key; it sends the key the user
+    types), GET /examples the users of the configured log it offers (``examples``)."""
 
     def __init__(
-        self, app, builder: PromptBuilder, key: str | None, max_body_bytes: int, path: str = "/predict"
+        self, app, builder: PromptBuilder, key: str | None, max_body_bytes: int, path: str = "/predict",
+        examples: list[dict] | None = None,
     ) -> None:
         self.app, self.builder, self.key, self.max_body_bytes, self.path = app, builder, key, max_body_bytes, path
+        self.examples = examples if examples is not None else []
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = dict(scope["headers"])
+        if scope["path"] == "/" and scope["method"] == "GET":
+            return await _answer(send, 200, page(), b"text/html; charset=utf-8")
         if self.key is not None:
             given = headers.get(b"x-api-key", b"")
             if not hmac.compare_digest(given, self.key.encode()):
                 return await _refuse(send, 401, "missing or wrong API key: send it in the X-API-Key header")
+        if scope["path"] == "/examples" and scope["method"] == "GET":
+            return await _answer(send, 200, json.dumps(self.examples).encode(), b"application/json")
         if scope["path"] != self.path or scope["method"] != "POST":
             return await self.app(scope, receive, send)
         try:
@@ -413,12 +422,40 @@ class Guard:
 
 
 async def _refuse(send, status: int, message: str) -> None:
-    body = json.dumps({"detail": message}).encode()
+    await _answer(send, status, json.dumps({"detail": message}).encode(), b"application/json")
+
+
+async def _answer(send, status: int, body: bytes, content_type: bytes) -> None:
     await send(
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            "headers": [(b"content-type", content_type), (b"content-length", str(len(body)).encode())],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+def page() -> bytes:
+    """The page ``GET /`` answers: one self-contained HTML file beside this module."""
+    return Path(__file__).with_name("serve_page.html").read_bytes()
+
+
+def examples_of(samples: list[Sample], users: int = 50, candidates: int = 10) -> list[dict]:
+    """Requests the page offers: per user (the first ``users``), the history of their first sample
+    (items by id where known, else titles) and the targets of their first ``candidates`` samples."""
+    out: dict[str, dict] = {}
+    for s in samples:
+        user = str(s.meta.get("user", ""))
+        if s.history is None or not user or (user not in out and len(out) >= users):
+            continue
+        if user not in out:
+            ids = s.meta.get("history", [])
+            titles = [t.strip('"') for t, _ in s.history]
+            items = [{"id": str(i)} for i in ids] if len(ids) == len(s.history) else titles
+            history = [{"item": item, "liked": ok} for item, (_, ok) in zip(items, s.history, strict=True)]
+            out[user] = {"user": user, "history": history, "candidates": []}
+        target = {"id": str(s.meta["item"])} if s.meta.get("item") else s.target
+        if len(out[user]["candidates"]) < candidates and target not in out[user]["candidates"]:
+            out[user]["candidates"].append(target)
+    return list(out.values())

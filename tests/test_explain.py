@@ -84,8 +84,11 @@ def test_truncated_prompts_explain_the_items_they_show(rec):
         ex = explain_variants(module, v)
     kept = copy.deepcopy(sample)
     kept.history = list(v.history)
+    dropped = len(sample.history) - len(v.history)
+    assert [e.position for e in ex.evidence] == list(range(dropped, len(sample.history)))  # positions as given
+    assert [e.item_id for e in ex.evidence] == [str(i) for i in sample.meta["history"][dropped:]]
     for e in ex.evidence:
-        assert abs(e.effect - (ex.p_yes - alone(module, without(kept, e.position), tok, short))) < 1e-5
+        assert abs(e.effect - (ex.p_yes - alone(module, without(kept, e.position - dropped), tok, short))) < 1e-5
 
 
 def test_a_ready_prompt_cannot_be_explained(rec):
@@ -274,3 +277,24 @@ def test_faithfulness_benchmark_runs_on_a_tiny_model(tiny_backbone, ml100k, tmp_
     assert abs(drops[("bottom", 1)] - sum(min(e) for e in effects) / 4) < 1e-6
     assert drops[("top", 1)] > drops[("bottom", 1)]
     del sys.modules["explain_faithfulness"]
+
+
+def test_the_model_worker_answers_explained_and_plain_requests_together(rec, tiny_backbone, ml100k):
+    """RecScorer's decode / predict / encode steps, as LitServe calls them for a batch of two requests."""
+    from lightning.pytorch.plugins.precision import Precision
+
+    from tallrec_pl.serve import RecScorer
+
+    module, _, tok = rec
+    builder = serve_builder(tiny_backbone, ml100k)
+    body = {"history": [{"item": 3, "liked": True}, {"item": {"id": "5"}, "liked": False}], "candidates": [1, 2]}
+    scorer = RecScorer({}, None, "32-true", 4, max_batch_size=8, batch_timeout=0.01)
+    scorer.module, scorer.plugin, scorer.torch_device = module, Precision(), torch.device("cpu")
+    scorer.collate = Collator(tok.pad_token_id)
+    requests = [scorer.decode_request(through_guard(builder, b)[0]) for b in ({**body, "explain": True}, body)]
+    explained, plain = [scorer.encode_response(r) for r in scorer.unbatch(scorer.predict(scorer.batch(requests)))]
+    assert explained["scores"] == plain["scores"] and explained["ranking"] == plain["ranking"]
+    assert "explanations" not in plain and len(explained["explanations"]) == 2
+    assert [e["candidate"] for e in explained["explanations"]] == [0, 1]
+    assert all(abs(e["p_yes"] - s) < 1e-5 for e, s in zip(explained["explanations"], plain["scores"], strict=True))
+    assert {e["item_id"] for e in explained["explanations"][0]["evidence"]} == {"3", "5"}

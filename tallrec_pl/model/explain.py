@@ -31,7 +31,7 @@ from tallrec_pl.model.scoring import answer_logits
 class Evidence:
     """One history item's measured effect on p(Yes)."""
 
-    position: int  # index in the (possibly truncated) history, oldest first
+    position: int  # index in the sample's history as given (a request's order), whatever truncation dropped
     item: str  # the item's text as the prompt shows it (quotes of data.history_format removed)
     item_id: str  # the item id where the sample knows it, else ""
     liked: bool
@@ -66,6 +66,7 @@ class Variants:
     history: list[tuple[str, bool]]  # the history the full prompt shows (after truncation)
     item_ids: list[str]
     flip: bool
+    positions: list[int] | None = None  # each shown item's index in the history as given; None: 0, 1, ...
 
 
 def _variant(sample: Sample, drop: int | None = None, flip: int | None = None) -> Sample:
@@ -94,9 +95,23 @@ def build_variants(sample: Sample, tokenizer, max_length: int, item_token: str =
     if flip:
         variants += [_variant(base, flip=k) for k in range(n)]
     rows = encode_samples(variants, tokenizer, max_length, source="explain", item_token=item_token)
+    positions = _shown(sample, base.history)
     ids = [str(i) for i in sample.meta.get("history", [])]
-    ids = ids[len(ids) - n :] if len(ids) >= n and sample.time_ordered else [""] * n
-    return Variants(full, rows, list(base.history), ids, flip)
+    ids = [ids[k] for k in positions] if len(ids) == len(sample.history) else [""] * n
+    return Variants(full, rows, list(base.history), ids, flip, positions)
+
+
+def _shown(sample: Sample, shown: list[tuple[str, bool]]) -> list[int]:
+    """Where each item a truncated prompt still shows stands in ``sample``'s history: the newest
+    ones for time-ordered samples; else the items in order, as ``Sample.drop_oldest`` keeps them."""
+    if sample.time_ordered:
+        return list(range(len(sample.history) - len(shown), len(sample.history)))
+    out, j = [], 0
+    for k, item in enumerate(sample.history):
+        if j < len(shown) and item == shown[j]:
+            out.append(k)
+            j += 1
+    return out
 
 
 def _shared(a: list[int], b: list[int], rows_a: dict, rows_b: dict) -> int:
@@ -191,10 +206,11 @@ def explain_variants(module, variants: Variants, max_rows: int = 64) -> Explanat
     p = p.tolist()
     n = len(variants.history)
     evidence = []
+    positions = variants.positions if variants.positions is not None else list(range(n))
     for k, (text, liked) in enumerate(variants.history):
         evidence.append(
             Evidence(
-                position=k,
+                position=positions[k],
                 item=_plain(text),
                 item_id=variants.item_ids[k],
                 liked=liked,
