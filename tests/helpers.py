@@ -146,6 +146,19 @@ def randomize_lora_b(module) -> None:
                 p.normal_(0, 0.5)
 
 
+def random_adapter(tiny_backbone: str, folder: Path, seed: int) -> str:
+    """A PEFT adapter folder for the tiny backbone whose LoRA B is drawn with ``seed`` (so it matters)."""
+    from tallrec_pl.model.lora import export_adapter
+    from tallrec_pl.model.module import TALLRecModule
+
+    module = TALLRecModule(backbone=tiny_backbone)
+    module.configure_model()
+    torch.manual_seed(seed)
+    randomize_lora_b(module)
+    export_adapter(module.model, str(folder), tiny_backbone)
+    return str(folder)
+
+
 def lora_state(ckpt: Path) -> dict[str, torch.Tensor]:
     """The adapter weights a Lightning checkpoint holds."""
     return torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]

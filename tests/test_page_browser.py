@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("TALLREC_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
@@ -23,19 +22,12 @@ KEY = "page-key"
 @pytest.fixture(scope="module")
 def server(tiny_backbone, tmp_path_factory):
     """A server on a random adapter with an API key; yields its port."""
-    from helpers import randomize_lora_b, write_ml100k
+    from helpers import random_adapter, write_ml100k
     from test_serve import call, free_port
-
-    from tallrec_pl.model.lora import export_adapter
-    from tallrec_pl.model.module import TALLRecModule
 
     tmp = tmp_path_factory.mktemp("page")
     ml = write_ml100k(tmp / "ml")
-    module = TALLRecModule(backbone=tiny_backbone)
-    module.configure_model()
-    torch.manual_seed(2)
-    randomize_lora_b(module)
-    export_adapter(module.model, str(tmp / "adapter"), tiny_backbone)
+    random_adapter(tiny_backbone, tmp / "adapter", seed=2)
     port = free_port()
     cmd = [sys.executable, "-m", "tallrec_pl", "serve", "--config", str(ROOT / "configs/serve.yaml"),
            f"--model.backbone={tiny_backbone}", "--model.dtype=float32", f"--model.init_adapter={tmp / 'adapter'}",

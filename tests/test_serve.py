@@ -16,7 +16,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import torch
 
 from tallrec_pl.cli import main
 from tallrec_pl.data.datamodule import RankDataModule
@@ -185,19 +184,11 @@ def call(
 @pytest.fixture(scope="module")
 def served(tiny_backbone, tmp_path_factory):
     """A server on a random adapter, float32, with a key and small limits; its predictions too."""
-    from helpers import randomize_lora_b, write_ml100k
-
-    from tallrec_pl.model.lora import export_adapter
-    from tallrec_pl.model.module import TALLRecModule
+    from helpers import random_adapter, write_ml100k
 
     tmp = tmp_path_factory.mktemp("serve")
     ml100k = write_ml100k(tmp / "ml")
-    module = TALLRecModule(backbone=tiny_backbone)
-    module.configure_model()
-    torch.manual_seed(1)
-    randomize_lora_b(module)
-    adapter = str(tmp / "adapter")
-    export_adapter(module.model, adapter, tiny_backbone)
+    adapter = random_adapter(tiny_backbone, tmp / "adapter", seed=1)
     port = free_port()
     common = [
         "--config",
