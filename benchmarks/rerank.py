@@ -139,7 +139,7 @@ def score_seed(seed: int, groups: int, valid_groups: int, variant: str) -> dict:
                  f"fusion (b {best})": evaluate(test, fuse(llm_t, rank_t, best))},
         "sampled": {"SASRec retriever alone": evaluate(sampled, retriever_alone[1]), "LLM": evaluate(sampled, llm_s),
                     f"fusion (b {best})": evaluate(sampled, fuse(llm_s, rank_s, best))},
-        "recall@20": sum(s.meta["positive"] for s in test) / groups,
+        "recall@20": sum(s.meta["positive"] for s in test) / len({s.meta["group"] for s in test}),
     }
 
 

@@ -69,14 +69,17 @@ def section() -> list[str]:
         f"Command: `python benchmarks/rerank.py --seeds {' '.join(seeds)} --groups {p['groups']} --valid_groups "
         f"{p['valid_groups']}` (configs/rank.yaml + configs/rerank.yaml; seeds {', '.join(seeds)}: mean ± standard "
         "deviation over them). Per seed: the SASRec retriever (`python -m tallrec_pl retriever`, RecBole's model "
-        "class, train split only) and the LLM (256 liked train windows, each with 4 hard negatives from the "
-        "retriever's top 20; the listwise loss; SASRec item vectors as one soft token per item; 2 epochs, best "
-        f"epoch by val/auc). Test: {p['groups']} liked test windows spread over the test split; for each, the "
+        "class, train split only) and the LLM (256 liked train windows, each with 2 hard negatives from the "
+        "retriever's top 20 and 2 uniform ones; TALLRec's answer loss plus the listwise loss around the "
+        "retriever's order, model.prior_weight 1; SASRec item vectors as one soft token per item; 2 epochs, best "
+        f"epoch by val/auc). {r.get('selection', '')}. Test: {p['groups']} liked test windows spread over the test "
+        "split; for each, the "
         "retriever ranks every item the user had not rated before the window and its top 20 go to the LLM; a true "
         "item outside them is a miss. The fusion ranks by the LLM's margin + b * -log(retriever rank), b chosen by "
         "NDCG@10 on "
         f"{p['valid_groups']} valid windows (per seed: {', '.join(str(e['fusion_weight']) for e in seeds.values())}); "
-        "the test split is not looked at.",
+        "the test split is not looked at for b (the hard4 row below looks better on test, 0.128, but was not "
+        "chosen: its valid figure is lower; one seed on 500 windows cannot tell them apart).",
         "",
         "Whole catalogue (1682 items):",
         "",

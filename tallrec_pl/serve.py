@@ -234,7 +234,8 @@ def serve_command(args: list[str]) -> None:
             "i.e. zero-shot",
             file=sys.stderr,
         )
-    builder = prompt_builder(cli.datamodule, opts, cli.model.hparams.get("prior_weight", 0.0))
+    fusion = opts.fusion_weight if opts.fusion_weight is not None else cli.model.hparams.get("prior_weight", 0.0)
+    builder = prompt_builder(cli.datamodule, opts, fusion)
     accepted = inspect.signature(TALLRecModule.__init__).parameters  # hparams also hold jsonargparse's _instantiator
     hparams = {k: v for k, v in cli.model.hparams.items() if k in accepted}
     accelerator = "cuda" if type(cli.trainer.accelerator).__name__ == "CUDAAccelerator" else "cpu"

@@ -48,6 +48,9 @@ class ServeOptions:
         explain_top: evidence items returned per candidate of a request with "explain": true.
         max_explain_rows: most variants (candidates x history items) one explained request may
             cost; more get 422.
+        fusion_weight: a history-only request (data.retriever) is ranked by the LLM's margin plus this
+            times -log(retriever rank), e.g. the weight benchmarks/rerank.py chose on valid windows;
+            null: model.prior_weight (0: the LLM's p(Yes) alone).
     """
 
     host: str = "127.0.0.1"
@@ -63,6 +66,7 @@ class ServeOptions:
     log_level: str = "warning"
     explain_top: int = 3
     max_explain_rows: int = 2000
+    fusion_weight: float | None = None
 
     def __post_init__(self) -> None:
         if self.host not in ("127.0.0.1", "0.0.0.0", "::"):
@@ -149,12 +153,9 @@ class PromptBuilder:
         history = body["history"]
         if not isinstance(history, list):
             raise BadRequest(422, f"'history' must be a list, not {_kind(history)}")
-        ids = [str(e["item"]["id"] if isinstance(e.get("item"), dict) else e["item"]) for e in history
-               if isinstance(e, dict) and isinstance(e.get("item"), (int, str, dict))
-               and not isinstance(e["item"], bool) and (not isinstance(e["item"], dict) or "id" in e["item"])]
-        known = [i for i in ids if i in self.item_fields]  # titles are text only: the retriever knows ids
+        known = [i for i in map(_item_id, history) if i in self.item_fields]  # titles are text only
         start = time.perf_counter()
-        top = self.retriever.top_k([known], [set(known)], self.top_n)[0]
+        top = self.retriever.top_k([known], [set(known)], min(self.top_n, self.max_candidates))[0]
         took = (time.perf_counter() - start) * 1000
         items = [item for item, _ in top]
         return ({**body, "candidates": [{"id": i} for i in items]},
@@ -331,6 +332,16 @@ def _item_id(item: object) -> str:
     if isinstance(item, dict):
         return str(item.get("id", ""))
     return "" if isinstance(item, str) else str(item)
+
+
+def _item_id(entry: object) -> str | None:
+    """A history entry's item id as ``_item`` reads it (an integer, or {"id": ...}); None for a title or junk."""
+    item = entry.get("item") if isinstance(entry, dict) else None
+    if isinstance(item, dict) and set(item) == {"id"}:
+        item = item["id"]
+    elif isinstance(item, str):
+        return None  # a title: the prompt shows it as text, the retriever cannot place it
+    return str(item) if isinstance(item, (int, str)) and not isinstance(item, bool) else None
 
 
 def _only(body: dict, allowed: tuple[str, ...], where: str = "the body") -> None:

@@ -284,6 +284,9 @@ class PromptDataModule(L.LightningDataModule):
         lengths = [len(r["input_ids"]) for r in records]
         # the seeded samplers make the order a function of (seed, epoch), so a resumed run sees the same batches
         if self.group_batches():  # one window's candidates a batch: the listwise loss, the history run once
+            if self.trainer is not None and self.trainer.world_size > 1:
+                raise TallrecError("data.listwise batches are not sharded across devices yet",
+                                   "train listwise on one device (--trainer.devices 1), or set data.listwise: false")
             groups = [r["group"] for r in records]
             return self._loader(records, ResumableLoader, batch_sampler=ShuffledGroupBatchSampler(groups, self.seed),
                                 batches_done=self._batches_done)

@@ -84,22 +84,6 @@ class GroupBatchSampler(Sampler[list[int]]):
         return len(self.batches)
 
 
-class ShuffledGroupBatchSampler(GroupBatchSampler):
-    """Training batches of whole groups (a liked window and its negatives, for the listwise loss): the
-    groups in a seeded shuffle per epoch, so a resumed run sees the same batches."""
-
-    def __init__(self, groups: list[int], seed: int) -> None:
-        super().__init__(groups)
-        self.seed, self.epoch = seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        order = np.random.default_rng(self.seed + self.epoch).permutation(len(self.batches))
-        return iter([self.batches[i] for i in order.tolist()])
-
-
 class LengthGroupedSampler(Sampler[int]):
     """Training order: a seeded shuffle, then each run of ``batch_size * group`` indices is
     sorted by length, so batches hold similar lengths but their order stays random."""
@@ -131,6 +115,22 @@ class ShuffleSampler(LengthGroupedSampler):
 
     def __iter__(self):
         return iter(np.random.default_rng(self.seed + self.epoch).permutation(len(self.lengths)).tolist())
+
+
+class ShuffledGroupBatchSampler(GroupBatchSampler):
+    """Training batches of whole groups (a liked window and its negatives, for the listwise loss): the
+    groups in a seeded shuffle per epoch, so a resumed run sees the same batches."""
+
+    def __init__(self, groups: list[int], seed: int) -> None:
+        super().__init__(groups)
+        # Lightning sets the epoch on ``batch_sampler.sampler`` (not on a batch sampler itself)
+        self.sampler = ShuffleSampler(len(self.batches), seed)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self):
+        return iter([self.batches[i] for i in self.sampler])
 
 
 class ResumableLoader(DataLoader):

@@ -44,6 +44,7 @@ class LogWindows(NamedTuple):
     windows: dict[str, list[Window]]
     kept: Kept
     plain: dict[str, list[Window]]  # train / valid / test as windowed, before rank-tuning negatives
+    tuned: bool = False  # windows holds rank-tuning's negatives already
 
 
 def mark_seen(train: list[Sample], others: list[Sample]) -> None:
@@ -137,6 +138,17 @@ class RecDataModule(PromptDataModule):
                 history and an item its user never rated (No.), drawn by data.negative_sampling, seeded by
                 data.seed; disliked windows are left out, data.shots counts liked windows (each brings its
                 negatives) and the test split is unchanged. 0: TALLRec's liked / disliked labels.
+            retriever: a retriever file (``python -m tallrec_pl retriever``) fit on this data's train split: the
+                source of hard negatives (data.hard_negatives) and of the full-catalogue ranking groups
+                (RankDataModule, data.candidates: retriever); refused for another log or split.
+            top_k: how many of the retriever's best items a window gets (candidates, or the pool hard
+                negatives are drawn from).
+            hard_negatives: rank-tuning: how many of each liked window's data.train_negatives are drawn from the
+                retriever's top data.top_k items the user never rated (the rest by data.negative_sampling);
+                each training sample then also carries its item's retriever rank (model.prior_weight).
+            listwise: rank-tuning: each training batch is one liked window and its negatives (data.batch_size
+                is not used), as model.loss listwise / both need; the shared history runs once per batch.
+                Single-device only.
         """
         super().__init__(**common)
         if format not in FORMATS:
@@ -243,30 +255,36 @@ class RecDataModule(PromptDataModule):
         return "explicit" if log.has_rating else "implicit"
 
     def log_windows(self, fmt: str | None = None):
-        """The log and its windows split train / valid / test (interaction logs only); read once
-        per data module (the ranking split needs them after the text splits did)."""
-        key = fmt or self.format
-        if self._windows_cache is None or self._windows_cache.key != key:
-            log = read_log(self.path, key, self.columns, self.items_path, self.item_id_column)
-            feedback = self.resolve_feedback(log)
-            self.implicit = feedback == "implicit"
-            if self.implicit and self.train_negatives:
-                raise TallrecError(
-                    f"data.train_negatives is for explicit feedback, but {log.source} is read as implicit feedback, "
-                    "whose samples already have negatives",
-                    "drop data.train_negatives and set data.negatives_per_positive instead",
-                )
-            kept = window_log(log, self.history_len, self.like_threshold, self.keep_last, self.min_history, feedback,
-                              self.negatives_per_positive, self.negative_sampling, self.seed,
-                              count_items=self.train_negatives > 0)
-            if len(kept.windows) < kept.total:  # TALLRec's 10,000 by default: say so, or a big log shrinks unseen
-                say(f"kept the last {len(kept.windows):,} of {kept.total:,} windows (data.keep_last; 0 keeps all)")
-            windows = split(kept.windows, self.split_sizes)
-            plain = dict(windows)  # before rank-tuning: what the users rated
-            self._windows_cache = LogWindows(key, log, windows, kept, plain)
-            for k, name in enumerate(("train", "valid") if self.train_negatives else ()):
-                windows[name] = self._negatives(windows[name], kept, log, self.seed + k)
-        return self._windows_cache.log, self._windows_cache.windows
+        """The log and its windows split train / valid / test (interaction logs only), with rank-tuning's
+        negatives when data.train_negatives asks; read once per data module."""
+        cache = self._read(fmt or self.format)
+        if self.train_negatives and not cache.tuned:
+            for k, name in enumerate(("train", "valid")):
+                cache.windows[name] = self._negatives(cache.windows[name], cache.kept, cache.log, self.seed + k)
+            self._windows_cache = cache = cache._replace(tuned=True)
+        return cache.log, cache.windows
+
+    def _read(self, key: str) -> LogWindows:
+        """The log and its windows split, before any rank-tuning negatives (cached)."""
+        if self._windows_cache is not None and self._windows_cache.key == key:
+            return self._windows_cache
+        log = read_log(self.path, key, self.columns, self.items_path, self.item_id_column)
+        feedback = self.resolve_feedback(log)
+        self.implicit = feedback == "implicit"
+        if self.implicit and self.train_negatives:
+            raise TallrecError(
+                f"data.train_negatives is for explicit feedback, but {log.source} is read as implicit feedback, "
+                "whose samples already have negatives",
+                "drop data.train_negatives and set data.negatives_per_positive instead",
+            )
+        kept = window_log(log, self.history_len, self.like_threshold, self.keep_last, self.min_history, feedback,
+                          self.negatives_per_positive, self.negative_sampling, self.seed,
+                          count_items=self.train_negatives > 0)
+        if len(kept.windows) < kept.total:  # TALLRec's 10,000 by default: say so, or a big log shrinks unseen
+            say(f"kept the last {len(kept.windows):,} of {kept.total:,} windows (data.keep_last; 0 keeps all)")
+        windows = split(kept.windows, self.split_sizes)
+        self._windows_cache = LogWindows(key, log, windows, kept, dict(windows))  # plain: what the users rated
+        return self._windows_cache
 
     def _negatives(self, windows: list[Window], kept: Kept, log, seed: int) -> list[Window]:
         """Rank-tuning groups: a liked window, its hard negatives (data.hard_negatives), then the others."""
@@ -288,8 +306,9 @@ class RecDataModule(PromptDataModule):
     def next_items(self, name: str) -> list[tuple[list[str], str]]:
         """(history item ids, next item id) of every window of split ``name``, before rank-tuning: what a
         sequential model (the retriever) is fit and validated on."""
-        self.log_windows(self.resolved_format())
-        return [([i for i, _ in w.history], w.target) for w in self._windows_cache.plain[name]]
+        plain = self._read(self.resolved_format()).plain[name]
+        # implicit logs list sampled negatives as windows too: those items were never interacted with
+        return [([i for i, _ in w.history], w.target) for w in plain if w.label or not self.implicit]
 
     def retriever(self):
         """The data.retriever file, loaded once and checked against this data's train split."""
@@ -301,8 +320,8 @@ class RecDataModule(PromptDataModule):
                                    "fit one (python -m tallrec_pl retriever --config CONFIG --output FILE) "
                                    "and set data.retriever")
             retriever = Retriever.load(self.retriever_path)
-            log = self._windows_cache.log
-            retriever.check(sorted(log.item_fields), self.next_items("train"), self.retriever_path)
+            train = self.next_items("train")  # reads the log first (serve asks before anything else did)
+            retriever.check(sorted(self._windows_cache.log.item_fields), train, self.retriever_path)
             self._retriever = retriever
         return self._retriever
 

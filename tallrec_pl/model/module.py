@@ -119,8 +119,8 @@ class TALLRecModule(L.LightningModule):
                 rank-tuning batches of whole groups: data.listwise: true), or both (their sum).
             prior_weight: listwise training around the retriever's order (a residual reranker): each candidate's
                 Yes-margin gets prior_weight * -log(its retriever rank) added before the softmax, so the LLM
-                learns what moves an item against the retriever's order; rank with the same sum
-                (``retriever_prior``). 0: the LLM alone.
+                learns what moves an item against the retriever's order. serve's history-only requests rank
+                by the same sum; test and predict report the LLM's p(Yes) alone. 0: the LLM alone.
         """
         super().__init__()
         if schedule not in ("linear", "cosine", "constant"):
@@ -318,14 +318,21 @@ class TALLRecModule(L.LightningModule):
         seed_step(self._base_seed, self.global_rank, self.global_step)
 
     @override
+    def on_fit_start(self) -> None:
+        grouped = getattr(self.trainer.datamodule, "group_batches", lambda: False)()
+        if self.hparams.loss != "pointwise" and not grouped:
+            raise TallrecError(f"model.loss {self.hparams.loss} needs training batches of whole ranking groups",
+                               "rank-tune with data.train_negatives >= 1 and data.listwise: true")
+
+    @override
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss, two = self.answer_scores(batch)
         if self.hparams.loss != "pointwise":
-            if "group" not in batch:
-                raise TallrecError("model.loss listwise needs ranking groups in the training data",
-                                   "rank-tune with data.train_negatives >= 1 and data.listwise: true")
             margins = two[:, 0] - two[:, 1]
             if self.hparams.prior_weight:
+                if not (batch["retriever_rank"] > 0).any():
+                    raise TallrecError("model.prior_weight needs each training candidate's retriever rank",
+                                       "set data.retriever and data.hard_negatives >= 1, or model.prior_weight: 0")
                 margins = margins + self.hparams.prior_weight * retriever_prior(batch["retriever_rank"]).to(margins)
             listwise = listwise_loss(margins, batch["group"], batch["label"])
             self.log("train/listwise_loss", listwise, batch_size=len(batch["index"]))

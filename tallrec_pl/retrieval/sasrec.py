@@ -85,8 +85,9 @@ def _sasrec(opts: RetrieverOptions, n_items: int):
         from recbole.model.sequential_recommender import SASRec
     except ImportError as e:
         raise TallrecError(f"the retriever needs RecBole's SASRec, which did not import ({e})", INSTALL) from None
-    torch.manual_seed(opts.seed)
-    return SASRec(_config(opts), _Catalogue(n_items))
+    with torch.random.fork_rng():  # seeded initialisation that leaves the caller's random state alone
+        torch.manual_seed(opts.seed)
+        return SASRec(_config(opts), _Catalogue(n_items))
 
 
 class Retriever:
@@ -142,6 +143,16 @@ class Retriever:
 
         return self.model.calculate_loss(Interaction(batch))
 
+    @torch.inference_mode()
+    def _mean_loss(self, tensors: dict, chunk: int = 1024) -> float:
+        """The mean next-item loss over ``tensors``, in chunks (one pass would hold [n, items] logits)."""
+        self.model.eval()
+        n, total = len(tensors[ITEM]), 0.0
+        for start in range(0, n, chunk):
+            part = {k: v[start : start + chunk] for k, v in tensors.items()}
+            total += float(self._loss(part)) * len(part[ITEM])
+        return total / max(n, 1)
+
     def _train(self, train_t: dict, valid_t: dict | None, log) -> None:
         opts, model = self.opts, self.model
         optimizer = torch.optim.Adam(model.parameters(), lr=opts.lr)
@@ -154,13 +165,13 @@ class Retriever:
                 optimizer.zero_grad()
                 self._loss({k: v[idx] for k, v in train_t.items()}).backward()
                 optimizer.step()
-            model.eval()
-            with torch.inference_mode():
-                score = float(self._loss(valid_t if valid_t is not None else train_t))
+            score = self._mean_loss(valid_t if valid_t is not None else train_t)
             if score < best:
                 best, best_state, best_epoch = score, copy.deepcopy(model.state_dict()), epoch
             elif epoch - best_epoch >= opts.stopping_step:
                 break
+        if best_state is None:
+            raise TallrecError("SASRec's next-item loss was never finite", "lower --lr or check the log's items")
         model.load_state_dict(best_state)
         model.eval()
         self.trained = {"epochs_run": epoch, "best_epoch": best_epoch, "valid_loss": best, "train_pairs": n}
@@ -237,10 +248,14 @@ class Retriever:
         if not isinstance(state, dict) or state.get("format") != FORMAT:
             raise TallrecError(f"{option}: {path} is not a retriever file",
                                "make it with `python -m tallrec_pl retriever`")
-        opts = RetrieverOptions(**state["options"])
-        model = _sasrec(opts, len(state["items"]))
-        model.load_state_dict(state["state_dict"])
-        out = cls(model, state["items"], opts, state["fingerprint"])
+        try:
+            opts = RetrieverOptions(**state["options"])
+            model = _sasrec(opts, len(state["items"]))
+            model.load_state_dict(state["state_dict"])
+            out = cls(model, state["items"], opts, state["fingerprint"])
+        except (KeyError, TypeError, RuntimeError) as e:
+            raise TallrecError(f"{option}: {path} is a damaged retriever file ({type(e).__name__})",
+                               "fit it again with `python -m tallrec_pl retriever`") from None
         out.trained = state.get("trained", {})
         return out
 
