@@ -235,8 +235,7 @@ def retriever_command(args: list[str]) -> None:
     chosen.setdefault("seed", dm.seed)
     settings = RetrieverOptions(**{**chosen, "history_len": dm.history_len})
     train, valid = dm.next_items("train"), dm.next_items("valid")
-    log, _ = dm.log_windows(dm.resolved_format())
-    retriever = Retriever.fit(sorted(log.item_fields), train, valid, settings, log=print)
+    retriever = Retriever.fit(dm.catalogue(), train, valid, settings, log=print)
     retriever.save(opts.output)
     print(f"tallrec_pl: retriever ({len(retriever.items)} items) written to {opts.output}; "
           f"use it with --data.retriever {opts.output}")

@@ -232,3 +232,56 @@ def test_serve_history_only_request_gets_the_retrievers_top_n(fitted, tiny_backb
     assert answer["timings"]["rerank_ms"] == 12.0 and "retrieve_ms" in answer["timings"]
     strong_last = response([0.5, 0.5, 0.5, 0.5, 0.99], None, out["retrieved"])
     assert strong_last["ranking"][0] == 4  # a large margin lifts the retriever's fifth item to the top
+
+
+def test_serve_builder_from_a_data_section_with_a_retriever(fitted, tiny_backbone, tmp_path):
+    from tallrec_pl.serve import prompt_builder
+    from tallrec_pl.serve_api import ServeOptions
+
+    ml, _, retriever = fitted
+    retriever.save(str(tmp_path / "r.pt"))
+    dm = RankDataModule(path=str(ml), tokenizer=tiny_backbone, retriever=str(tmp_path / "r.pt"), top_k=4, **DATA)
+    builder = prompt_builder(dm, ServeOptions(max_candidates=3), 0.5)  # as serve builds it: nothing read before
+    out = builder.payload({"history": [{"item": 8, "liked": True}]})
+    assert len(out["retrieved"]["items"]) == 3 and out["retrieved"]["prior_weight"] == 0.5  # capped by max_candidates
+
+
+def test_implicit_logs_give_the_retriever_interactions_only(tmp_path):
+    rows = "".join(f"u{u},{(u * 3 + i) % 11 + 1},{u * 10 + i}\n" for u in range(4) for i in range(6))
+    (tmp_path / "log.csv").write_text("user,item,timestamp\n" + rows)
+    (tmp_path / "items.csv").write_text("item,title\n" + "".join(f"{k},Film {k}\n" for k in range(1, 12)))
+    dm = RecDataModule(path=str(tmp_path / "log.csv"), items_path=str(tmp_path / "items.csv"), history_len=2,
+                       split_sizes=[0.6, 0.2, 0.2], cache_dir=None)
+    pairs = dm.next_items("train")
+    interacted = dm.interacted()
+    users = [w.user for w in dm._windows_cache.plain["train"] if w.label]
+    assert len(pairs) == len(users) and all(t in interacted[u] for (_, t), u in zip(pairs, users, strict=True))
+
+
+def test_listwise_batches_reshuffle_each_epoch_as_lightning_sets_it(fitted, tiny_backbone, tmp_path):
+    from lightning.fabric.utilities.data import _set_sampler_epoch
+
+    ml, _, retriever = fitted
+    retriever.save(str(tmp_path / "r.pt"))
+    dm = RankDataModule(path=str(ml), tokenizer=tiny_backbone, train_negatives=2, hard_negatives=1,
+                        retriever=str(tmp_path / "r.pt"), top_k=5, listwise=True, negatives=3, **DATA)
+    dm.setup()
+    loader = dm.train_dataloader()
+    first = [b["group"][0].item() for b in loader]
+    _set_sampler_epoch(loader, 1)
+    second = [b["group"][0].item() for b in loader]
+    assert sorted(first) == sorted(second) and first != second
+
+
+def test_listwise_loss_without_group_batches_is_one_line(tiny_backbone, ml100k, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", *run_args(tiny_backbone, ml100k, tmp_path, "--model.loss=listwise")])
+    assert "needs training batches of whole ranking groups" in capsys.readouterr().err
+
+
+def test_retriever_command_with_hard_negatives_in_the_config_does_not_need_its_output(tmp_path):
+    ml = write_ml100k(tmp_path / "ml")
+    main(["retriever", f"--data.path={ml}", "--data.history_len=4", "--data.init_args.split_sizes=[0.6,0.2,0.2]",
+          "--data.init_args.train_negatives=2", "--data.init_args.hard_negatives=2",
+          f"--data.init_args.retriever={tmp_path / 'r.pt'}", *TINY_ARGS, f"--output={tmp_path / 'r.pt'}"])
+    assert Retriever.load(str(tmp_path / "r.pt")).items

@@ -310,6 +310,10 @@ class RecDataModule(PromptDataModule):
         # implicit logs list sampled negatives as windows too: those items were never interacted with
         return [([i for i, _ in w.history], w.target) for w in plain if w.label or not self.implicit]
 
+    def catalogue(self) -> list[str]:
+        """Every item id of the log's item table, sorted (what a retriever ranks)."""
+        return sorted(self._read(self.resolved_format()).log.item_fields)
+
     def retriever(self):
         """The data.retriever file, loaded once and checked against this data's train split."""
         if self._retriever is None:
