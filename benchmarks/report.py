@@ -13,6 +13,7 @@ from pathlib import Path
 from baselines import MAX_EPOCHS, MODELS, SHOTS
 from common import RESULTS, ROOT, machine_text
 from data_scale import section as data_scale_section
+from explain_report import section as explain_section
 from quality import EPOCHS, steps
 from rerank_report import section as rerank_section
 
@@ -941,6 +942,7 @@ def main() -> None:
         + ranking_section(500, True, "## Ranking")
         + ranking_section(100, False, "### Ranking, earlier (the rec-tuned row)")
         + serve_section()
+        + explain_section()
         + data_section()
     )
     lines += data_scale_section()
