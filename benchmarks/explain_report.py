@@ -1,4 +1,4 @@
-"""docs/BENCHMARKS.md's faithfulness section, from benchmarks/results/explain.json (benchmarks/explain_faithfulness.py)."""
+"""docs/BENCHMARKS.md's faithfulness section, from results/explain.json (benchmarks/explain_faithfulness.py)."""
 
 from __future__ import annotations
 
