@@ -153,7 +153,8 @@ class PromptBuilder:
         history = body["history"]
         if not isinstance(history, list):
             raise BadRequest(422, f"'history' must be a list, not {_kind(history)}")
-        known = [i for i in map(_item_id, history) if i in self.item_fields]  # titles are text only
+        ids = [_item_id(e.get("item")) if isinstance(e, dict) else "" for e in history]
+        known = [i for i in ids if i in self.item_fields]  # titles ("") are text only: the retriever knows ids
         start = time.perf_counter()
         top = self.retriever.top_k([known], [set(known)], min(self.top_n, self.max_candidates))[0]
         took = (time.perf_counter() - start) * 1000
@@ -332,16 +333,6 @@ def _item_id(item: object) -> str:
     if isinstance(item, dict):
         return str(item.get("id", ""))
     return "" if isinstance(item, str) else str(item)
-
-
-def _item_id(entry: object) -> str | None:
-    """A history entry's item id as ``_item`` reads it (an integer, or {"id": ...}); None for a title or junk."""
-    item = entry.get("item") if isinstance(entry, dict) else None
-    if isinstance(item, dict) and set(item) == {"id"}:
-        item = item["id"]
-    elif isinstance(item, str):
-        return None  # a title: the prompt shows it as text, the retriever cannot place it
-    return str(item) if isinstance(item, (int, str)) and not isinstance(item, bool) else None
 
 
 def _only(body: dict, allowed: tuple[str, ...], where: str = "the body") -> None:
