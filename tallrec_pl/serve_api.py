@@ -148,8 +148,8 @@ class PromptBuilder:
         if not isinstance(body, dict) or "candidates" in body or "instruction" in body or "history" not in body:
             return body, None
         if self.retriever is None:
-            raise BadRequest(422, "this server has no retriever, so a request needs 'candidates' beside its 'history' "
-                             "(or start serve with data.retriever)")
+            raise BadRequest(422, "missing field: send 'candidates' beside 'history' (this server has no retriever "
+                             "to pick them from a history alone; start serve with data.retriever for that)")
         history = body["history"]
         if not isinstance(history, list):
             raise BadRequest(422, f"'history' must be a list, not {_kind(history)}")
