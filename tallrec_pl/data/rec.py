@@ -11,6 +11,7 @@ from torch.utils.data import DataLoader
 
 from tallrec_pl.data.base import SPLITS, PromptDataModule, spread
 from tallrec_pl.data.batching import GroupBatchSampler
+from tallrec_pl.data.candidates import history_items
 from tallrec_pl.data.logs import FORMATS, detect_format, read_log, read_samples_json
 from tallrec_pl.data.prompts import (
     IMPLICIT_INPUT,
@@ -47,10 +48,15 @@ class LogWindows(NamedTuple):
     tuned: bool = False  # windows holds rank-tuning's negatives already
 
 
+def train_item_ids(train: list[Sample]) -> set[str]:
+    """Every item id the train split's log samples hold, as a target or in a history."""
+    return {i for s in train for i in [s.meta.get("item"), *s.meta.get("history", [])] if i is not None}
+
+
 def mark_seen(train: list[Sample], others: list[Sample]) -> None:
     """Set ``meta["seen"]``: does the sample's target item occur in the (whole, not few-shot)
     train split, as a target or in a history? Log samples compare item ids, JSON samples titles."""
-    ids = {i for s in train for i in [s.meta.get("item"), *s.meta.get("history", [])] if i is not None}
+    ids = train_item_ids(train)
     titles = {s.target for s in train} | {t.strip('"') for s in train for t, _ in (s.history or [])}
     for s in others:
         if "item" in s.meta:
@@ -61,7 +67,7 @@ def mark_seen(train: list[Sample], others: list[Sample]) -> None:
 
 def mark_targets_seen(train: list[Sample], groups: list[Sample]) -> dict[int, int]:
     """Per ranking group: does its true item (``meta["target"]``) occur in the train split?"""
-    ids = {i for s in train for i in [s.meta.get("item"), *s.meta.get("history", [])] if i is not None}
+    ids = train_item_ids(train)
     return {s.meta["group"]: int(s.meta["target"] in ids) for s in groups}
 
 
@@ -308,7 +314,7 @@ class RecDataModule(PromptDataModule):
         sequential model (the retriever) is fit and validated on."""
         plain = self._read(self.resolved_format()).plain[name]
         # implicit logs list sampled negatives as windows too: those items were never interacted with
-        return [([i for i, _ in w.history], w.target) for w in plain if w.label or not self.implicit]
+        return [(history_items(w), w.target) for w in plain if w.label or not self.implicit]
 
     def catalogue(self) -> list[str]:
         """Every item id of the log's item table, sorted (what a retriever ranks)."""
@@ -325,7 +331,7 @@ class RecDataModule(PromptDataModule):
                                    "and set data.retriever")
             retriever = Retriever.load(self.retriever_path)
             train = self.next_items("train")  # reads the log first (serve asks before anything else did)
-            retriever.check(sorted(self._windows_cache.log.item_fields), train, self.retriever_path)
+            retriever.check(self.catalogue(), train, self.retriever_path)
             self._retriever = retriever
         return self._retriever
 
