@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from functools import partial
 from pathlib import Path
 
 import lightning as L
@@ -23,6 +24,7 @@ from tallrec_pl.data.batching import (
     ShuffleSampler,
 )
 from tallrec_pl.data.encode import encode_samples, item_token_of
+from tallrec_pl.data.lazy import LazySamples, OnLoad
 from tallrec_pl.data.prompts import Sample
 from tallrec_pl.errors import TallrecError
 from tallrec_pl.hardware import say
@@ -102,7 +104,7 @@ class PromptDataModule(L.LightningDataModule):
         self.test_limit = test_limit
         self.seed, self.cache_dir, self.trust_remote_code = seed, cache_dir, trust_remote_code
         self.tokenizer = None
-        self.encoded: dict[str, list[dict]] = {}
+        self.encoded: dict[str, list[dict] | OnLoad] = {}
         self.item_embeddings = item_embeddings
         self.item_rows: dict[str, int] | None = None  # item id -> embedding row; None: no item tokens
         if item_embeddings is not None:
@@ -149,9 +151,12 @@ class PromptDataModule(L.LightningDataModule):
             split = samples.get(name, [])
             if limit is None or len(split) <= limit:
                 continue
-            groups = self._groups(name, split)
-            n = max(1, limit * len(groups) // len(split))  # groups of the average size that fit in the limit
-            samples[name] = [s for group in spread(groups, n) for s in group]
+            if isinstance(split, LazySamples):  # one sample a group (on_load is refused for rank-tuning)
+                samples[name] = [split[i] for i in spread(range(len(split)), limit)]
+            else:
+                groups = self._groups(name, split)
+                n = max(1, limit * len(groups) // len(split))  # groups of the average size that fit in the limit
+                samples[name] = [s for group in spread(groups, n) for s in group]
             cut.append(f"{name} {len(samples[name]):,} of {len(split):,} samples (data.{option})")
         if cut:
             say(f"{self.describe()}: scoring {', '.join(cut)}, spread evenly over the split; null scores all")
@@ -195,9 +200,12 @@ class PromptDataModule(L.LightningDataModule):
             h.update(json.dumps([s.prompt(self.item_token), s.output, *record.from_sample(s).values(), *rows]).encode())
         return f"{split_name}-{h.hexdigest()[:20]}"
 
-    def _encode(self, split_name: str, samples: list[Sample]) -> list[dict]:
+    def _encode(self, split_name: str, samples: list[Sample] | LazySamples) -> list[dict] | OnLoad:
         if not samples:
             return []
+        if isinstance(samples, LazySamples):  # data.tokenize on_load: tokens as the loader asks
+            return OnLoad(samples, partial(self._encode_one, f"{self.describe()} {split_name}"),
+                          samples.lengths(self.tokenizer))
         key = self._cache_key(split_name, samples) if self.cache_dir else None
         folder = Path(self.cache_dir) / key if key else None
         if folder is not None and folder.exists():
@@ -228,6 +236,10 @@ class PromptDataModule(L.LightningDataModule):
             os.replace(tmp, folder) if not folder.exists() else None
         return records
 
+    def _encode_one(self, source: str, sample: Sample, index: int) -> dict:
+        return encode_samples([sample], self.tokenizer, self.max_length, self.train_on_inputs, source=source,
+                              item_token=self.item_token, offset=index)[0]
+
     def setup(self, stage: str | None = None) -> None:
         if self.encoded:
             return
@@ -239,7 +251,7 @@ class PromptDataModule(L.LightningDataModule):
         sizes = ", ".join(f"{n} {len(self.encoded[n])}" for n in SPLITS)
         rank_zero_info(f"{self.describe()}: {sizes} samples")
         if self.item_token:
-            tokens = sum(len(r["item_rows"]) for n in SPLITS for r in self.encoded[n])
+            tokens = sum(len(r["item_rows"]) for n in SPLITS for r in _some(self.encoded[n]))
             rank_zero_info(f"{self.describe()}: {tokens} item tokens {self.item_token!r} from {self.item_embeddings}")
             if not tokens:
                 rank_zero_warn(
@@ -247,7 +259,8 @@ class PromptDataModule(L.LightningDataModule):
                     "text only; make the file from this data (python -m tallrec_pl item-embeddings)"
                 )
         for name in ("train", "valid") if self.yes_no else ():
-            labels = {r["label"] for r in self.encoded[name]}
+            records = self.encoded[name]
+            labels = records.samples.labels() if isinstance(records, OnLoad) else {r["label"] for r in records}
             if len(labels) == 1 and labels <= {0, 1}:  # Yes / No samples of one class only
                 answer = "Yes." if labels == {1} else "No."
                 rank_zero_warn(
@@ -281,7 +294,7 @@ class PromptDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         records = self._records("train", "training")
-        lengths = [len(r["input_ids"]) for r in records]
+        lengths = _lengths(records)
         # the seeded samplers make the order a function of (seed, epoch), so a resumed run sees the same batches
         if self.group_batches():  # one window's candidates a batch: the listwise loss, the history run once
             if self.trainer is not None and self.trainer.world_size > 1:
@@ -304,7 +317,7 @@ class PromptDataModule(L.LightningDataModule):
 
     def _eval_loader(self, name: str, needed_for: str) -> DataLoader:
         records = self._records(name, needed_for)
-        sampler = LengthSortedSampler([len(r["input_ids"]) for r in records])
+        sampler = LengthSortedSampler(_lengths(records))
         return self._loader(records, batch_size=self.eval_batch_size, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
@@ -315,6 +328,16 @@ class PromptDataModule(L.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._eval_loader(self.predict_split, "predict")
+
+
+def _lengths(records: list[dict] | OnLoad) -> list[int]:
+    """Each record's length in tokens (estimated for records encoded on load)."""
+    return records.lengths.tolist() if isinstance(records, OnLoad) else [len(r["input_ids"]) for r in records]
+
+
+def _some(records: list[dict] | OnLoad, n: int = 256) -> list[dict]:
+    """The records, or the first ``n`` of those encoded on load (counting all would encode all)."""
+    return records.head(n) if isinstance(records, OnLoad) else records
 
 
 def spread(items: list, n: int) -> list:

@@ -39,7 +39,8 @@ def _tokenize(tokenizer, texts: list[str]) -> list[list[int]]:
 
 
 def encode_samples(samples: list[Sample], tokenizer, max_length: int, train_on_inputs: bool = False,
-                   source: str = "", batch: int = 512, skip_unfit: bool = False, item_token: str = "") -> list[dict]:
+                   source: str = "", batch: int = 512, skip_unfit: bool = False, item_token: str = "",
+                   offset: int = 0) -> list[dict]:
     """Encode ``samples`` in order; over-long ones lose their oldest history items first.
 
     Each result holds ``input_ids``, ``labels`` (IGNORE on the prompt unless
@@ -49,6 +50,7 @@ def encode_samples(samples: list[Sample], tokenizer, max_length: int, train_on_i
     instead of stopping with an error. With ``item_token`` (collaborative item tokens, see
     ``item_token_of``) the prompt carries that token after each item with an embedding row, and
     the result also holds ``item_positions`` and ``item_rows``: where those tokens are, and their rows.
+    ``offset``: the split index of the first sample (errors name a sample by it).
     """
     eos = tokenizer.eos_token_id
     if eos is None:
@@ -63,15 +65,15 @@ def encode_samples(samples: list[Sample], tokenizer, max_length: int, train_on_i
             p, f = p_ids[k], f_ids[k]
             if len(f) + 1 > max_length:
                 try:
-                    p, f = _shorten(sample, tokenizer, max_length, f"{source} sample {start + k}", item_token)
+                    p, f = _shorten(sample, tokenizer, max_length, f"{source} sample {offset + start + k}", item_token)
                 except TallrecError:
                     if skip_unfit:
                         continue
                     raise
-            out.append(_record(p, f, eos, sample, train_on_inputs, f"{source} sample {start + k}"))
+            out.append(_record(p, f, eos, sample, train_on_inputs, f"{source} sample {offset + start + k}"))
             if item_token:
                 out[-1].update(_item_tokens(p, sample, tokenizer.convert_tokens_to_ids(item_token), item_token,
-                                            f"{source} sample {start + k}"))
+                                            f"{source} sample {offset + start + k}"))
                 for i in out[-1]["item_positions"]:  # train_on_inputs: never teach the model to write the placeholder
                     out[-1]["labels"][i] = IGNORE
     return out

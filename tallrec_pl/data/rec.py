@@ -4,14 +4,18 @@ and RankDataModule (the ranking protocol's candidate groups)."""
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import NamedTuple
 
+import numpy as np
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from tallrec_pl.data.base import SPLITS, PromptDataModule, spread
 from tallrec_pl.data.batching import GroupBatchSampler
 from tallrec_pl.data.candidates import history_items
+from tallrec_pl.data.encode import encode_samples
+from tallrec_pl.data.lazy import LazySamples
 from tallrec_pl.data.logs import FORMATS, detect_format, read_log, read_samples_json
 from tallrec_pl.data.prompts import (
     IMPLICIT_INPUT,
@@ -28,6 +32,7 @@ from tallrec_pl.data.windows import (
     NEGATIVE_SAMPLING,
     Kept,
     Window,
+    WindowList,
     few_shot_indices,
     rank_tuning,
     split,
@@ -35,6 +40,9 @@ from tallrec_pl.data.windows import (
 )
 from tallrec_pl.errors import TallrecError, require_path
 from tallrec_pl.hardware import say
+
+TOKENIZE = ("auto", "ahead", "on_load")
+ON_LOAD_ABOVE = 100_000  # data.tokenize auto: splits larger than this are built and tokenized on load
 
 
 class LogWindows(NamedTuple):
@@ -48,8 +56,10 @@ class LogWindows(NamedTuple):
     tuned: bool = False  # windows holds rank-tuning's negatives already
 
 
-def train_item_ids(train: list[Sample]) -> set[str]:
+def train_item_ids(train: list[Sample] | LazySamples) -> set[str]:
     """Every item id the train split's log samples hold, as a target or in a history."""
+    if isinstance(train, LazySamples):
+        return train.item_ids()
     return {i for s in train for i in [s.meta.get("item"), *s.meta.get("history", [])] if i is not None}
 
 
@@ -57,11 +67,13 @@ def mark_seen(train: list[Sample], others: list[Sample]) -> None:
     """Set ``meta["seen"]``: does the sample's target item occur in the (whole, not few-shot)
     train split, as a target or in a history? Log samples compare item ids, JSON samples titles."""
     ids = train_item_ids(train)
-    titles = {s.target for s in train} | {t.strip('"') for s in train for t, _ in (s.history or [])}
+    titles = None  # JSON samples only (they have no item ids)
     for s in others:
         if "item" in s.meta:
             s.meta["seen"] = int(s.meta["item"] in ids)
         elif s.history is not None:
+            if titles is None:
+                titles = {s.target for s in train} | {t.strip('"') for s in train for t, _ in (s.history or [])}
             s.meta["seen"] = int(s.target in titles)
 
 
@@ -105,6 +117,7 @@ class RecDataModule(PromptDataModule):
         top_k: int = 20,
         hard_negatives: int = 0,
         listwise: bool = False,
+        tokenize: str = "auto",
         **common,
     ) -> None:
         """
@@ -155,6 +168,10 @@ class RecDataModule(PromptDataModule):
             listwise: rank-tuning: each training batch is one liked window and its negatives (data.batch_size
                 is not used), as model.loss listwise / both need; the shared history runs once per batch.
                 Single-device only.
+            tokenize: ahead (every sample built and tokenized in setup, kept in memory and cached in
+                data.cache_dir), on_load (a sample is built and tokenized when the loader draws it: memory
+                stays flat whatever the log's size; lengths for batching are estimated from the items'
+                tokens), or auto (on_load for splits of more than 100,000 samples, else ahead).
         """
         super().__init__(**common)
         if format not in FORMATS:
@@ -167,6 +184,8 @@ class RecDataModule(PromptDataModule):
         self.history_len, self.like_threshold, self.keep_last = history_len, like_threshold, keep_last
         self.min_history = min_history
         self.profile = UserProfile(profile_below, profile_template)
+        if shots < -1:
+            raise TallrecError(f"data.shots={shots} is not a sample size", "use a count, or -1 for the whole train split")
         self.split_sizes, self.shots = list(split_sizes), shots
         self.columns, self.items_path, self.item_id_column = columns, items_path, item_id_column
         self.overrides = {"train": train_path, "valid": valid_path, "test": test_path}
@@ -197,6 +216,12 @@ class RecDataModule(PromptDataModule):
             raise TallrecError("data.listwise batches a liked window with its negatives, but data.train_negatives is 0",
                                "set data.train_negatives >= 1 (e.g. 4), or data.listwise: false")
         self.listwise = listwise
+        if tokenize not in TOKENIZE:
+            raise TallrecError(f"data.tokenize {tokenize!r} is not known", f"use one of {', '.join(TOKENIZE)}")
+        if tokenize == "on_load" and train_negatives:
+            raise TallrecError("data.tokenize on_load does not build rank-tuning groups (data.train_negatives) yet",
+                               "set data.tokenize: ahead (or auto)")
+        self.tokenize = tokenize
         self._retriever = None
         self._retriever_ranks: dict[Window, int] = {}  # hard-negative windows: the retriever's rank of the item
         self.feedback, self.negative_sampling = feedback, negative_sampling
@@ -235,7 +260,43 @@ class RecDataModule(PromptDataModule):
                 }
             return split([json_sample(r) for r in read_samples_json(self.path)], self.split_sizes)
         log, windows = self.log_windows(fmt)
+        if self._on_load(windows):
+            return {name: LazySamples(ws, partial(self.window_sample, log=log), partial(self._lengths, log=log))
+                    for name, ws in windows.items()}
         return {name: [self.window_sample(w, log) for w in ws] for name, ws in windows.items()}
+
+    def _on_load(self, windows: dict[str, list[Window]]) -> bool:
+        """data.tokenize: whether the splits are built and tokenized as the loader asks."""
+        if self.tokenize != "auto":
+            return self.tokenize == "on_load"
+        big = max(len(ws) for ws in windows.values()) > ON_LOAD_ABOVE and not self.train_negatives
+        if big:
+            say(f"data.tokenize auto: a split of more than {ON_LOAD_ABOVE:,} samples, so samples are built and "
+                "tokenized as the loader asks (on_load)")
+        return big
+
+    def _lengths(self, windows, tokenizer, log) -> np.ndarray:
+        """Estimated prompt + answer lengths of ``windows`` (for batching): the template's tokens, fitted
+        on a few samples encoded whole, plus each item's tokens and one separator a history item."""
+        items = sorted(set(windows.rows.items)) if isinstance(windows, WindowList) else sorted(
+            {i for w in windows for i in [w.target, *(item for item, _ in w.history)]})
+        missing = (windows.item_ids() if isinstance(windows, WindowList) else set(items)) - set(log.item_fields)
+        if missing:  # the one-line error of a sample that has it, now rather than mid-epoch
+            self.item_text.render(min(missing), log.item_fields, log.source)
+        texts = [self.item_text.history_format.format(self.item_text.render(i, log.item_fields, log.source))
+                 if i in log.item_fields else "" for i in items]
+        size = dict(zip(items, (len(t) for t in tokenizer(texts, add_special_tokens=False)["input_ids"]), strict=True))
+        if isinstance(windows, WindowList):
+            per_item = np.array([size.get(i, 0) for i in windows.rows.items], dtype=np.int64)
+            history, target = windows.item_sums(per_item)
+            items_len = history + windows.history_sizes() + target
+        else:
+            items_len = np.array([sum(size[i] + 1 for i, _ in w.history) + size[w.target] for w in windows])
+        probe = range(min(16, len(windows)))
+        exact = [len(r["input_ids"]) for r in encode_samples([self.window_sample(windows[i], log) for i in probe],
+                                                             tokenizer, self.max_length, self.train_on_inputs)]
+        template = int(np.median([e - items_len[i] for i, e in zip(probe, exact, strict=True)])) if exact else 0
+        return np.clip(items_len + template, 1, self.max_length)
 
     def window_sample(self, window, log) -> Sample:
         """A window as a prompt sample, with the cold-start profile line where it applies."""
@@ -384,8 +445,12 @@ class RecDataModule(PromptDataModule):
             for i, s in enumerate(splits.get(name, [])):
                 s.meta["group"] = i // (1 + self.train_negatives)
         self._whole_train = train  # before the few-shot draw: "seen" means seen in the train split
-        mark_seen(train, [s for name in ("valid", "test") for s in splits.get(name, [])])
-        if sampled and train:
+        others = [splits.get(name, []) for name in ("valid", "test")]
+        for part in others:
+            if isinstance(part, LazySamples):  # marked as each sample is made
+                part.seen_ids = train_item_ids(train)
+        mark_seen(train, [s for part in others if not isinstance(part, LazySamples) for s in part])
+        if sampled and train and self.shots >= 0:  # -1: the whole train split, as it is
             group = 1 + self.train_negatives  # rank-tuning: whole groups, data.shots counts liked windows
             unit = "liked windows" if self.train_negatives else "samples"
             picked = few_shot_indices(len(train) // group, self.shots, self.seed, unit)

@@ -9,8 +9,9 @@ objects are made for the kept windows only.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -39,11 +40,11 @@ class Kept:
     """The kept windows, and every item their users interacted with (implicit negatives and
     ranking candidates must avoid those)."""
 
-    windows: list[Window]
-    interacted: dict[str, set[str]] = field(default_factory=dict)
+    windows: Sequence[Window]  # a WindowList (arrays) from window_log; a list with implicit negatives
+    interacted: Mapping[str, set[str]] = field(default_factory=dict)
     items: Counter | None = None  # interactions per item over the whole log, when counted (negative sampling)
     total: int = 0  # windows the log has before data.keep_last cut them (negatives included)
-    sequences: dict[str, list[str]] = field(default_factory=dict)  # each kept user's items in time order
+    sequences: Mapping[str, list[str]] = field(default_factory=dict)  # each kept user's items in time order
 
     def rated_before(self, window: Window) -> set[str]:
         """The items ``window``'s user interacted with before its target: the earliest position whose
@@ -53,6 +54,101 @@ class Kept:
             if item == window.target and seq[max(0, t - len(hist)) : t] == hist:
                 return set(seq[:t])
         return set(hist)
+
+
+class Rows:
+    """The kept users' interactions as arrays, sorted by (user, time): about 10 bytes a rating,
+    where Python objects took hundreds. ``item`` and ``liked`` are per row; user ``u``'s rows are
+    ``starts[u]:starts[u + 1]``. ``interacted`` and ``sequences`` read them per user, on demand."""
+
+    def __init__(self, users: list[str], items: list[str], item: np.ndarray, liked: np.ndarray,
+                 starts: np.ndarray) -> None:
+        self.users, self.items, self.item, self.liked, self.starts = users, items, item, liked, starts
+        self.user_index = {u: k for k, u in enumerate(users)}
+        self.interacted = _PerUser(self, lambda names: set(names))
+        self.sequences = _PerUser(self, list)
+
+    def names(self, rows: np.ndarray | slice) -> list[str]:
+        return [self.items[i] for i in self.item[rows].tolist()]
+
+    def user_of(self, row: int) -> int:
+        return int(np.searchsorted(self.starts, row, side="right")) - 1
+
+
+class _PerUser(Mapping):
+    """user -> ``make`` (their item names in time order), built when asked (a few users are cached)."""
+
+    def __init__(self, rows: Rows, make) -> None:
+        self.rows = rows
+        self.make = make
+        self._of = lru_cache(maxsize=1024)(self._build)
+
+    def _build(self, u: int):
+        return self.make(self.rows.names(slice(int(self.rows.starts[u]), int(self.rows.starts[u + 1]))))
+
+    def __getitem__(self, user: str):
+        return self._of(self.rows.user_index[user])
+
+    def __iter__(self):
+        return iter(self.rows.users)
+
+    def __len__(self) -> int:
+        return len(self.rows.users)
+
+    def __contains__(self, user) -> bool:
+        return user in self.rows.user_index
+
+
+class WindowList(Sequence):
+    """Windows as arrays: the row of each window's target in ``rows`` and how many rows before it
+    (in the same user's) form its history, up to ``history_len``. A ``Window`` is built when one is
+    asked for; slices are views. Equal to a list of the same windows."""
+
+    def __init__(self, rows: Rows, targets: np.ndarray, positions: np.ndarray, history_len: int) -> None:
+        self.rows, self.targets, self.positions, self.history_len = rows, targets, positions, history_len
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return WindowList(self.rows, self.targets[i], self.positions[i], self.history_len)
+        t = int(self.targets[i])
+        h = min(int(self.positions[i]), self.history_len)
+        rows = self.rows
+        history = tuple(zip(rows.names(slice(t - h, t)), rows.liked[t - h : t].tolist(), strict=True))
+        return Window(rows.users[rows.user_of(t)], history, rows.items[int(rows.item[t])], bool(rows.liked[t]))
+
+    def __eq__(self, other) -> bool:
+        if not isinstance(other, Sequence) or len(self) != len(other):
+            return False
+        return all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None
+
+    def labels(self) -> np.ndarray:
+        """Each window's label (liked), without building windows."""
+        return self.rows.liked[self.targets]
+
+    def history_sizes(self) -> np.ndarray:
+        return np.minimum(self.positions, self.history_len)
+
+    def item_ids(self) -> set[str]:
+        """Every item id these windows hold, as a target or in a history, without building windows:
+        the rows covered by some window's history or target, marked with a difference array."""
+        if not len(self):
+            return set()
+        cover = np.zeros(len(self.rows.item) + 1, dtype=np.int32)
+        np.add.at(cover, self.targets - self.history_sizes(), 1)
+        np.add.at(cover, self.targets + 1, -1)
+        covered = np.cumsum(cover[:-1]) > 0
+        return {self.rows.items[i] for i in np.unique(self.rows.item[covered]).tolist()}
+
+    def item_sums(self, per_item: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per window: the sum of ``per_item`` over its history items, and ``per_item`` of its target."""
+        values = per_item[self.rows.item]
+        total = np.concatenate([[0], np.cumsum(values, dtype=np.int64)])
+        return total[self.targets] - total[self.targets - self.history_sizes()], values[self.targets]
 
 
 class Counter:
@@ -204,27 +300,19 @@ def window_log(
     liked = (
         (table.column("rating").to_numpy()[order] > like_threshold) if not implicit else np.ones(len(order), dtype=bool)
     )
-    starts = np.searchsorted(rank, np.arange(len(chosen)))
+    starts = np.searchsorted(rank, np.arange(len(chosen) + 1))  # user u's rows: starts[u] .. starts[u + 1]
     position = np.arange(len(rank)) - starts[rank]
     targets = np.flatnonzero(position >= first)
     if wanted:
         targets = targets[-wanted:]
 
-    user_names = _text(keys)
-    pairs = list(zip([item_names[i] for i in item.tolist()], liked.tolist(), strict=True))
-    interacted: dict[str, set[str]] = {}
-    sequences: dict[str, list[str]] = {}
-    for r, (name, _) in zip(rank.tolist(), pairs, strict=True):
-        interacted.setdefault(user_names[r], set()).add(name)
-        sequences.setdefault(user_names[r], []).append(name)
-    windows = []
-    for t, p in zip(targets.tolist(), position[targets].tolist(), strict=True):
-        h = min(p, history_len)
-        target, label = pairs[t]
-        windows.append(Window(user_names[rank[t]], tuple(pairs[t - h : t]), target, label))
+    del table, item_codes, order, rank  # the rows are arrays now: let the Arrow table go first
+    rows = Rows(_text(keys), item_names, item.astype(np.int32), liked, starts.astype(np.int64))
+    windows: Sequence[Window] = WindowList(rows, targets.astype(np.int64), position[targets].astype(np.int32),
+                                           history_len)
     if implicit:
-        windows = with_negatives(windows, interacted, log, items, negatives_per_positive, negative_sampling, seed)
-    return Kept(windows, interacted, items, int(per_user.sum()) * group, sequences)
+        windows = with_negatives(windows, rows.interacted, log, items, negatives_per_positive, negative_sampling, seed)
+    return Kept(windows, rows.interacted, items, int(per_user.sum()) * group, rows.sequences)
 
 
 def build_windows(

@@ -1,0 +1,122 @@
+"""Training on the whole of a big log: time to the first training step, peak RSS and training
+samples/s over 20 steps, for synthetic MovieLens-style logs of 1M, 5M and 20M ratings (full split:
+data.keep_last 0, split 0.8 / 0.1 / 0.1, every train sample), against the in-memory path on the same
+log's default 8,000-sample split (TALLRec's keep_last 10,000), float32, the embedded backbone:
+
+    python -m benchmarks.train_scale --sizes 1000000 5000000 20000000
+
+Each run is ``python -m tallrec_pl fit`` in its own process, timed by a callback (``StepClock``) that
+notes the wall time at each training batch; peak RSS is the process's own (``wait4``). Logs are
+made by ``benchmarks/synthetic_log.py`` (kept in --data between runs). Resumable: finished rows are
+kept in the output file and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import lightning as L
+
+try:
+    from benchmarks.common import machine
+except ImportError:  # run as a script: python benchmarks/train_scale.py
+    from common import machine
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = 20
+
+
+class StepClock(L.Callback):
+    """Writes the wall time of the first ``steps + 1`` training batch starts to ``output`` (JSON)."""
+
+    def __init__(self, output: str, steps: int = STEPS) -> None:
+        self.output, self.steps, self.times, self.sizes = output, steps, [], []
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if len(self.times) <= self.steps:
+            self.times.append(time.time())
+            self.sizes.append(len(batch["input_ids"]))
+            Path(self.output).write_text(json.dumps({"times": self.times, "sizes": self.sizes}))
+
+
+def fit_args(path: Path, full: bool, steps: int) -> list[str]:
+    """The README's own-logs settings on ``path``; ``full``: the whole log (else the default split)."""
+    data = "--data.init_args."
+    args = [
+        "fit", "--config", str(ROOT / "configs/rec.yaml"), "--model.dtype", "float32",
+        f"{data}path", str(path / "ratings.csv"), f"{data}items_path", str(path / "movies.csv"),
+        f"{data}columns", "{user: userId, item: movieId, rating: rating, timestamp: timestamp}",
+        f"{data}item_id_column", "movieId", f"{data}item_template", "{title}", f"{data}shots", "-1",
+        f"{data}cache_dir", "null", "--trainer.max_steps", str(steps + 1), "--trainer.limit_val_batches", "0",
+        "--trainer.max_epochs", "1", "--trainer.enable_checkpointing", "false", "--trainer.logger", "false",
+    ]
+    if full:
+        args += [f"{data}keep_last", "0", f"{data}split_sizes", "[0.8, 0.1, 0.1]"]
+    return args
+
+
+def measure(args: list[str], workdir: Path, steps: int = STEPS) -> dict:
+    """Run one fit; its first-step time (from the process start), peak RSS and samples/s."""
+    clock = workdir / "clock.json"
+    clock.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "tallrec_pl", *args, "--trainer.callbacks+=benchmarks.train_scale.StepClock",
+           f"--trainer.callbacks.output={clock}", f"--trainer.callbacks.steps={steps}",
+           "--checkpoint.dirpath", str(workdir / "ckpt"), "--trainer.default_root_dir", str(workdir)]
+    log = open(workdir / "fit.log", "w")
+    start = time.time()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status:
+        raise SystemExit(f"train_scale: {' '.join(cmd)} failed; see {workdir / 'fit.log'}")
+    seen = json.loads(clock.read_text())
+    times, sizes = seen["times"], seen["sizes"]
+    return {
+        "first_step_s": round(times[0] - start, 1),
+        "peak_rss_gb": round(usage.ru_maxrss / 2**20, 2),
+        "samples_per_s": round(sum(sizes[1:]) / (times[-1] - times[1]), 2) if len(times) > 2 else None,
+        "steps_timed": len(times) - 2,
+    }
+
+
+def train_samples(log: Path) -> str:
+    """The 'train N' count the run printed."""
+    for line in log.read_text().splitlines():
+        if ": train " in line and " samples" in line:
+            return line.split(": train ")[1].split(",")[0]
+    return "?"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000, 20_000_000])
+    p.add_argument("--data", default="/tmp/train_scale", help="where the synthetic logs are written and kept")
+    p.add_argument("--output", default=str(ROOT / "benchmarks/results/train_scale.json"))
+    p.add_argument("--steps", type=int, default=STEPS)
+    a = p.parse_args(argv)
+    out = Path(a.output)
+    rows = json.loads(out.read_text())["rows"] if out.exists() else []
+    done = {(r["ratings"], r["split"]) for r in rows}
+    plan = [(a.sizes[0], "default")] + [(n, "full") for n in a.sizes]
+    for n, split in plan:
+        if (n, split) in done:
+            continue
+        data = Path(a.data) / str(n)
+        if not (data / ".done").exists():
+            subprocess.run([sys.executable, str(ROOT / "benchmarks/synthetic_log.py"), str(n), str(data)], check=True)
+        work = Path(a.data) / f"run-{n}-{split}"
+        work.mkdir(parents=True, exist_ok=True)
+        row = {"ratings": n, "split": split, **measure(fit_args(data, split == "full", a.steps), work, a.steps)}
+        row["train_samples"] = train_samples(work / "fit.log")
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+        out.write_text(json.dumps({"machine": machine(), "steps": a.steps, "rows": rows}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""data.tokenize on_load: samples built and tokenized as the loader asks give the same records as
+tokenizing every sample ahead, and no list holds the split; the windows stay arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tallrec_pl.data.datamodule import RecDataModule
+from tallrec_pl.data.lazy import OnLoad
+from tallrec_pl.data.windows import WindowList, window_log
+from tallrec_pl.errors import TallrecError
+
+
+def _dm(ml100k, tiny_backbone, **kwargs) -> RecDataModule:
+    args = dict(path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2],
+                keep_last=0, cache_dir=None, min_history=1)
+    return RecDataModule(**{**args, **kwargs})
+
+
+def test_on_load_records_equal_the_records_tokenized_ahead(ml100k, tiny_backbone):
+    ahead, lazy = _dm(ml100k, tiny_backbone, tokenize="ahead"), _dm(ml100k, tiny_backbone, tokenize="on_load")
+    ahead.setup()
+    lazy.setup()
+    for name in ("train", "valid", "test"):
+        records = lazy.encoded[name]
+        assert isinstance(records, OnLoad) and not isinstance(ahead.encoded[name], OnLoad)
+        assert len(records) == len(ahead.encoded[name]) > 0
+        for i in range(len(records)):
+            assert records[i] == ahead.encoded[name][i], (name, i)
+        exact = np.array([len(r["input_ids"]) for r in ahead.encoded[name]])
+        assert np.abs(records.lengths - exact).mean() < 0.1 * exact.mean()  # estimates, for batching only
+    assert {"seen"} <= set(lazy.encoded["test"][0]) and lazy.encoded["test"][0]["seen"] in (0, 1)
+
+
+def test_on_load_batches_train_with_the_estimated_lengths(ml100k, tiny_backbone):
+    dm = _dm(ml100k, tiny_backbone, tokenize="on_load", batch_size=4)
+    dm.setup()
+    batches = list(dm.train_dataloader())
+    assert sum(len(b["input_ids"]) for b in batches) == len(dm.encoded["train"])
+    seen = sorted(i for b in batches for i in b["index"].tolist())
+    assert seen == list(range(len(dm.encoded["train"])))
+
+
+def test_limits_and_few_shot_draw_from_an_on_load_split(ml100k, tiny_backbone):
+    whole = _dm(ml100k, tiny_backbone, tokenize="ahead")
+    whole.setup()
+    dm = _dm(ml100k, tiny_backbone, tokenize="on_load", shots=5, val_limit=7, test_limit=9, seed=3)
+    dm.setup()
+    few = _dm(ml100k, tiny_backbone, tokenize="ahead", shots=5, val_limit=7, test_limit=9, seed=3)
+    few.setup()
+    for name, n in (("train", 5), ("valid", 7), ("test", 9)):
+        assert isinstance(dm.encoded[name], list) and len(dm.encoded[name]) == n  # small: tokenized in memory
+        assert [r["input_ids"] for r in dm.encoded[name]] == [r["input_ids"] for r in few.encoded[name]]
+
+
+def test_window_list_is_the_windows_without_python_objects(ml100k):
+    from tallrec_pl.data.logs import read_log
+
+    log = read_log(str(ml100k), "ml-100k")
+    kept = window_log(log, history_len=4, keep_last=0, min_history=2)
+    assert isinstance(kept.windows, WindowList)
+    windows = list(kept.windows)
+    assert kept.windows == windows and kept.windows[3:9] == windows[3:9]
+    assert kept.windows[2:].item_ids() == {i for w in windows[2:] for i in [w.target, *(h for h, _ in w.history)]}
+    assert kept.windows.labels().tolist() == [w.label for w in windows]
+    first = windows[0]
+    assert set(kept.sequences[first.user]) == kept.interacted[first.user] >= {first.target}
+
+
+def test_on_load_refuses_rank_tuning_and_unknown_modes(ml100k):
+    with pytest.raises(TallrecError, match="data.tokenize: ahead"):
+        RecDataModule(path=str(ml100k), train_negatives=2, tokenize="on_load")
+    with pytest.raises(TallrecError, match="use one of auto, ahead, on_load"):
+        RecDataModule(path=str(ml100k), tokenize="lazy")
