@@ -73,3 +73,47 @@ def test_on_load_refuses_rank_tuning_and_unknown_modes(ml100k):
         RecDataModule(path=str(ml100k), train_negatives=2, tokenize="on_load")
     with pytest.raises(TallrecError, match="use one of auto, ahead, on_load"):
         RecDataModule(path=str(ml100k), tokenize="lazy")
+
+
+def test_prepare_data_saves_the_windows_that_every_setup_opens(ml100k, tiny_backbone, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import tallrec_pl.data.rec as rec
+
+    cache = tmp_path / "cache"
+    first = _dm(ml100k, tiny_backbone, tokenize="on_load", cache_dir=str(cache))
+    first.prepare_data()
+    folders = list(cache.glob("windows-*"))
+    assert len(folders) == 1 and (folders[0] / "item.npy").exists()
+    monkeypatch.setattr(rec, "window_log", lambda *a, **k: pytest.fail("setup windowed the log again"))
+    rank1 = _dm(ml100k, tiny_backbone, tokenize="on_load", cache_dir=str(cache))
+    rank1.trainer = SimpleNamespace(world_size=2)  # a second process of a DDP job: it only opens the windows
+    rank1.setup()
+    fresh = _dm(ml100k, tiny_backbone, tokenize="on_load")
+    monkeypatch.undo()
+    fresh.setup()
+    for name in ("train", "valid", "test"):
+        assert [rank1.encoded[name][i] for i in range(len(fresh.encoded[name]))] == list(fresh.encoded[name])
+
+
+def test_the_windows_key_follows_the_files_and_the_options(ml100k, tiny_backbone, tmp_path):
+    cache = tmp_path / "cache"
+    _dm(ml100k, tiny_backbone, cache_dir=str(cache)).prepare_data()
+    _dm(ml100k, tiny_backbone, cache_dir=str(cache)).prepare_data()  # same inputs: the same folder
+    assert len(list(cache.glob("windows-*"))) == 1
+    _dm(ml100k, tiny_backbone, cache_dir=str(cache), history_len=3).prepare_data()
+    assert len(list(cache.glob("windows-*"))) == 2
+    data = ml100k / "u.data"
+    data.write_text(data.read_text() + "1\t1\t5\t999999999\n")  # the log changed: its windows are made again
+    _dm(ml100k, tiny_backbone, cache_dir=str(cache)).prepare_data()
+    assert len(list(cache.glob("windows-*"))) == 3
+    assert not list(cache.glob("*.tmp*"))
+
+
+def test_a_ddp_rank_without_the_cache_windows_the_log_but_writes_nothing(ml100k, tiny_backbone, tmp_path):
+    from types import SimpleNamespace
+
+    dm = _dm(ml100k, tiny_backbone, cache_dir=str(tmp_path / "cache"))
+    dm.trainer = SimpleNamespace(world_size=2)
+    dm.setup()
+    assert len(dm.encoded["train"]) and not list((tmp_path / "cache").glob("windows-*"))

@@ -11,6 +11,7 @@ from functools import partial
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
@@ -330,9 +331,10 @@ class PromptDataModule(L.LightningDataModule):
         return self._eval_loader(self.predict_split, "predict")
 
 
-def _lengths(records: list[dict] | OnLoad) -> list[int]:
-    """Each record's length in tokens (estimated for records encoded on load)."""
-    return records.lengths.tolist() if isinstance(records, OnLoad) else [len(r["input_ids"]) for r in records]
+def _lengths(records: list[dict] | OnLoad) -> list[int] | np.ndarray:
+    """Each record's length in tokens (estimated for records encoded on load, as an array: a list of
+    millions of ints would take hundreds of MB)."""
+    return records.lengths if isinstance(records, OnLoad) else [len(r["input_ids"]) for r in records]
 
 
 def _some(records: list[dict] | OnLoad, n: int = 256) -> list[dict]:

@@ -55,11 +55,11 @@ class LengthSortedSampler(Sampler[int]):
     """Evaluation order: longest first, so each batch holds similar lengths (outputs carry
     their ``index`` and are put back in file order afterwards)."""
 
-    def __init__(self, lengths: list[int]) -> None:
-        self.order = np.argsort(-np.asarray(lengths), kind="stable").tolist()
+    def __init__(self, lengths: list[int] | np.ndarray) -> None:
+        self.order = np.argsort(-np.asarray(lengths), kind="stable")
 
     def __iter__(self):
-        return iter(self.order)
+        return iter(self.order.tolist())
 
     def __len__(self) -> int:
         return len(self.order)
@@ -88,7 +88,7 @@ class LengthGroupedSampler(Sampler[int]):
     """Training order: a seeded shuffle, then each run of ``batch_size * group`` indices is
     sorted by length, so batches hold similar lengths but their order stays random."""
 
-    def __init__(self, lengths: list[int], batch_size: int, seed: int, group: int = 50) -> None:
+    def __init__(self, lengths: list[int] | np.ndarray, batch_size: int, seed: int, group: int = 50) -> None:
         self.lengths = np.asarray(lengths)
         self.chunk = batch_size * group
         self.seed = seed
@@ -111,7 +111,7 @@ class ShuffleSampler(LengthGroupedSampler):
     """A seeded shuffle per epoch, without length grouping."""
 
     def __init__(self, n: int, seed: int) -> None:
-        super().__init__([0] * n, batch_size=1, seed=seed, group=1)
+        super().__init__(np.zeros(n, dtype=np.int8), batch_size=1, seed=seed, group=1)
 
     def __iter__(self):
         return iter(np.random.default_rng(self.seed + self.epoch).permutation(len(self.lengths)).tolist())

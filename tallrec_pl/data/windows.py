@@ -147,7 +147,8 @@ class WindowList(Sequence):
     def item_sums(self, per_item: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per window: the sum of ``per_item`` over its history items, and ``per_item`` of its target."""
         values = per_item[self.rows.item]
-        total = np.concatenate([[0], np.cumsum(values, dtype=np.int64)])
+        total = np.zeros(len(values) + 1, dtype=np.int64)
+        np.cumsum(values, out=total[1:])
         return total[self.targets] - total[self.targets - self.history_sizes()], values[self.targets]
 
 
@@ -308,7 +309,7 @@ def window_log(
 
     del table, item_codes, order, rank  # the rows are arrays now: let the Arrow table go first
     rows = Rows(_text(keys), item_names, item.astype(np.int32), liked, starts.astype(np.int64))
-    windows: Sequence[Window] = WindowList(rows, targets.astype(np.int64), position[targets].astype(np.int32),
+    windows: Sequence[Window] = WindowList(rows, targets.astype(np.int32), position[targets].astype(np.int32),
                                            history_len)
     if implicit:
         windows = with_negatives(windows, rows.interacted, log, items, negatives_per_positive, negative_sampling, seed)
