@@ -25,9 +25,11 @@ def ddp_fit(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_ranks_train_on_disjoint_shards_that_cover_the_train_split(tiny_backbone, ml100k, tmp_path):
+@pytest.mark.parametrize("tokenize", ["ahead", "on_load"])
+def test_ranks_train_on_disjoint_shards_that_cover_the_train_split(tiny_backbone, ml100k, tmp_path, tokenize):
     shards = tmp_path / "shards"
-    record = ["--trainer.callbacks+=helpers.RecordTrainIndices", f"--trainer.callbacks.folder={shards}"]
+    record = ["--trainer.callbacks+=helpers.RecordTrainIndices", f"--trainer.callbacks.folder={shards}",
+              f"--data.init_args.tokenize={tokenize}", f"--data.init_args.cache_dir={tmp_path / 'cache'}"]
     proc = ddp_fit(*run_args(tiny_backbone, ml100k, tmp_path / "run"), *record)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
@@ -39,6 +41,9 @@ def test_ranks_train_on_disjoint_shards_that_cover_the_train_split(tiny_backbone
     assert "ranks on this node" in out and "/ 2 ranks on this node" in out, out[-3000:]
     assert "sync_dist" not in out, out[-3000:]
     assert list((tmp_path / "run").glob("best-*.ckpt")), out[-3000:]  # validation ran and logged val/auc
+    assert not list((tmp_path / "cache").glob("*.tmp*")), "two ranks wrote one cache file"
+    if tokenize == "on_load":  # prepare_data windowed the log once; each rank opened the saved windows
+        assert len(list((tmp_path / "cache").glob("windows-*"))) == 1
 
 
 @pytest.mark.slow

@@ -87,7 +87,7 @@ def test_prepare_data_saves_the_windows_that_every_setup_opens(ml100k, tiny_back
     assert len(folders) == 1 and (folders[0] / "item.npy").exists()
     monkeypatch.setattr(rec, "window_log", lambda *a, **k: pytest.fail("setup windowed the log again"))
     rank1 = _dm(ml100k, tiny_backbone, tokenize="on_load", cache_dir=str(cache))
-    rank1.trainer = SimpleNamespace(world_size=2)  # a second process of a DDP job: it only opens the windows
+    rank1.trainer = SimpleNamespace(world_size=2, global_rank=1)  # a DDP rank: it only opens the windows
     rank1.setup()
     fresh = _dm(ml100k, tiny_backbone, tokenize="on_load")
     monkeypatch.undo()
@@ -114,6 +114,6 @@ def test_a_ddp_rank_without_the_cache_windows_the_log_but_writes_nothing(ml100k,
     from types import SimpleNamespace
 
     dm = _dm(ml100k, tiny_backbone, cache_dir=str(tmp_path / "cache"))
-    dm.trainer = SimpleNamespace(world_size=2)
+    dm.trainer = SimpleNamespace(world_size=2, global_rank=1)
     dm.setup()
     assert len(dm.encoded["train"]) and not list((tmp_path / "cache").glob("windows-*"))

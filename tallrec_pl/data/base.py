@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from functools import partial
 from pathlib import Path
 
@@ -229,13 +230,21 @@ class PromptDataModule(L.LightningDataModule):
             )
         for i, r in enumerate(records):
             r["index"] = i
-        if folder is not None:
+        if folder is not None and self._one_writer():
             import datasets
 
             tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
             datasets.Dataset.from_list(records).save_to_disk(str(tmp))
-            os.replace(tmp, folder) if not folder.exists() else None
+            try:
+                os.replace(tmp, folder)
+            except OSError:  # written meanwhile by another run
+                shutil.rmtree(tmp, ignore_errors=True)
         return records
+
+    def _one_writer(self) -> bool:
+        """Whether this process writes the cache: the only one, or the first of a distributed job (the others
+        encode for themselves), so no two processes write the same cache file."""
+        return self.trainer is None or self.trainer.world_size == 1 or self.trainer.global_rank == 0
 
     def _encode_one(self, source: str, sample: Sample, index: int) -> dict:
         return encode_samples([sample], self.tokenizer, self.max_length, self.train_on_inputs, source=source,

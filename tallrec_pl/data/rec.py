@@ -372,8 +372,7 @@ class RecDataModule(PromptDataModule):
         kept = window_log(log, self.history_len, self.like_threshold, self.keep_last, self.min_history, feedback,
                           self.negatives_per_positive, self.negative_sampling, self.seed,
                           count_items=self.train_negatives > 0)
-        one_writer = self._preparing or self.trainer is None or self.trainer.world_size == 1
-        if folder is not None and one_writer and window_cache.save(folder, kept):
+        if folder is not None and (self._preparing or self._one_writer()) and window_cache.save(folder, kept):
             kept = window_cache.load(folder)  # memory-mapped: the arrays leave the process's own memory
         return kept
 
