@@ -99,13 +99,27 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data", default="/tmp/train_scale", help="where the synthetic logs are written and kept")
     p.add_argument("--output", default=str(ROOT / "benchmarks/results/train_scale.json"))
     p.add_argument("--steps", type=int, default=STEPS)
+    p.add_argument("--pairs", type=int, default=2, help="ahead / on_load runs of configs/rec.yaml, alternated")
     a = p.parse_args(argv)
     out = Path(a.output)
     rows = json.loads(out.read_text())["rows"] if out.exists() else []
     done = {(r["ratings"], r["split"]) for r in rows}
     plan = [(a.sizes[0], "default")] + [(n, "full") for n in a.sizes]
+    plan += [(0, f"rec.yaml {mode} {k}") for k in range(a.pairs) for mode in ("ahead", "on_load")]
     for n, split in plan:
         if (n, split) in done:
+            continue
+        if not n:  # the 256-shot config of ML-100K, tokenized ahead or on load: the same samples
+            work = Path(a.data) / f"run-{split.replace(' ', '-')}"
+            work.mkdir(parents=True, exist_ok=True)
+            args = ["fit", "--config", str(ROOT / "configs/rec.yaml"), "--model.dtype", "float32",
+                    "--data.init_args.tokenize", split.split()[1], "--data.init_args.cache_dir", "null",
+                    "--trainer.max_steps", str(a.steps + 1), "--trainer.limit_val_batches", "0",
+                    "--trainer.logger", "false"]
+            rows.append({"ratings": n, "split": split, **measure(args, work, a.steps),
+                         "train_samples": train_samples(work / "fit.log")})
+            print(json.dumps(rows[-1]), flush=True)
+            out.write_text(json.dumps({"machine": machine(), "steps": a.steps, "rows": rows}, indent=1) + "\n")
             continue
         data = Path(a.data) / str(n)
         if not (data / ".done").exists():

@@ -33,8 +33,9 @@ def test_on_load_records_equal_the_records_tokenized_ahead(ml100k, tiny_backbone
     assert {"seen"} <= set(lazy.encoded["test"][0]) and lazy.encoded["test"][0]["seen"] in (0, 1)
 
 
-def test_on_load_batches_train_with_the_estimated_lengths(ml100k, tiny_backbone):
-    dm = _dm(ml100k, tiny_backbone, tokenize="on_load", batch_size=4)
+@pytest.mark.parametrize("workers", [0, 1])
+def test_on_load_batches_train_with_the_estimated_lengths(ml100k, tiny_backbone, workers):
+    dm = _dm(ml100k, tiny_backbone, tokenize="on_load", batch_size=4, num_workers=workers)
     dm.setup()
     batches = list(dm.train_dataloader())
     assert sum(len(b["input_ids"]) for b in batches) == len(dm.encoded["train"])
@@ -43,15 +44,14 @@ def test_on_load_batches_train_with_the_estimated_lengths(ml100k, tiny_backbone)
 
 
 def test_limits_and_few_shot_draw_from_an_on_load_split(ml100k, tiny_backbone):
-    whole = _dm(ml100k, tiny_backbone, tokenize="ahead")
-    whole.setup()
     dm = _dm(ml100k, tiny_backbone, tokenize="on_load", shots=5, val_limit=7, test_limit=9, seed=3)
     dm.setup()
     few = _dm(ml100k, tiny_backbone, tokenize="ahead", shots=5, val_limit=7, test_limit=9, seed=3)
     few.setup()
-    for name, n in (("train", 5), ("valid", 7), ("test", 9)):
+    for name, n in (("valid", 7), ("test", 9)):
         assert isinstance(dm.encoded[name], list) and len(dm.encoded[name]) == n  # small: tokenized in memory
         assert [r["input_ids"] for r in dm.encoded[name]] == [r["input_ids"] for r in few.encoded[name]]
+    assert [r["input_ids"] for r in dm.encoded["train"]] == [r["input_ids"] for r in few.encoded["train"]]
 
 
 def test_window_list_is_the_windows_without_python_objects(ml100k):
@@ -117,3 +117,12 @@ def test_a_ddp_rank_without_the_cache_windows_the_log_but_writes_nothing(ml100k,
     dm.trainer = SimpleNamespace(world_size=2, global_rank=1)
     dm.setup()
     assert len(dm.encoded["train"]) and not list((tmp_path / "cache").glob("windows-*"))
+
+
+def test_an_on_load_few_shot_draw_stays_lazy_and_equals_the_one_tokenized_ahead(ml100k, tiny_backbone):
+    lazy = _dm(ml100k, tiny_backbone, tokenize="on_load", shots=6, seed=2)
+    ahead = _dm(ml100k, tiny_backbone, tokenize="ahead", shots=6, seed=2)
+    lazy.setup()
+    ahead.setup()
+    assert isinstance(lazy.encoded["train"], OnLoad)
+    assert list(lazy.encoded["train"]) == ahead.encoded["train"]

@@ -28,8 +28,10 @@ class LazySamples(Sequence):
         return len(self.windows)
 
     def __getitem__(self, i):
-        if isinstance(i, slice):
-            part = LazySamples(self.windows[i], self.make, self._lengths)
+        if isinstance(i, (slice, list)):  # a slice, or the samples at a list of indices
+            windows = self.windows[i] if isinstance(i, slice) or hasattr(self.windows, "rows") else [
+                self.windows[k] for k in i]
+            part = LazySamples(windows, self.make, self._lengths)
             part.seen_ids = self.seen_ids
             return part
         sample = self.make(self.windows[i])

@@ -488,7 +488,10 @@ class RecDataModule(PromptDataModule):
             group = 1 + self.train_negatives  # rank-tuning: whole groups, data.shots counts liked windows
             unit = "liked windows" if self.train_negatives else "samples"
             picked = few_shot_indices(len(train) // group, self.shots, self.seed, unit)
-            splits["train"] = [train[i * group + j] for i in picked for j in range(group)]
+            if isinstance(train, LazySamples) and self.tokenize == "on_load":  # asked for: the draw stays lazy
+                splits["train"] = train[picked]
+            else:
+                splits["train"] = [train[i * group + j] for i in picked for j in range(group)]
         return splits
 
 

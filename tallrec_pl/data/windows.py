@@ -111,7 +111,7 @@ class WindowList(Sequence):
         return len(self.targets)
 
     def __getitem__(self, i):
-        if isinstance(i, slice):
+        if isinstance(i, (slice, list, np.ndarray)):  # a view, or the windows at those indices
             return WindowList(self.rows, self.targets[i], self.positions[i], self.history_len)
         t = int(self.targets[i])
         h = min(int(self.positions[i]), self.history_len)
