@@ -109,29 +109,23 @@ def main(argv: list[str] | None = None) -> None:
     for n, split in plan:
         if (n, split) in done:
             continue
-        if not n:  # the 256-shot config of ML-100K, tokenized ahead or on load: the same samples
-            work = Path(a.data) / f"run-{split.replace(' ', '-')}"
-            work.mkdir(parents=True, exist_ok=True)
+        work = Path(a.data) / f"run-{n}-{split.replace(' ', '-')}"
+        work.mkdir(parents=True, exist_ok=True)
+        if n:
+            data = Path(a.data) / str(n)
+            if not (data / ".done").exists():
+                subprocess.run([sys.executable, str(ROOT / "benchmarks/synthetic_log.py"), str(n), str(data)],
+                               check=True)
+            args = fit_args(data, split == "full", a.steps)
+        else:  # the 256-shot config of ML-100K, tokenized ahead or on load: the same samples
             args = ["fit", "--config", str(ROOT / "configs/rec.yaml"), "--model.dtype", "float32",
                     "--data.init_args.tokenize", split.split()[1], "--data.init_args.cache_dir", "null",
                     "--trainer.max_steps", str(a.steps + 1), "--trainer.limit_val_batches", "0",
                     "--trainer.logger", "false"]
-            rows.append({"ratings": n, "split": split, **measure(args, work, a.steps),
-                         "train_samples": train_samples(work / "fit.log")})
-            print(json.dumps(rows[-1]), flush=True)
-            out.write_text(json.dumps({"machine": machine(), "steps": a.steps, "rows": rows}, indent=1) + "\n")
-            continue
-        data = Path(a.data) / str(n)
-        if not (data / ".done").exists():
-            subprocess.run([sys.executable, str(ROOT / "benchmarks/synthetic_log.py"), str(n), str(data)], check=True)
-        work = Path(a.data) / f"run-{n}-{split}"
-        work.mkdir(parents=True, exist_ok=True)
-        row = {"ratings": n, "split": split, **measure(fit_args(data, split == "full", a.steps), work, a.steps)}
-        row["train_samples"] = train_samples(work / "fit.log")
-        print(json.dumps(row), flush=True)
-        rows.append(row)
+        rows.append({"ratings": n, "split": split, **measure(args, work, a.steps),
+                     "train_samples": train_samples(work / "fit.log")})
+        print(json.dumps(rows[-1]), flush=True)
         out.write_text(json.dumps({"machine": machine(), "steps": a.steps, "rows": rows}, indent=1) + "\n")
-
 
 if __name__ == "__main__":
     main()
