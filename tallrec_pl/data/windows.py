@@ -316,13 +316,6 @@ def window_log(
     return Kept(windows, rows.interacted, items, int(per_user.sum()) * group, rows.sequences)
 
 
-def build_windows(
-    log: Log, history_len: int = 10, like_threshold: float = 3.0, keep_last: int = 10000, min_history: int | None = None
-) -> list[Window]:
-    """TALLRec's explicit-feedback windows (``window_log`` with ratings as labels)."""
-    return window_log(log, history_len, like_threshold, keep_last, min_history).windows
-
-
 def with_negatives(
     positives: list[Window],
     interacted: dict[str, set[str]],
