@@ -361,7 +361,8 @@ class RecDataModule(PromptDataModule):
         options = dict(format=fmt, columns=self.columns, item_id_column=self.item_id_column,
                        history_len=self.history_len, like_threshold=self.like_threshold, keep_last=self.keep_last,
                        min_history=self.min_history, feedback=feedback, negatives=self.negatives_per_positive,
-                       sampling=self.negative_sampling, seed=self.seed, count_items=self.train_negatives > 0)
+                       sampling=self.negative_sampling, count_items=self.train_negatives > 0,
+                       seed=self.seed if feedback == "implicit" else None)  # explicit windows draw nothing
         folder = None
         if self.cache_dir:
             source = self.path if self.path is not None else default_ml100k_path()
