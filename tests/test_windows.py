@@ -14,7 +14,7 @@ import tallrec_pl.data.windows as windows
 from tallrec_pl.cli import main
 from tallrec_pl.data.datamodule import RankDataModule, RecDataModule
 from tallrec_pl.data.logs import read_log
-from tallrec_pl.data.windows import build_windows, few_shot_indices, window_log
+from tallrec_pl.data.windows import few_shot_indices, window_log
 from tallrec_pl.errors import TallrecError
 
 
@@ -30,22 +30,21 @@ def test_few_shot_matches_datasets_shuffle():
 
 def test_windows_follow_tallrec_rules(ml100k):
     log = read_log(str(ml100k))
-    windows = build_windows(log, history_len=10, keep_last=0)
+    windows = window_log(log, history_len=10, keep_last=0).windows
     assert len(windows) == 6 * (16 - 10)
     first = windows[0]
     assert first.user == "1" and len(first.history) == 10
     assert first.label == (log.ratings[10] > 3)  # user 1's ratings are in time order in the file
     assert [w.user for w in windows] == sorted([w.user for w in windows], key=int)  # order of first appearance
-    assert len(build_windows(log, history_len=10, keep_last=7)) == 7
+    assert len(window_log(log, history_len=10, keep_last=7).windows) == 7
 
 
 def test_min_history_adds_short_windows_with_what_history_exists(ml100k):
     from tallrec_pl.data.logs import read_log
-    from tallrec_pl.data.windows import build_windows
 
     log = read_log(str(ml100k))
-    full = build_windows(log, history_len=4, keep_last=0)
-    cold = build_windows(log, history_len=4, keep_last=0, min_history=0)
+    full = window_log(log, history_len=4, keep_last=0).windows
+    cold = window_log(log, history_len=4, keep_last=0, min_history=0).windows
     assert len(full) == len(log) - 4 * 6 and len(cold) == len(log)  # 6 users: every rating is a target
     by_user = {}
     for w in cold:
@@ -103,7 +102,8 @@ def test_windows_match_the_row_by_row_rules_across_blocks(tmp_path, monkeypatch,
     monkeypatch.setattr(textlog, "BLOCK_BYTES", 4096)  # many blocks, users spread over all of them
     monkeypatch.setattr(windows, "STATS_ROWS", 300)
     log = read_log(str(log_path), "csv", items_path=str(items))
-    got = [(w.user, w.history, w.target, w.label) for w in build_windows(log, history_len, 3.0, keep_last, min_history)]
+    kept = window_log(log, history_len, 3.0, keep_last, min_history).windows
+    got = [(w.user, w.history, w.target, w.label) for w in kept]
     assert got == reference_windows(log_path, history_len, 3.0, keep_last, min_history)
     assert len({w[0] for w in got}) > 3
 

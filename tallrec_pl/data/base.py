@@ -36,11 +36,54 @@ SPLITS = ("train", "valid", "test")
 _ENCODING_VERSION = 4  # bump when encode_samples changes what it writes
 
 
+def _check_options(max_length: int, predict_split: str, batch_size: int, eval_batch_size: int,
+                   val_limit: int | None, test_limit: int | None, num_workers: int) -> None:
+    """PromptDataModule's one-line errors for options that cannot work."""
+    if max_length < 8:
+        raise TallrecError(f"data.max_length={max_length} is too small for any prompt", "use data.max_length >= 64")
+    if predict_split not in SPLITS:
+        raise TallrecError(
+            f"data.predict_split {predict_split!r} is not a split", f"use one of {', '.join(SPLITS)}"
+        )
+    for name, value, example in (("batch_size", batch_size, 8), ("eval_batch_size", eval_batch_size, 16)):
+        if value < 1:
+            raise TallrecError(f"data.{name}={value} must be at least 1", f"use e.g. data.{name}: {example}")
+    for name, limit in (("val_limit", val_limit), ("test_limit", test_limit)):
+        if limit is not None and limit < 1:
+            raise TallrecError(
+                f"data.{name}={limit} leaves no {'validation' if name == 'val_limit' else 'test'} samples",
+                "use a positive number, or null for the whole split",
+            )
+    if num_workers < 0:
+        raise TallrecError(f"data.num_workers={num_workers} must be 0 or more", "use 0 to load in the main process")
+
+
 class PromptDataModule(L.LightningDataModule):
     """What both stages share: tokenisation with a ``datasets`` cache, padding, loaders.
 
     Subclasses say which samples make each split (``build_samples``); each encoded sample holds
     its tokens and the fields of :mod:`tallrec_pl.data.record`.
+
+    Args:
+        tokenizer: backbone whose tokenizer encodes the prompts when none is connected (the CLI
+            links it to model.backbone and connects the model's own tokenizer).
+        max_length: longest sequence in tokens; longer samples lose their oldest history items.
+        train_on_inputs: also train on the prompt tokens (TALLRec's full-sequence loss).
+        batch_size: training micro-batch size.
+        eval_batch_size: batch size for validation, test and predict.
+        group_by_length: batch training samples of similar length (less padding).
+        val_limit: score only N validation samples, spread evenly over the split (null: all).
+            Windows are listed user by user, so the first N would cover only a few users.
+        test_limit: test (and predict on test) only N samples, spread evenly over the split as
+            val_limit is (null: all, which keeps published test splits whole); a large log's
+            test split grows with it otherwise.
+        predict_split: the split that ``predict`` scores (train, valid or test).
+        num_workers: DataLoader worker processes.
+        seed: seed of the few-shot sample and of the training order.
+        cache_dir: folder for tokenised splits (``datasets`` format); null disables the cache.
+        trust_remote_code: let the tokenizer run its own code (linked to model.trust_remote_code by the CLI).
+        item_embeddings: the item embeddings file of collaborative item tokens (linked to
+            model.item_embeddings by the CLI): items it holds get an item token after their text.
     """
 
     def __init__(
@@ -60,46 +103,8 @@ class PromptDataModule(L.LightningDataModule):
         trust_remote_code: bool = False,
         item_embeddings: str | None = None,
     ) -> None:
-        """
-        Args:
-            tokenizer: backbone whose tokenizer encodes the prompts when none is connected (the CLI
-                links it to model.backbone and connects the model's own tokenizer).
-            max_length: longest sequence in tokens; longer samples lose their oldest history items.
-            train_on_inputs: also train on the prompt tokens (TALLRec's full-sequence loss).
-            batch_size: training micro-batch size.
-            eval_batch_size: batch size for validation, test and predict.
-            group_by_length: batch training samples of similar length (less padding).
-            val_limit: score only N validation samples, spread evenly over the split (null: all).
-                Windows are listed user by user, so the first N would cover only a few users.
-            test_limit: test (and predict on test) only N samples, spread evenly over the split as
-                val_limit is (null: all, which keeps published test splits whole); a large log's
-                test split grows with it otherwise.
-            predict_split: the split that ``predict`` scores (train, valid or test).
-            num_workers: DataLoader worker processes.
-            seed: seed of the few-shot sample and of the training order.
-            cache_dir: folder for tokenised splits (``datasets`` format); null disables the cache.
-            trust_remote_code: let the tokenizer run its own code (linked to model.trust_remote_code by the CLI).
-            item_embeddings: the item embeddings file of collaborative item tokens (linked to
-                model.item_embeddings by the CLI): items it holds get an item token after their text.
-        """
         super().__init__()
-        if max_length < 8:
-            raise TallrecError(f"data.max_length={max_length} is too small for any prompt", "use data.max_length >= 64")
-        if predict_split not in SPLITS:
-            raise TallrecError(
-                f"data.predict_split {predict_split!r} is not a split", f"use one of {', '.join(SPLITS)}"
-            )
-        for name, value, example in (("batch_size", batch_size, 8), ("eval_batch_size", eval_batch_size, 16)):
-            if value < 1:
-                raise TallrecError(f"data.{name}={value} must be at least 1", f"use e.g. data.{name}: {example}")
-        for name, limit in (("val_limit", val_limit), ("test_limit", test_limit)):
-            if limit is not None and limit < 1:
-                raise TallrecError(
-                    f"data.{name}={limit} leaves no {'validation' if name == 'val_limit' else 'test'} samples",
-                    "use a positive number, or null for the whole split",
-                )
-        if num_workers < 0:
-            raise TallrecError(f"data.num_workers={num_workers} must be 0 or more", "use 0 to load in the main process")
+        _check_options(max_length, predict_split, batch_size, eval_batch_size, val_limit, test_limit, num_workers)
         self.tokenizer_name, self.max_length, self.train_on_inputs = tokenizer, max_length, train_on_inputs
         self.batch_size, self.eval_batch_size, self.group_by_length = batch_size, eval_batch_size, group_by_length
         self.val_limit, self.predict_split, self.num_workers = val_limit, predict_split, num_workers

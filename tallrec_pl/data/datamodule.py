@@ -3,7 +3,8 @@ each lives in its own module."""
 
 from tallrec_pl.data.base import SPLITS, PromptDataModule, spread
 from tallrec_pl.data.instruction import InstructionDataModule
-from tallrec_pl.data.rec import RankDataModule, RecDataModule, mark_seen
+from tallrec_pl.data.ranking import RankDataModule
+from tallrec_pl.data.rec import RecDataModule, mark_seen
 
 __all__ = [
     "SPLITS",

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from tallrec_pl.data.parquetlog import ParquetLog
+from tallrec_pl.data.parquetlog import ParquetLog, is_parquet
 from tallrec_pl.data.textlog import TextLog, delimiter_of, open_text
 from tallrec_pl.data.values import one_line
 from tallrec_pl.errors import TallrecError
@@ -23,7 +23,7 @@ def read_text_table(
     path: str, delimiter: str | None = None, quoted: bool = True, clean: Callable[[str], str] = str.strip
 ) -> pa.Table:
     """A whole (small) table with every column as text, empty for missing values."""
-    if str(path).lower().endswith((".parquet", ".pq")) or Path(path).is_dir():
+    if is_parquet(path) or Path(path).is_dir():  # a folder of item tables: Parquet part files
         plog = ParquetLog.open(path)
         import pyarrow.parquet as pq
 

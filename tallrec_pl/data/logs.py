@@ -18,7 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from tallrec_pl.data.fields import FieldTable, read_text_table
-from tallrec_pl.data.parquetlog import ParquetLog
+from tallrec_pl.data.parquetlog import ParquetLog, is_parquet
 from tallrec_pl.data.textlog import COMPRESSED, TextLog, delimiter_of
 from tallrec_pl.errors import TallrecError, packaged_file, require_path
 
@@ -32,7 +32,6 @@ ML100K_GENRES = (
     "unknown Action Adventure Animation Children's Comedy Crime Documentary Drama Fantasy "
     "Film-Noir Horror Musical Mystery Romance Sci-Fi Thriller War Western"
 ).split()
-PARQUET_SUFFIXES = (".parquet", ".pq")
 TEXT_SUFFIXES = (".csv", ".tsv", ".tab")
 
 
@@ -160,7 +159,7 @@ def detect_format(path: str | os.PathLike) -> str:
             return "recbole"
         if any((p / f).exists() for f in ("train.json", "valid.json", "test.json")):
             return "tallrec-json"
-        if any(p.rglob("*.parquet")) or any(p.rglob("*.pq")):
+        if is_parquet(p):
             return "parquet"
         if _part_files(p, TEXT_SUFFIXES):
             return "csv"
@@ -174,7 +173,7 @@ def detect_format(path: str | os.PathLike) -> str:
         return "tallrec-json"
     if name.endswith(".inter"):
         return "recbole"
-    if name.endswith(PARQUET_SUFFIXES):
+    if is_parquet(p):
         return "parquet"
     if name.endswith(TEXT_SUFFIXES):
         return "csv"
@@ -306,7 +305,7 @@ def read_recbole(path: str | os.PathLike) -> Log:
 
 def _table_reader(path: str):
     p = Path(path)
-    if _base_name(p).endswith(PARQUET_SUFFIXES) or (p.is_dir() and (any(p.rglob("*.parquet")) or any(p.rglob("*.pq")))):
+    if is_parquet(p):
         return ParquetLog.open(path)
     files = _part_files(p, TEXT_SUFFIXES) if p.is_dir() else [p]
     if not files:
@@ -318,7 +317,9 @@ def _table_reader(path: str):
     return parts[0] if len(parts) == 1 else Parts(parts)
 
 
-def read_csv(path: str | os.PathLike, columns: dict[str, str], items_path: str | None, item_id_column: str) -> Log:
+def read_table_log(
+    path: str | os.PathLike, columns: dict[str, str], items_path: str | None, item_id_column: str
+) -> Log:
     """A table of interactions (CSV, TSV, Parquet, or a folder of part files); ``columns`` maps
     user / item / rating / timestamp to column names. Without a rating column the log is an
     implicit-feedback one (unless ``columns`` names a rating column, which must then exist)."""
@@ -416,5 +417,5 @@ def read_log(
     if fmt == "recbole":
         return read_recbole(path)
     if fmt in ("csv", "parquet"):
-        return read_csv(path, columns or {}, items_path, item_id_column)
+        return read_table_log(path, columns or {}, items_path, item_id_column)
     raise TallrecError(f"{path} is prebuilt JSON, not an interaction log", "use data.format: tallrec-json")

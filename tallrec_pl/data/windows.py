@@ -254,34 +254,14 @@ def window_log(
     seeded); ``keep_last`` counts all of them, in whole groups. ``count_items`` also counts each
     item's interactions (implicit feedback always does), for ``with_negatives`` later.
     """
-    if feedback not in ("explicit", "implicit"):
-        raise TallrecError(
-            f"data.feedback {feedback!r} is not explicit or implicit here", "use auto, explicit or implicit"
-        )
+    _check_feedback(log, feedback)
     implicit = feedback == "implicit"
-    if not implicit and not log.has_rating:
-        raise TallrecError(
-            f"{log.source} has no rating column, so explicit feedback has no labels",
-            "set data.feedback: implicit (or auto), or data.columns.rating to the column that holds ratings",
-        )
     group = 1 + negatives_per_positive if implicit else 1
     first = history_len if min_history is None else min(min_history, history_len)  # earliest target position
     users, items = count_log(log, items=implicit or count_items)
     per_user = np.maximum(users.counts - first, 0)
-    if not per_user.any():
-        validate(log)  # a bad value comes first: it is what the user must fix
-        raise TallrecError(
-            f"{log.source}: no user has more than {first} {'interactions' if implicit else 'ratings'}, so no sample "
-            "can be built",
-            "lower data.history_len or use a log with longer user histories",
-        )
     wanted = keep_last // group if keep_last > 0 else 0
-    if implicit and keep_last > 0 and wanted == 0:
-        validate(log)
-        raise TallrecError(
-            f"data.keep_last={keep_last} is smaller than one positive and its {negatives_per_positive} negatives",
-            f"use data.keep_last >= {group}",
-        )
+    _check_counts(log, per_user, first, implicit, keep_last, wanted, negatives_per_positive)
     # the users whose windows are among the last `wanted`: a suffix of the users in order of first appearance
     start = 0
     if wanted:
@@ -289,26 +269,11 @@ def window_log(
         start = max(0, len(per_user) - 1 - int(np.searchsorted(from_end, wanted)))
     chosen = np.flatnonzero(per_user[start:] > 0) + start
     keys = users.keys.take(pa.array(chosen))
-    table = rows_of(log, keys, every_user=len(chosen) == len(per_user))
-
-    # sort by (user's rank of first appearance, time); lexsort is stable, so ties keep file order
-    rank = pc.index_in(table.column("user"), value_set=keys).to_numpy(zero_copy_only=False)
-    order = np.lexsort((table.column("time").to_numpy(), rank))
-    rank = rank[order]
-    item_codes = table.column("item").dictionary_encode().combine_chunks()
-    item_names = _text(item_codes.dictionary)
-    item = item_codes.indices.to_numpy(zero_copy_only=False)[order]
-    liked = (
-        (table.column("rating").to_numpy()[order] > like_threshold) if not implicit else np.ones(len(order), dtype=bool)
-    )
-    starts = np.searchsorted(rank, np.arange(len(chosen) + 1))  # user u's rows: starts[u] .. starts[u + 1]
-    position = np.arange(len(rank)) - starts[rank]
+    rows = _sorted_rows(log, keys, len(chosen) == len(per_user), None if implicit else like_threshold)
+    position = np.arange(len(rows.item)) - np.repeat(rows.starts[:-1], np.diff(rows.starts))
     targets = np.flatnonzero(position >= first)
     if wanted:
         targets = targets[-wanted:]
-
-    del table, item_codes, order, rank  # the rows are arrays now: let the Arrow table go first
-    rows = Rows(_text(keys), item_names, item.astype(np.int32), liked, starts.astype(np.int64))
     windows: Sequence[Window] = WindowList(rows, targets.astype(np.int32), position[targets].astype(np.int32),
                                            history_len)
     if implicit:
@@ -316,11 +281,50 @@ def window_log(
     return Kept(windows, rows.interacted, items, int(per_user.sum()) * group, rows.sequences)
 
 
-def build_windows(
-    log: Log, history_len: int = 10, like_threshold: float = 3.0, keep_last: int = 10000, min_history: int | None = None
-) -> list[Window]:
-    """TALLRec's explicit-feedback windows (``window_log`` with ratings as labels)."""
-    return window_log(log, history_len, like_threshold, keep_last, min_history).windows
+def _check_feedback(log: Log, feedback: str) -> None:
+    if feedback not in ("explicit", "implicit"):
+        raise TallrecError(
+            f"data.feedback {feedback!r} is not explicit or implicit here", "use auto, explicit or implicit"
+        )
+    if feedback == "explicit" and not log.has_rating:
+        raise TallrecError(
+            f"{log.source} has no rating column, so explicit feedback has no labels",
+            "set data.feedback: implicit (or auto), or data.columns.rating to the column that holds ratings",
+        )
+
+
+def _check_counts(log: Log, per_user: np.ndarray, first: int, implicit: bool, keep_last: int, wanted: int,
+                  negatives_per_positive: int) -> None:
+    """The one-line errors of a log that gives no window, or of a keep_last below one implicit group."""
+    if not per_user.any():
+        validate(log)  # a bad value comes first: it is what the user must fix
+        raise TallrecError(
+            f"{log.source}: no user has more than {first} {'interactions' if implicit else 'ratings'}, so no sample "
+            "can be built",
+            "lower data.history_len or use a log with longer user histories",
+        )
+    if implicit and keep_last > 0 and wanted == 0:
+        validate(log)
+        raise TallrecError(
+            f"data.keep_last={keep_last} is smaller than one positive and its {negatives_per_positive} negatives",
+            f"use data.keep_last >= {1 + negatives_per_positive}",
+        )
+
+
+def _sorted_rows(log: Log, keys: pa.Array, every_user: bool, like_threshold: float | None) -> Rows:
+    """Every interaction of the users ``keys`` as arrays, sorted by (user in ``keys`` order, time); lexsort
+    is stable, so ties keep file order. ``like_threshold`` None: implicit feedback (every row liked)."""
+    table = rows_of(log, keys, every_user=every_user)
+    rank = pc.index_in(table.column("user"), value_set=keys).to_numpy(zero_copy_only=False)
+    order = np.lexsort((table.column("time").to_numpy(), rank))
+    item_codes = table.column("item").dictionary_encode().combine_chunks()
+    item = item_codes.indices.to_numpy(zero_copy_only=False)[order].astype(np.int32)
+    if like_threshold is None:
+        liked = np.ones(len(order), dtype=bool)
+    else:
+        liked = table.column("rating").to_numpy()[order] > like_threshold
+    starts = np.searchsorted(rank[order], np.arange(len(keys) + 1))  # user u's rows: starts[u] .. starts[u + 1]
+    return Rows(_text(keys), _text(item_codes.dictionary), item, liked, starts.astype(np.int64))
 
 
 def with_negatives(
