@@ -139,7 +139,8 @@ def test_cache_key_changes_with_item_tokens_and_the_cache_keeps_them(tiny_backbo
     off.cache_dir = cache
     off.setup()
     assert "item_rows" not in off.encoded["test"][0]
-    assert len(list((tmp_path / "cache").iterdir())) == 6  # three splits, twice
+    splits = [f for f in (tmp_path / "cache").iterdir() if not f.name.startswith("windows-")]
+    assert len(splits) == 6  # three splits, twice (beside the log's windows, saved once)
 
 
 def test_item_token_follows_each_item_with_a_row_and_drop_oldest_keeps_rows_aligned():
