@@ -18,6 +18,6 @@ mkdir -p benchmarks/results
   lscpu | grep -E "Model name"
   timeout 300 "$PY" -m pytest -q -m gpu -rA tests/test_gpu.py
   for dtype in bfloat16 float32; do
-    timeout 270 "$PY" benchmarks/speed.py --device cuda --dtype "$dtype" --n 256 --batch 32 --train_n 256 --passes 3
+    timeout 270 "$PY" -m benchmarks.speed --device cuda --dtype "$dtype" --n 256 --batch 32 --train_n 256 --passes 3
   done
 } 2>&1 | tee "$LOG"

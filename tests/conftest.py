@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-from helpers import randomize_lora_b, write_alpaca, write_ml100k, write_tiny_backbone
+from helpers import scoring_model, tiny_data, write_alpaca, write_ml100k, write_tiny_backbone
 
 
 @pytest.fixture(scope="session")
@@ -47,24 +47,12 @@ def setup(tiny_backbone, tmp_path_factory):
     import torch
 
     from tallrec_pl.data.datamodule import RecDataModule
-    from tallrec_pl.model.module import TALLRecModule
 
     ml = write_ml100k(tmp_path_factory.mktemp("ml") / "ml")
-    dm = RecDataModule(
-        path=str(ml),
-        tokenizer=tiny_backbone,
-        history_len=4,
-        split_sizes=[0.6, 0.2, 0.2],
-        eval_batch_size=4,
-        cache_dir=None,
-    )
+    dm = tiny_data(RecDataModule, ml, tiny_backbone, eval_batch_size=4)
     dm.setup()
     torch.manual_seed(0)
-    module = TALLRecModule(backbone=tiny_backbone, dtype="float32")  # the tolerances below are float32 ones
-    module.configure_model()
-    randomize_lora_b(module)
-    module.eval()
-    return module, next(iter(dm.val_dataloader()))
+    return scoring_model(tiny_backbone), next(iter(dm.val_dataloader()))
 
 
 @pytest.fixture(autouse=True)
