@@ -37,7 +37,7 @@ def parse(argv: list[str]):
     parser.add_argument("--output", default=str(RESULTS / "explain.json"))
     parser.add_argument("--plot", default=str(RESULTS / "explain.png"))
     opts = parser.parse_args(data_sections(argv))
-    return opts, parser.instantiate_classes(opts).data
+    return opts, parser.instantiate(opts).data
 
 
 def load_module(ckpt: str | None, backbone: str | None, dtype: str):

@@ -2,7 +2,7 @@
 # GPU checks, one script, under 10 minutes on one card: the gpu-marked tests (bfloat16 fit step,
 # 8-bit bitsandbytes load and training step, p(Yes) on the GPU equal to the CPU's in float32, the
 # predictions writer under one-GPU DDP), then the scoring and training speed rows of ours against
-# TALLRec's procedures on the GPU (benchmarks/speed.py --device cuda). Writes
+# TALLRec's procedures on the GPU (python -m benchmarks.speed --device cuda). Writes
 # benchmarks/results/gpu_check.log and benchmarks/results/speed-cuda-*.json.
 #   bash benchmarks/gpu_check.sh            # PY=/path/to/python to use another interpreter
 set -euo pipefail

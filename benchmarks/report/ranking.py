@@ -1,5 +1,5 @@
 """docs/BENCHMARKS.md's ranking sections, from results/ranking-500.json and results/ranking.json
-(benchmarks/ranking.py), with the sequential baselines' rows (benchmarks/baselines.py --groups N)."""
+(benchmarks/ranking.py), with the sequential baselines' rows (python -m benchmarks.baselines --groups N)."""
 
 from __future__ import annotations
 
