@@ -18,7 +18,9 @@ SHARED = ROOT.parent / "shared" / "data"
 
 def arguments(doc: str | None) -> argparse.ArgumentParser:
     """A benchmark's command line: ``--help`` prints its module docstring (how to run it, what it writes)."""
-    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    spec = getattr(sys.modules["__main__"], "__spec__", None)  # python -m benchmarks.NAME names the module
+    prog = f"python -m {spec.name}" if spec else None
+    return argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def cli(*args: str, log: Path) -> None:
