@@ -5,20 +5,21 @@ from __future__ import annotations
 
 from benchmarks.report.common import from_results, machine_text, per_cpu_path
 
+# what every run measured, the same on any machine
+HEADING = [
+    "## Host-dependent settings",
+    "",
+    "Command: `python -m benchmarks.host_settings` (and again with `ATEN_CPU_CAPABILITY=avx2 "
+    "ONEDNN_MAX_CPU_ISA=AVX2`): each setting A/B in one process on the embedded backbone, a training step of 2 "
+    "batches of 8 (forward + backward), sides alternated, median of 3 rounds after a warm-up. Baseline: float32, "
+    "SDPA, lean activations, one thread a core.",
+    "",
+]
+
 
 @from_results(*per_cpu_path("host_settings"))
 def section(runs: list[dict]) -> list[str]:
-    lines = [
-        "## Host-dependent settings",
-        "",
-        "Command: `python -m benchmarks.host_settings` (and again with `ATEN_CPU_CAPABILITY=avx2 "
-        "ONEDNN_MAX_CPU_ISA=AVX2`): "
-        "each setting A/B in one process on the embedded backbone, a training step of 2 batches of 8 (forward + "
-        "backward), "
-        "sides alternated, median of 3 rounds after a warm-up. Baseline: float32, SDPA, lean activations, one thread a "
-        "core.",
-        "",
-    ]
+    lines = list(HEADING)
     for r in runs:
         lines += [
             f"Machine: {machine_text(r['machine'])}.",
