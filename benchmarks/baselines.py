@@ -1,8 +1,8 @@
 """Sequential baselines measured on the LLM rows' data: RecBole 1.2.1's GRU4Rec, Caser and SASRec.
 
-    python benchmarks/baselines.py            # resumable: one result file per run, finished runs skipped
-    python benchmarks/baselines.py --only SASRec-like-rec-16-s0
-    python benchmarks/baselines.py --groups 500   # the ranking runs on 500 groups (result names end -g500)
+    python -m benchmarks.baselines            # resumable: one result file per run, finished runs skipped
+    python -m benchmarks.baselines --only SASRec-like-rec-16-s0
+    python -m benchmarks.baselines --groups 500   # the ranking runs on 500 groups (result names end -g500)
 
 Two tables (definitions in benchmarks/DEVIATIONS.md, "Sequential baselines"):
 - AUC: trained on the few-shot windows of configs/rec.yaml (16 / 64 / 256 shots, seeds 0-2, the same draw
@@ -19,7 +19,6 @@ feeds them our windows is here (why: DEVIATIONS.md).
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import time
@@ -27,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from common import RESULTS, auc, machine, save_json
+
+from benchmarks.common import RESULTS, arguments, auc, machine, save_json
 
 OUT = RESULTS / "baselines"
 MODELS = ("GRU4Rec", "Caser", "SASRec")
@@ -80,8 +80,7 @@ def rec_splits(shots: int, seed: int):
 def rank_splits(groups: int):
     """configs/rank.yaml's whole train and valid splits and the ranking groups, built as benchmarks/ranking.py's
     ``groups_and_log`` builds them (the groups do not depend on the few-shot draw)."""
-    from ranking import RANK
-
+    from benchmarks.ranking import RANK
     from tallrec_pl.data.datamodule import RankDataModule
 
     dm = RankDataModule(limit_groups=groups, cache_dir=None, **RANK)
@@ -246,7 +245,7 @@ def measure(run: Run) -> dict:
         result["test_auc"] = auc(test_scores, labels)
         result["test_samples"] = len(test_scores)
     else:
-        from ranking import evaluate
+        from benchmarks.ranking import evaluate
 
         result["ranking"] = evaluate(splits["test"], test_scores)
         result["groups"] = len(test_scores) // 20
@@ -257,7 +256,7 @@ def measure(run: Run) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = arguments(__doc__)
     parser.add_argument("--only", nargs="*", help="run names (default: all)")
     parser.add_argument("--pending", action="store_true", help="list the runs without a result file and stop")
     parser.add_argument("--groups", type=int, default=GROUPS, help="ranking groups (other than 100: ranking runs only)")

@@ -1,7 +1,8 @@
-"""Helpers shared by the benchmark scripts: running the CLI, reading predictions, AUC."""
+"""What the benchmark modules share: where results go, running the CLI, the machine, reading predictions, AUC."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -13,6 +14,13 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 RUNS = ROOT / "benchmarks" / "runs"  # checkpoints of benchmark runs (git-ignored)
 SHARED = ROOT.parent / "shared" / "data"
+
+
+def arguments(doc: str | None) -> argparse.ArgumentParser:
+    """A benchmark's command line: ``--help`` prints its module docstring (how to run it, what it writes)."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)  # python -m benchmarks.NAME names the module
+    prog = f"python -m {spec.name}" if spec else None
+    return argparse.ArgumentParser(prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def cli(*args: str, log: Path) -> None:
@@ -51,35 +59,6 @@ def machine() -> dict:
         "forced": {v: os.environ[v] for v in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if os.environ.get(v)},
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
     }
-
-
-# Results written before machine() existed: the 2-core AMD EPYC these benchmarks ran on (its
-# flags as /proc/cpuinfo lists them), torch's native AVX-512 kernels.
-LEGACY_MACHINE = {
-    "cpu": "AMD EPYC",
-    "cores": 2,
-    "isa": {"avx2": True, "avx512f": True, "avx512_bf16": True, "amx_bf16": False, "amx_tile": False},
-    "torch_cpu_capability": "AVX512",
-    "forced": {},
-    "gpu": None,
-}
-
-
-def machine_text(info: dict | None) -> str:
-    """One line for a table's caption: CPU, cores, flags present and absent, forcing, GPU."""
-    info = info or LEGACY_MACHINE
-    isa = info["isa"]
-    have = ", ".join(f for f, on in isa.items() if on) or "none"
-    lack = ", ".join(f for f, on in isa.items() if not on)
-    forced = info.get("forced") or {}
-    path = (
-        f"float32-only path forced ({' '.join(f'{k}={v}' for k, v in forced.items())}; torch kernels "
-        f"{info.get('torch_cpu_capability')})"
-        if forced
-        else f"native kernels ({info.get('torch_cpu_capability')})"
-    )
-    gpu = f", GPU {info['gpu']}" if info.get("gpu") else ", no GPU"
-    return f"{info['cpu']}, {info['cores']} cores, flags {have}{'; no ' + lack if lack else ''}; {path}{gpu}"
 
 
 def read_predictions(path: Path) -> tuple[list[float], list[int]]:

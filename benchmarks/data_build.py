@@ -1,6 +1,6 @@
 """How long building every TALLRec split from the 100,000-rating MovieLens log takes.
 
-    python benchmarks/data_build.py    # writes benchmarks/results/data_build.json
+    python -m benchmarks.data_build    # writes benchmarks/results/data_build.json
 """
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from common import RESULTS, save_json
-
+from benchmarks.common import RESULTS, arguments, save_json
 from tallrec_pl.data.datamodule import RecDataModule
 
 
@@ -27,4 +26,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    arguments(__doc__).parse_args()  # no options: --help says what it measures
     main()

@@ -2,8 +2,8 @@
 synthetic MovieLens-style logs of 1M to 100M ratings, from CSV, one Parquet file and a folder of
 Parquet part files; the reader of commit ff51946 (before issue 16) beside it where it fits.
 
-    python benchmarks/data_scale.py                     # all rows; results/data_scale.json
-    python benchmarks/data_scale.py --table             # the markdown table for docs/BENCHMARKS.md
+    python -m benchmarks.data_scale                     # all rows; results/data_scale.json
+    python -m benchmarks.data_scale --table             # the markdown table for docs/BENCHMARKS.md
 
 Logs are generated once into --data (benchmarks/synthetic_log.py, in chunks). Each measured run
 is its own process (peak RSS from wait4), holds /tmp/cpu.lock (the machine is shared), and
@@ -13,7 +13,6 @@ The old reader runs from a git worktree of ff51946 (made on first use).
 
 from __future__ import annotations
 
-import argparse
 import fcntl
 import json
 import os
@@ -23,8 +22,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from common import RESULTS, ROOT, save_json
-from synthetic_log import write
+from benchmarks.common import RESULTS, ROOT, arguments, save_json
+from benchmarks.synthetic_log import write
 
 SIZES = {"1M": 1_000_000, "5M": 5_000_000, "20M": 20_000_000, "100M": 100_000_000}
 SOURCES = {"csv": "ratings.csv", "parquet": "ratings.parquet", "parts": "parts"}
@@ -115,7 +114,7 @@ def machine() -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     parser.add_argument("--sources", nargs="+", default=list(SOURCES), choices=list(SOURCES))
     parser.add_argument(
@@ -132,7 +131,7 @@ def main() -> None:
         print(table(results))
         return
     results["machine"] = machine()
-    results["command"] = "python benchmarks/data_scale.py"
+    results["command"] = "python -m benchmarks.data_scale"
     done = {(r["size"], r["source"], r["side"]) for r in results["rows"] if r.get("exit") == 0}
     scratch = opts.data / "runs"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -186,73 +185,6 @@ def table(results: dict) -> str:
         cells = [r["size"], SOURCE_NAMES[r["source"]], reader, f"{r['wall_s']:.1f} s", f"{r['peak_rss_gb']:.2f} GB"]
         lines.append("| " + " | ".join([*cells, str(r.get("samples", "failed")), same]) + " |")
     return "\n".join(lines)
-
-
-def section() -> list[str]:
-    """The docs/BENCHMARKS.md section (benchmarks/report.py), from results/data_scale.json."""
-    if not OUT.exists():
-        return []
-    results = json.loads(OUT.read_text())
-    m = results.get("machine", {})
-    flags = ", ".join(f"{f} {'yes' if v else 'no'}" for f, v in m.get("flags", {}).items())
-    startup = next((r for r in results["rows"] if r["side"] == "startup" and r.get("exit") == 0), None)
-    new = {(r["size"], r["source"]): r for r in results["rows"] if r["side"] == "new" and r.get("exit") == 0}
-    old = {(r["size"], r["source"]): r for r in results["rows"] if r["side"] == "old" and r.get("exit") == 0}
-    lines = [
-        "## Data at scale: logs of 1M to 100M ratings to prompts",
-        "",
-        "Command: `python benchmarks/data_scale.py` (resumable; `--table` prints the table). Synthetic "
-        "MovieLens-style logs (benchmarks/synthetic_log.py: about N/150 users, N/700 items with Zipf popularity, "
-        "half-star ratings, rows sorted by user as in MovieLens' ratings.csv) as `ratings.csv`, one Parquet file and "
-        "a folder of Parquet part files; each row is one `python -m tallrec_pl prompts --split test` process "
-        "(options on the command line; the old reader through a config), wall time and peak RSS from `wait4`, "
-        "the files in the page cache.",
-        "",
-        f"Machine: {m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('memory_gb', '?')} GB; {flags}. Shared "
-        "with other jobs (each run held the machine's CPU lock, but unlocked work may have run beside it).",
-        "",
-        table(results),
-        "",
-    ]
-    if startup:
-        lines += [
-            f"Every row includes the start of the command: `python -c 'import tallrec_pl.cli'` alone takes "
-            f"{startup['wall_s']:.1f} s and {startup['peak_rss_gb']:.2f} GB here (nearly all of it `import lightning`, "
-            "which imports torch, torch._dynamo and torchmetrics).",
-            "",
-        ]
-    goals = []
-    if ("20M", "csv") in new:
-        r = new["20M", "csv"]
-        goals.append(f"20M ratings from CSV: {r['wall_s']:.1f} s (goal 30 s), {r['peak_rss_gb']:.2f} GB (goal 2 GB)")
-    if ("20M", "parquet") in new:
-        goals.append(f"from Parquet: {new['20M', 'parquet']['wall_s']:.1f} s (goal 10 s)")
-    if ("100M", "parts") in new:
-        goals.append(
-            f"100M ratings from a Parquet folder: {new['100M', 'parts']['peak_rss_gb']:.2f} GB peak RSS (goal 4 GB)"
-        )
-    if goals:
-        lines += ["Goals: " + "; ".join(goals) + ".", ""]
-    growth = []
-    for source in SOURCES:
-        sizes = [s for s in SIZES if (s, source) in new]
-        if len(sizes) >= 2:
-            a, b = new[sizes[0], source], new[sizes[-1], source]
-            growth.append(
-                f"{SOURCE_NAMES[source]} {sizes[0]} -> {sizes[-1]} ({b['ratings'] // a['ratings']}x the ratings): "
-                f"wall {b['wall_s'] / a['wall_s']:.1f}x, peak RSS {b['peak_rss_gb'] / a['peak_rss_gb']:.1f}x"
-            )
-    if growth:
-        lines += ["Growth: " + "; ".join(growth) + ".", ""]
-    speedups = [
-        f"{size} {SOURCE_NAMES[source]}: {old[size, source]['wall_s'] / r['wall_s']:.1f}x faster, "
-        f"{old[size, source]['peak_rss_gb'] / r['peak_rss_gb']:.1f}x less memory"
-        for (size, source), r in new.items()
-        if (size, source) in old
-    ]
-    if speedups:
-        lines += ["Against the reader before (same machine, same run): " + "; ".join(speedups) + ".", ""]
-    return lines
 
 
 if __name__ == "__main__":

@@ -2,8 +2,8 @@
 precision `model.dtype: auto` chose. Run once as is and once with the float32-only path forced
 (a CPU without AVX-512 bf16 / AMX):
 
-    python benchmarks/demo_time.py
-    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/demo_time.py
+    python -m benchmarks.demo_time
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python -m benchmarks.demo_time
 
 Results: benchmarks/results/demo-<native|forced-avx2>.json (the backbone is converted before the
 clock starts; the conversion is once per machine).
@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from common import RESULTS, ROOT, RUNS, machine, save_json
+from benchmarks.common import RESULTS, ROOT, RUNS, arguments, machine, save_json
 
 CONFIGS = ["--config", "configs/rec.yaml", "--config", "configs/demo.yaml"]
 
@@ -73,4 +73,5 @@ def main() -> None:
 RUN_DIR: list[str] = []
 
 if __name__ == "__main__":
+    arguments(__doc__).parse_args()  # no options: --help says what it measures
     main()

@@ -4,7 +4,7 @@ its bottom-k items (largest effect towards No), k = 1, 2, 3, and score the short
 mean drop in p(Yes) and the test AUC after each removal, and the cost of explaining against plain
 scoring. Goal (issue 27): removing the top 3 drops p(Yes) at least 3x as much as removing 3 random items.
 
-    python benchmarks/explain_faithfulness.py --config configs/rec.yaml --ckpt benchmarks/runs/movie-256-e8-s0/last.ckpt
+    python -m benchmarks.explain_faithfulness --config configs/rec.yaml --ckpt benchmarks/runs/movie-256-e8-s0/last.ckpt
 
 Any ``--data.*`` option and ``--config`` stack as for ``python -m tallrec_pl prompts``. ``--samples N``
 scores N test samples spread over the split (default: all 1000 of TALLRec's test split).
@@ -19,8 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import RESULTS, auc, machine, save_json
-
+from benchmarks.common import RESULTS, auc, machine, save_json
 from tallrec_pl.cli import data_parser, data_sections
 from tallrec_pl.errors import TallrecError
 
@@ -38,7 +37,7 @@ def parse(argv: list[str]):
     parser.add_argument("--output", default=str(RESULTS / "explain.json"))
     parser.add_argument("--plot", default=str(RESULTS / "explain.png"))
     opts = parser.parse_args(data_sections(argv))
-    return opts, parser.instantiate_classes(opts).data
+    return opts, parser.instantiate(opts).data
 
 
 def load_module(ckpt: str | None, backbone: str | None, dtype: str):
@@ -165,7 +164,7 @@ def main(argv: list[str]) -> None:
                 print(f"{n + 1}/{len(picked)} samples, {time.time() - start:.0f} s", flush=True)
     summary = summarise(results, [int(samples[i].output == "Yes.") for i in picked])
     summary.update(seconds=round(time.time() - start, 1), machine=machine(), ckpt=opts.ckpt, dtype=opts.dtype,
-                   command="python benchmarks/explain_faithfulness.py " + " ".join(argv))
+                   command="python -m benchmarks.explain_faithfulness " + " ".join(argv))
     save_json(Path(opts.output), summary)
     plot(summary, opts.plot)
     print(f"top-3 removal drops p(Yes) by {summary['removals'][2]['mean_drop']:.4f}, random-3 by "

@@ -2,7 +2,7 @@
 # GPU checks, one script, under 10 minutes on one card: the gpu-marked tests (bfloat16 fit step,
 # 8-bit bitsandbytes load and training step, p(Yes) on the GPU equal to the CPU's in float32, the
 # predictions writer under one-GPU DDP), then the scoring and training speed rows of ours against
-# TALLRec's procedures on the GPU (benchmarks/speed.py --device cuda). Writes
+# TALLRec's procedures on the GPU (python -m benchmarks.speed --device cuda). Writes
 # benchmarks/results/gpu_check.log and benchmarks/results/speed-cuda-*.json.
 #   bash benchmarks/gpu_check.sh            # PY=/path/to/python to use another interpreter
 set -euo pipefail
@@ -18,6 +18,6 @@ mkdir -p benchmarks/results
   lscpu | grep -E "Model name"
   timeout 300 "$PY" -m pytest -q -m gpu -rA tests/test_gpu.py
   for dtype in bfloat16 float32; do
-    timeout 270 "$PY" benchmarks/speed.py --device cuda --dtype "$dtype" --n 256 --batch 32 --train_n 256 --passes 3
+    timeout 270 "$PY" -m benchmarks.speed --device cuda --dtype "$dtype" --n 256 --batch 32 --train_n 256 --passes 3
   done
 } 2>&1 | tee "$LOG"

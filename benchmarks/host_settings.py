@@ -5,14 +5,15 @@ oversubscribed, as in a container whose CPU quota is below the CPUs it sees), th
 training step of 2 batches of 8 (forward + backward); sides alternated, 3 rounds after a warm-up,
 medians. Run it once as is and once with the float32-only path forced:
 
-    python benchmarks/host_settings.py
-    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python benchmarks/host_settings.py
+    python -m benchmarks.host_settings
+    ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 python -m benchmarks.host_settings
 
 Results: benchmarks/results/host_settings-<native|forced-avx2>.json.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -21,7 +22,8 @@ import sys
 import time
 
 import torch
-from common import RESULTS, machine, save_json
+
+from benchmarks.common import RESULTS, ROOT, arguments, machine, save_json
 
 SHAPES = {
     "micro-batch (512 x 576 @ 576 x 1536)": (512, 576, 1536),
@@ -64,7 +66,8 @@ def memory_worker(options: str) -> None:
 
 
 def resident_of(options: dict) -> float:
-    proc = subprocess.run([sys.executable, __file__, "--memory", json.dumps(options)], capture_output=True, text=True)
+    cmd = [sys.executable, "-m", "benchmarks.host_settings", "--memory", json.dumps(options)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESIDENT_MB")), None)
     if line is None:
         raise SystemExit(f"memory worker failed: {proc.stderr[-2000:]}")
@@ -155,7 +158,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--memory":
-        memory_worker(sys.argv[2])
+    parser = arguments(__doc__)
+    parser.add_argument("--memory", metavar="OPTIONS", help=argparse.SUPPRESS)  # the worker of resident_of
+    opts = parser.parse_args()
+    if opts.memory:
+        memory_worker(opts.memory)
     else:
         main()

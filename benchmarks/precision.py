@@ -1,19 +1,18 @@
 """How far bfloat16 p(Yes) is from float32 on our side, adapter merged and unmerged.
 
-    python benchmarks/precision.py --adapter benchmarks/runs/<run>/best-*.ckpt [--n 64]
+    python -m benchmarks.precision --adapter benchmarks/runs/<run>/best-*.ckpt [--n 64]
 """
 
 from __future__ import annotations
 
-import argparse
-
-import procedures
 import torch
-from common import RESULTS, save_json
+
+from benchmarks import procedures
+from benchmarks.common import RESULTS, arguments, save_json
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = arguments(__doc__)
     parser.add_argument("--adapter", required=True)
     parser.add_argument("--n", type=int, default=64)
     args = parser.parse_args()

@@ -5,14 +5,12 @@ prefix, the group's prefix computed once), and with an ideal prefix tree (every 
 split computed once, the most any key/value reuse across prompts can save). Tokeniser only, no
 model is run.
 
-    python benchmarks/prefix_reuse.py          # writes results/prefix_reuse.json
+    python -m benchmarks.prefix_reuse          # writes results/prefix_reuse.json
 """
 
 from __future__ import annotations
 
-import argparse
-
-from common import RESULTS, save_json
+from benchmarks.common import RESULTS, arguments, save_json
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -65,11 +63,10 @@ def count(prompts: list[list[int]], batch: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = arguments(__doc__)
     parser.add_argument("--batch", type=int, default=32, help="scoring batch (speed.py's default)")
     opts = parser.parse_args()
-    from procedures import test_samples
-
+    from benchmarks.procedures import test_samples
     from tallrec_pl.data.encode import encode_samples
     from tallrec_pl.model.backbone import load_tokenizer
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import resource
 import time
 
-from common import RESULTS
+from benchmarks.common import RESULTS
 
 
 def peak_rss_mb() -> float:

@@ -2,22 +2,21 @@
 same module, prompts and batches as speed.py's scoring row. Also the bound that follows: the
 speed-up over the current pass if every non-matmul operator took no time at all.
 
-    python benchmarks/profile_scoring.py --adapter checkpoints/rec/best-*.ckpt   # results/profile_scoring.json
+    python -m benchmarks.profile_scoring --adapter checkpoints/rec/best-*.ckpt   # results/profile_scoring.json
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from common import RESULTS, save_json
-from procedures import our_scorer
+from benchmarks.common import RESULTS, arguments, save_json
+from benchmarks.procedures import our_scorer
 
 GROUPS = {"matmul": ("aten::mm", "aten::bmm", "aten::addmm"), "attention": ("aten::_scaled_dot_product",)}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = arguments(__doc__)
     parser.add_argument("--adapter", help="a rec-tuned Lightning checkpoint (merged, as test / predict do)")
     parser.add_argument("--dtype", default="bfloat16")
     parser.add_argument("--n", type=int, default=128, help="test prompts scored (speed.py's table: 128)")

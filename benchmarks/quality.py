@@ -4,19 +4,18 @@ books; and TALLRec's two stages: one Alpaca stage-1 adapter (scored alone, like 
 Alpaca-LoRA row), then 256-shot rec-tuning from it (seeds 0, 1, 2). Resumable: a finished run's
 result file is read back, not redone.
 
-    python benchmarks/quality.py            # all runs, then docs/BENCHMARKS.md quality section
-    python benchmarks/quality.py --only 16  # one shot size
-    python benchmarks/quality.py --only 16 --variant inputs  # a sweep setting (VARIANTS) at one shot size
+    python -m benchmarks.quality            # all runs, then docs/BENCHMARKS.md quality section
+    python -m benchmarks.quality --only 16  # one shot size
+    python -m benchmarks.quality --only 16 --variant inputs  # a sweep setting (VARIANTS) at one shot size
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import statistics
 
-from common import RESULTS, ROOT, RUNS, SHARED, Progress, auc, cli, read_predictions, save_json
+from benchmarks.common import RESULTS, ROOT, RUNS, SHARED, Progress, arguments, auc, cli, read_predictions, save_json
 
 CONFIG = "configs/rec.yaml"
 # 2-core CPU budget (TALLRec trains up to 200 epochs with early stopping): epochs per shot size
@@ -193,7 +192,7 @@ def cross_domain(best: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = arguments(__doc__)
     parser.add_argument("--only", type=int, help="run one shot size only (0 zero-shot, -1 full)")
     parser.add_argument("--variant", choices=sorted(VARIANTS), help="a sweep setting: its seeds at --only shots")
     parser.add_argument("--seeds", type=int, nargs="*", default=list(SEEDS))

@@ -2,8 +2,8 @@
 (implicit) on the same candidate groups, per slice (history length 0 / 1-4 / 5+, true item seen
 / unseen in training), and the shared-prefix speed-up at 20 candidates.
 
-    python benchmarks/ranking.py --adapter benchmarks/runs/movie-256-e2-s0/best-*.ckpt --groups 100
-    python benchmarks/ranking.py --groups 500 --row "LLM rank-tuned" --ckpt <.ckpt> [--args="--model.x=..."]
+    python -m benchmarks.ranking --adapter benchmarks/runs/movie-256-e2-s0/best-*.ckpt --groups 100
+    python -m benchmarks.ranking --groups 500 --row "LLM rank-tuned" --ckpt <.ckpt> [--args="--model.x=..."]
 
 Results: benchmarks/results/ranking.json (100 groups) or ranking-<groups>.json; rows already there are kept.
 
@@ -14,13 +14,11 @@ with its true next item and 19 sampled items the user never rated (seed 0).
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from collections import Counter
 
-from common import RESULTS, RUNS, cli, save_json
-
+from benchmarks.common import RESULTS, RUNS, arguments, cli, save_json
 from tallrec_pl.data.datamodule import RankDataModule
 
 RANK = {"negatives": 19, "seed": 0, "shots": 256, "min_history": 0, "profile_below": 5,  # as configs/rank.yaml
@@ -128,7 +126,7 @@ def prefix_speed(groups: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = arguments(__doc__)
     parser.add_argument("--adapter", help="a rec-tuned movie checkpoint")
     parser.add_argument("--groups", type=int, default=100)
     parser.add_argument("--speed_groups", type=int, default=10)

@@ -1,9 +1,9 @@
 """Two-stage ranking: the SASRec retriever alone, the LLM reranking its top 20, and a fusion of the two
 chosen on the valid split, over the whole catalogue and on the 20-sampled protocol, per seed.
 
-    python benchmarks/rerank.py --seeds 0 1 2          # resumable: finished stages of a seed are skipped
-    python benchmarks/rerank.py --seeds 0 --groups 500 --valid_groups 200
-    python benchmarks/rerank.py --seeds 0 --variant text --args="--model.item_embeddings=null"   # another LLM setting
+    python -m benchmarks.rerank --seeds 0 1 2          # resumable: finished stages of a seed are skipped
+    python -m benchmarks.rerank --seeds 0 --groups 500 --valid_groups 200
+    python -m benchmarks.rerank --seeds 0 --variant text --args="--model.item_embeddings=null"   # another LLM setting
 
 Per seed S (benchmarks/runs/rerank/sS/): `python -m tallrec_pl retriever` (configs/rank.yaml, seed S, which
 also writes SASRec's item vectors), `fit` of configs/rank.yaml + configs/rerank.yaml (data and model seed S:
@@ -15,14 +15,13 @@ Results: benchmarks/results/rerank.json; CPU seconds of each stage (its process 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import resource
 import time
 
-from common import RESULTS, RUNS, cli, machine, save_json
-from ranking import RANK, evaluate
+from benchmarks.common import RESULTS, RUNS, arguments, cli, machine, save_json
+from benchmarks.ranking import RANK, evaluate
 
 OUT = RESULTS / "rerank.json"
 BASE = ["--config", "configs/rank.yaml", "--config", "configs/rerank.yaml", "--trainer.enable_progress_bar=false"]
@@ -144,7 +143,7 @@ def score_seed(seed: int, groups: int, valid_groups: int, variant: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = arguments(__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--groups", type=int, default=500)
     parser.add_argument("--valid_groups", type=int, default=200)

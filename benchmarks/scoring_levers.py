@@ -15,18 +15,17 @@ ratio together:
 Random inputs at the real shapes (only the tokenizer is loaded, for the shapes); sides alternate,
 medians over rounds.
 
-    python benchmarks/scoring_levers.py     # results/scoring_levers.json (needs profile_scoring.json
+    python -m benchmarks.scoring_levers     # results/scoring_levers.json (needs profile_scoring.json
                                             # and prefix_reuse.json for the projection)
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
 
-from common import RESULTS, save_json
+from benchmarks.common import RESULTS, arguments, save_json
 
 # the embedded backbone (SmolLM2-135M): hidden 576, 9 query / 3 key-value heads of 64, MLP 1536
 HIDDEN, HEADS, KV_HEADS, HEAD_DIM, FFN = 576, 9, 3, 64, 1536
@@ -34,8 +33,7 @@ HIDDEN, HEADS, KV_HEADS, HEAD_DIM, FFN = 576, 9, 3, 64, 1536
 
 def batch_shape(n: int, batch: int) -> dict:
     """Rows, reused prefix and padded width of the first scoring batch speed.py times."""
-    from procedures import scoring_batches, test_samples
-
+    from benchmarks.procedures import scoring_batches, test_samples
     from tallrec_pl.model.backbone import load_tokenizer
     from tallrec_pl.model.scoring import reused_prefix_len
 
@@ -206,7 +204,7 @@ def projection(ms: dict) -> dict | None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = arguments(__doc__)
     parser.add_argument("--n", type=int, default=128, help="speed.py's scoring prompts")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)

@@ -1,6 +1,6 @@
 """Serving under load: real concurrent HTTP clients against a real ``python -m tallrec_pl serve``.
 
-    python benchmarks/serve_load.py --adapter <rec-tuned .ckpt>      # ~15 minutes on 2 cores
+    python -m benchmarks.serve_load --adapter <rec-tuned .ckpt>      # ~15 minutes on 2 cores
 
 In one run: (1) the offline ``predict`` throughput (Lightning's Trainer.predict, one ranking
 group per batch as configs/rank.yaml runs it) on the requests' prompts; (2) a server started as
@@ -12,7 +12,6 @@ protocol: the true next item plus unrated ones). Writes benchmarks/results/serve
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
@@ -24,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import RESULTS, ROOT, RUNS, machine, save_json
+from benchmarks.common import RESULTS, ROOT, RUNS, arguments, machine, save_json
 
 CLIENTS = (1, 4, 16)
 CANDIDATES = (1, 20, 100)
@@ -226,7 +225,7 @@ def soak_bodies(n: int = 200) -> list[dict]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = arguments(__doc__)
     ap.add_argument("--adapter", help="rec-tuned .ckpt (served with --ckpt_path) or PEFT folder (--model.init_adapter)")
     ap.add_argument("--dtype", default="bfloat16")
     ap.add_argument("--max_batch_size", type=int, default=8)
@@ -235,7 +234,7 @@ def main() -> None:
     args = ap.parse_args()
     os.chdir(ROOT)
     result = {
-        "command": "python benchmarks/serve_load.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.serve_load " + " ".join(sys.argv[1:]),
         "dtype": args.dtype,
         "adapter": args.adapter,
         "max_batch_size": args.max_batch_size,

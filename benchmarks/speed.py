@@ -4,7 +4,7 @@ RSS is its own), measured in one run of this script. Scoring passes alternate be
 processes (a warm-up pass each, then ``--passes`` rounds), so drift in the machine's speed hits
 both sides alike; the speed-up is the median of the per-round ratios.
 
-    python benchmarks/speed.py --adapter checkpoints/rec/best-*.ckpt   # writes results/speed.json
+    python -m benchmarks.speed --adapter checkpoints/rec/best-*.ckpt   # writes results/speed.json
 
 Scoring: the first N TALLRec movie test prompts. TALLRec's procedure: left padding, batches
 of 32 in file order, ``generate(max_new_tokens=128, output_scores=True)``, p(Yes) from the
@@ -15,13 +15,12 @@ whole sequence (full logits), ``DataCollatorForSeq2Seq``; ours: the Lightning fi
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
 
-from common import RESULTS, ROOT, machine, save_json
-from procedures import PER_TOKEN, WORKERS, peak_rss_mb
+from benchmarks.common import RESULTS, ROOT, arguments, machine, save_json
+from benchmarks.procedures import PER_TOKEN, WORKERS, peak_rss_mb
 
 
 def child(args) -> None:
@@ -103,7 +102,8 @@ def _expect(proc, prefix: str, what: str) -> str:
 def _cmd(worker: str, args, adapter: str | None, ref_attn: str) -> list[str]:
     return [
         sys.executable,
-        __file__,
+        "-m",
+        "benchmarks.speed",
         "--worker",
         worker,
         "--dtype",
@@ -133,7 +133,7 @@ def spawn(worker: str, args, adapter: str | None) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = arguments(__doc__)
     parser.add_argument("--worker")
     parser.add_argument(
         "--adapter", help="a rec-tuned Lightning checkpoint (the adapter used for the tuned scoring row)"

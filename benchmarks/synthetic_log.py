@@ -3,7 +3,7 @@
 About N/150 users (each with at least 20 ratings, mean about 150), about N/700 items with Zipf
 popularity, half-star ratings, rows sorted by user then item as in MovieLens' ratings.csv:
 
-    python benchmarks/synthetic_log.py 20000000 /tmp/data_scale/20M
+    python -m benchmarks.synthetic_log 20000000 /tmp/data_scale/20M
 
 writes ``ratings.csv`` (userId,movieId,rating,timestamp), ``movies.csv`` (movieId,title),
 ``ratings.parquet`` (one file, a row group per chunk) and ``parts/`` (Parquet part files and an
@@ -12,7 +12,6 @@ empty ``_SUCCESS``, as Spark writes them). Seeded: the same N gives the same byt
 
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
@@ -20,6 +19,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+
+from benchmarks.common import arguments
 
 CHUNK_USERS = 7_000  # about 1M ratings a chunk (and a part file)
 RATINGS = np.arange(1, 11) / 2  # 0.5 .. 5.0
@@ -93,7 +94,7 @@ def write(n: int, folder: Path, seed: int = 0) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = arguments(__doc__)
     parser.add_argument("n", type=int, help="ratings")
     parser.add_argument("folder", type=Path)
     parser.add_argument("--seed", type=int, default=0)

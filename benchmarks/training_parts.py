@@ -2,7 +2,7 @@
 process (4 batches of 8 forward + backward, sides alternated, 3 rounds after a warm-up;
 medians), and how many bytes autograd keeps for one batch.
 
-    python benchmarks/training_parts.py
+    python -m benchmarks.training_parts
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import statistics
 import time
 
 import torch
-from common import RESULTS, save_json
+
+from benchmarks.common import RESULTS, arguments, save_json
 
 
 def main() -> None:
@@ -82,4 +83,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    arguments(__doc__).parse_args()  # no options: --help says what it measures
     main()

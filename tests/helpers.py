@@ -146,6 +146,28 @@ def randomize_lora_b(module) -> None:
                 p.normal_(0, 0.5)
 
 
+def tiny_data(cls, path: Path, backbone: str | None = None, **options):
+    """``cls`` (RecDataModule or a subclass) over the tiny log at ``path``: a 4-item history, a 60/20/20 split
+    and no cache unless ``options`` say otherwise; ``backbone`` gives its tokenizer. The tests build their
+    data modules here, so a change in the data module's options is made once."""
+    tiny = {"history_len": 4, "split_sizes": [0.6, 0.2, 0.2], "cache_dir": None}
+    if backbone is not None:
+        tiny["tokenizer"] = backbone
+    return cls(path=str(path), **{**tiny, **options})
+
+
+def scoring_model(backbone: str):
+    """The tiny model in eval mode with a LoRA adapter that matters (B drawn from the global RNG), float32:
+    the tolerances of the scoring tests are float32 ones."""
+    from tallrec_pl.model.module import TALLRecModule
+
+    module = TALLRecModule(backbone=backbone, dtype="float32")
+    module.configure_model()
+    randomize_lora_b(module)
+    module.eval()
+    return module
+
+
 def random_adapter(tiny_backbone: str, folder: Path, seed: int) -> str:
     """A PEFT adapter folder for the tiny backbone whose LoRA B is drawn with ``seed`` (so it matters)."""
     from tallrec_pl.model.lora import export_adapter

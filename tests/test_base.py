@@ -6,6 +6,7 @@ from __future__ import annotations
 import warnings
 
 import pytest
+from helpers import tiny_data
 
 from tallrec_pl.data.datamodule import RankDataModule, RecDataModule
 from tallrec_pl.data.encode import IGNORE
@@ -13,14 +14,7 @@ from tallrec_pl.errors import TallrecError
 
 
 def test_datamodule_batches_and_order(tiny_backbone, ml100k, tmp_path):
-    dm = RecDataModule(
-        path=str(ml100k),
-        tokenizer=tiny_backbone,
-        history_len=4,
-        split_sizes=[0.6, 0.2, 0.2],
-        eval_batch_size=4,
-        cache_dir=str(tmp_path / "cache"),
-    )
+    dm = tiny_data(RecDataModule, ml100k, tiny_backbone, eval_batch_size=4, cache_dir=str(tmp_path / "cache"))
     dm.setup()
     seen = []
     for batch in dm.val_dataloader():
@@ -44,17 +38,8 @@ def test_datamodule_batches_and_order(tiny_backbone, ml100k, tmp_path):
 
 
 def test_val_limit_spreads_over_the_split(tiny_backbone, ml100k):
-    full = RecDataModule(
-        path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], cache_dir=None
-    )
-    part = RecDataModule(
-        path=str(ml100k),
-        tokenizer=tiny_backbone,
-        history_len=4,
-        split_sizes=[0.6, 0.2, 0.2],
-        cache_dir=None,
-        val_limit=5,
-    )
+    full = tiny_data(RecDataModule, ml100k, tiny_backbone)
+    part = tiny_data(RecDataModule, ml100k, tiny_backbone, val_limit=5)
     full.setup()
     part.setup()
     n = len(full.encoded["valid"])
@@ -65,14 +50,7 @@ def test_val_limit_spreads_over_the_split(tiny_backbone, ml100k):
 
 def test_one_class_split_is_warned_about(tiny_backbone, ml100k):
     def warned(threshold: float) -> list[str]:
-        dm = RecDataModule(
-            path=str(ml100k),
-            tokenizer=tiny_backbone,
-            history_len=4,
-            split_sizes=[0.6, 0.2, 0.2],
-            like_threshold=threshold,
-            cache_dir=None,
-        )
+        dm = tiny_data(RecDataModule, ml100k, tiny_backbone, like_threshold=threshold)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             dm.setup()

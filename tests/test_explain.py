@@ -247,14 +247,10 @@ def test_served_explanations_equal_brute_force(rec, tiny_backbone, ml100k):
 # --- benchmarks/explain_faithfulness.py ---------------------------------------------------------
 
 
-def test_faithfulness_benchmark_runs_on_a_tiny_model(tiny_backbone, ml100k, tmp_path, monkeypatch):
+def test_faithfulness_benchmark_runs_on_a_tiny_model(tiny_backbone, ml100k, tmp_path):
     import json
-    import sys
 
-    from helpers import ROOT
-
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    import explain_faithfulness as bench
+    from benchmarks import explain_faithfulness as bench
 
     out = tmp_path / "explain.json"
     bench.main(["--backbone", tiny_backbone, f"--data.init_args.path={ml100k}", "--data.init_args.history_len=4",
@@ -276,7 +272,6 @@ def test_faithfulness_benchmark_runs_on_a_tiny_model(tiny_backbone, ml100k, tmp_
     assert abs(drops[("top", 1)] - sum(max(e) for e in effects) / 4) < 1e-6
     assert abs(drops[("bottom", 1)] - sum(min(e) for e in effects) / 4) < 1e-6
     assert drops[("top", 1)] > drops[("bottom", 1)]
-    del sys.modules["explain_faithfulness"]
 
 
 def test_the_model_worker_answers_explained_and_plain_requests_together(rec, tiny_backbone, ml100k):

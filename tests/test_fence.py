@@ -20,7 +20,7 @@ def test_changed_shape_is_one_line_naming_package_versions_and_way_around():
 
 def test_every_fenced_package_is_at_its_tested_minor_release():
     """Fails when the environment moves past the versions the fences were written against: rerun
-    the suite there, then raise TESTED and setup.cfg's upper bounds together."""
+    the suite there, then raise TESTED and pyproject.toml's upper bounds together."""
     from importlib.metadata import version
 
     from packaging.version import Version

@@ -12,7 +12,7 @@ import lightning as L
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import run_args, write_ml100k
+from helpers import run_args, tiny_data, write_ml100k
 
 from tallrec_pl.cli import main
 from tallrec_pl.data.datamodule import RecDataModule
@@ -117,15 +117,7 @@ def test_merged_adapter_scores_equal_unmerged_and_weights_come_back_exactly(setu
 
 def test_validation_merges_and_training_resumes_on_original_weights(tiny_backbone, tmp_path):
     ml = write_ml100k(tmp_path / "ml")
-    dm = RecDataModule(
-        path=str(ml),
-        tokenizer=tiny_backbone,
-        history_len=4,
-        split_sizes=[0.6, 0.2, 0.2],
-        batch_size=4,
-        eval_batch_size=4,
-        cache_dir=None,
-    )
+    dm = tiny_data(RecDataModule, ml, tiny_backbone, batch_size=4, eval_batch_size=4)
     module = TALLRecModule(backbone=tiny_backbone, dtype="float32", warmup_steps=0)
     seen = {"val": [], "train": []}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import shared_file
+from helpers import shared_file, tiny_data
 
 from tallrec_pl.data.datamodule import RecDataModule
 from tallrec_pl.data.prompts import json_sample
@@ -32,9 +32,9 @@ def test_profile_line_for_short_histories_only(ml100k):
         assert has == (s.meta["hist_len"] < 2)
         back = json_sample(s.to_json())  # the prompts file parses back, profile and lists intact
         assert back.profile == s.profile and back.render_input() == s.render_input() and back.history is not None
-    templated = RecDataModule(
-        path=str(ml100k),
-        history_len=4,
+    templated = tiny_data(
+        RecDataModule,
+        ml100k,
         min_history=0,
         profile_below=1,
         profile_template="{age}-year-old {occupation}",
@@ -45,13 +45,6 @@ def test_profile_line_for_short_histories_only(ml100k):
 
 
 def test_profile_template_with_unknown_field_says_which(ml100k):
-    dm = RecDataModule(
-        path=str(ml100k),
-        history_len=4,
-        min_history=0,
-        profile_below=2,
-        profile_template="{zip}",
-        split_sizes=[0.6, 0.2, 0.2],
-    )
+    dm = tiny_data(RecDataModule, ml100k, min_history=0, profile_below=2, profile_template="{zip}")
     with pytest.raises(TallrecError, match="profile_template.*'zip'.*use only age, gender, occupation"):
         dm.build_samples()

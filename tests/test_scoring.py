@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import torch
-from helpers import randomize_lora_b
+from helpers import scoring_model, tiny_data
 
 from tallrec_pl.data.datamodule import RankDataModule
-from tallrec_pl.model.module import TALLRecModule
 
 
 def test_shared_prefix_equals_independent_forward(setup):
@@ -52,19 +51,9 @@ def test_short_shared_prefix_is_not_reused():
 
 
 def test_shared_prefix_scores_equal_independent_scores(tiny_backbone, ml100k):
-    dm = RankDataModule(
-        path=str(ml100k),
-        tokenizer=tiny_backbone,
-        history_len=4,
-        split_sizes=[0.6, 0.2, 0.2],
-        negatives=3,
-        cache_dir=None,
-    )
+    dm = tiny_data(RankDataModule, ml100k, tiny_backbone, negatives=3)
     dm.setup()
-    module = TALLRecModule(backbone=tiny_backbone, dtype="float32")  # the tolerances below are float32 ones
-    module.configure_model()
-    randomize_lora_b(module)
-    module.eval()
+    module = scoring_model(tiny_backbone)
     batch = next(iter(dm.test_dataloader()))
     assert batch["group"].unique().numel() == 1 and len(batch["group"]) == 4
     from tallrec_pl.model.scoring import shared_prefix_len

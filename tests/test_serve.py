@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from helpers import tiny_data
 
 from tallrec_pl.cli import main
 from tallrec_pl.data.datamodule import RankDataModule
@@ -34,16 +35,7 @@ DATA = [
 
 
 def rank_module(ml100k: Path, tiny_backbone: str, negatives: int = 3) -> RankDataModule:
-    return RankDataModule(
-        path=str(ml100k),
-        tokenizer=tiny_backbone,
-        history_len=4,
-        split_sizes=[0.6, 0.2, 0.2],
-        negatives=negatives,
-        cache_dir=None,
-        profile_below=3,
-        min_history=0,
-    )
+    return tiny_data(RankDataModule, ml100k, tiny_backbone, negatives=negatives, profile_below=3, min_history=0)
 
 
 def requests_of(dm: RankDataModule, user_fields: dict) -> list[dict]:

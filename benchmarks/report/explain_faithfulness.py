@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
-from common import RESULTS, machine_text
+from benchmarks.report.common import NOT_MEASURED, load, machine_text
 
 
 def section() -> list[str]:
-    path = RESULTS / "explain.json"
+    r = load("explain.json")
     head = ["## Why this recommendation: faithfulness of the evidence", ""]
-    if not path.exists():
-        return head + ["Not measured yet.", ""]
-    r = json.loads(path.read_text())
+    if not r:
+        return head + NOT_MEASURED
     ratio = r.get("top3_over_random3")
     lines = head + [
         f"Machine: {machine_text(r.get('machine'))}; model.dtype {r.get('dtype')}.",

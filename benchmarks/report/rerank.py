@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import statistics
 
-from common import RESULTS, machine_text
+from benchmarks.report.common import NOT_MEASURED, load, machine_text
+from benchmarks.report.ranking import SLICES
 
-SLICES = {"hist_0": "history 0", "hist_1-4": "history 1-4", "hist_5+": "history 5+", "item_seen": "item seen",
-          "item_unseen": "item unseen"}
 METRICS = ("hr@1", "hr@5", "hr@10", "ndcg@5", "ndcg@10", "mrr")
 
 
@@ -48,14 +46,13 @@ def slice_table(seeds: dict) -> list[str]:
 
 
 def section() -> list[str]:
-    path = RESULTS / "rerank.json"
+    r = load("rerank.json")
     head = ["## Two-stage ranking over the whole catalogue: SASRec retrieves 20, the LLM reranks", ""]
-    if not path.exists():
-        return head + ["Not measured yet.", ""]
-    r = json.loads(path.read_text())
+    if not r:
+        return head + NOT_MEASURED
     seeds = {s: e for s, e in sorted(r.get("seeds", {}).items()) if "full" in e}
     if not seeds:
-        return head + ["The shipped config is not measured yet.", ""] + variants_section()
+        return head + ["The shipped config is not measured yet.", ""] + variants(r)
     first = next(iter(seeds.values()))
     p = r["protocol"]
     ratio = [rows(e, "full")["fusion"]["ndcg@10"] / rows(e, "full")["SASRec retriever alone"]["ndcg@10"]
@@ -66,7 +63,7 @@ def section() -> list[str]:
     lines = head + [
         f"Machine: {machine_text(first.get('machine'))}.",
         "",
-        f"Command: `python benchmarks/rerank.py --seeds {' '.join(seeds)} --groups {p['groups']} --valid_groups "
+        f"Command: `python -m benchmarks.rerank --seeds {' '.join(seeds)} --groups {p['groups']} --valid_groups "
         f"{p['valid_groups']}` (configs/rank.yaml + configs/rerank.yaml; seeds {', '.join(seeds)}: mean ± standard "
         "deviation over them). Per seed: the SASRec retriever (`python -m tallrec_pl retriever`, RecBole's model "
         "class, train split only) and the LLM (256 liked train windows, each with 2 hard negatives from the "
@@ -102,13 +99,11 @@ def section() -> list[str]:
         + "; ".join(f"seed {s}: " + ", ".join(f"{k} {v}" for k, v in c.items()) for s, c in cpu.items()) + ".",
         "",
     ]
-    return lines + variants_section()
+    return lines + variants(r)
 
 
-def variants_section() -> list[str]:
-    """Other LLM settings tried on some seeds (benchmarks/rerank.py --variant NAME --args ...)."""
-    path = RESULTS / "rerank.json"
-    r = json.loads(path.read_text()) if path.exists() else {}
+def variants(r: dict) -> list[str]:
+    """Other LLM settings tried on some seeds (python -m benchmarks.rerank --variant NAME --args ...)."""
     if not r.get("variants"):
         return []
     lines = ["Other settings of the LLM, same protocol (NDCG@10; whole catalogue / sampled-20):", "",
