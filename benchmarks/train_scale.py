@@ -7,13 +7,13 @@ log's default 8,000-sample split (TALLRec's keep_last 10,000), float32, the embe
 
 Each run is ``python -m tallrec_pl fit`` in its own process, timed by a callback (``StepClock``) that
 notes the wall time at each training batch; peak RSS is the process's own (``wait4``). Logs are
-made by ``benchmarks/synthetic_log.py`` (kept in --data between runs). Resumable: finished rows are
-kept in the output file and skipped.
+made by ``python -m benchmarks.synthetic_log`` (kept in --data between runs). Then configs/rec.yaml (256 shots)
+runs --pairs times with data.tokenize ahead and on_load, alternated: the same samples, tokenized in memory or as
+the loader asks. Resumable: finished rows are kept in the output file and skipped. About 20 minutes on 2 cores.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -23,12 +23,8 @@ from pathlib import Path
 
 import lightning as L
 
-try:
-    from benchmarks.common import machine
-except ImportError:  # run as a script: python benchmarks/train_scale.py
-    from common import machine
+from benchmarks.common import RESULTS, ROOT, arguments, machine, save_json
 
-ROOT = Path(__file__).resolve().parents[1]
 STEPS = 20
 
 
@@ -94,10 +90,10 @@ def train_samples(log: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = arguments(__doc__)
     p.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 5_000_000, 20_000_000])
     p.add_argument("--data", default="/tmp/train_scale", help="where the synthetic logs are written and kept")
-    p.add_argument("--output", default=str(ROOT / "benchmarks/results/train_scale.json"))
+    p.add_argument("--output", default=str(RESULTS / "train_scale.json"))
     p.add_argument("--steps", type=int, default=STEPS)
     p.add_argument("--pairs", type=int, default=2, help="ahead / on_load runs of configs/rec.yaml, alternated")
     a = p.parse_args(argv)
@@ -114,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         if n:
             data = Path(a.data) / str(n)
             if not (data / ".done").exists():
-                subprocess.run([sys.executable, str(ROOT / "benchmarks/synthetic_log.py"), str(n), str(data)],
+                subprocess.run([sys.executable, "-m", "benchmarks.synthetic_log", str(n), str(data)], cwd=ROOT,
                                check=True)
             args = fit_args(data, split == "full", a.steps)
         else:  # the 256-shot config of ML-100K, tokenized ahead or on load: the same samples
@@ -125,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
         rows.append({"ratings": n, "split": split, **measure(args, work, a.steps),
                      "train_samples": train_samples(work / "fit.log")})
         print(json.dumps(rows[-1]), flush=True)
-        out.write_text(json.dumps({"machine": machine(), "steps": a.steps, "rows": rows}, indent=1) + "\n")
+        save_json(out, {"machine": machine(), "steps": a.steps, "command": "python -m benchmarks.train_scale",
+                        "rows": rows})
 
 if __name__ == "__main__":
     main()

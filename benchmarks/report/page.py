@@ -18,6 +18,7 @@ from benchmarks.report import (
     scoring_levers,
     serve_load,
     speed,
+    train_scale,
 )
 
 INTRO = [
@@ -62,6 +63,7 @@ def page(draw: bool) -> str:
         + explain_faithfulness.section()
         + data_build.section()
         + data_scale.section()
+        + train_scale.section()
         + prose("NOTES.md")
     )
     return "\n".join(lines).rstrip() + "\n"
