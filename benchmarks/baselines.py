@@ -109,12 +109,14 @@ class Catalogue:
         seq = torch.zeros(len(samples), HISTORY_LEN, dtype=torch.long)
         for row, s in enumerate(samples):
             hist = [self.item_id[i] for i in s.meta["history"]][-HISTORY_LEN:]
-            seq[row, :len(hist)] = torch.tensor(hist, dtype=torch.long)
-        return {"item_id_list": seq,
-                "item_length": torch.tensor([max(1, min(HISTORY_LEN, len(s.meta["history"]))) for s in samples]),
-                "user_id": torch.tensor([self.user_id.get(s.meta["user"], 0) for s in samples]),
-                "item_id": torch.tensor([self.item_id[s.meta["item"]] for s in samples]),
-                "label": torch.tensor([float(s.output == "Yes.") for s in samples])}
+            seq[row, : len(hist)] = torch.tensor(hist, dtype=torch.long)
+        return {
+            "item_id_list": seq,
+            "item_length": torch.tensor([max(1, min(HISTORY_LEN, len(s.meta["history"]))) for s in samples]),
+            "user_id": torch.tensor([self.user_id.get(s.meta["user"], 0) for s in samples]),
+            "item_id": torch.tensor([self.item_id[s.meta["item"]] for s in samples]),
+            "label": torch.tensor([float(s.output == "Yes.") for s in samples]),
+        }
 
 
 def recbole_config(model: str) -> dict:
@@ -151,8 +153,13 @@ def regulariser(model):
     """The extra terms of the model's own ``calculate_loss`` (Caser's L2), for the like objective."""
     if type(model).__name__ != "Caser":
         return 0.0
-    weights = [model.user_embedding.weight, model.item_embedding.weight, model.conv_v.weight, model.fc1.weight,
-               model.fc2.weight]
+    weights = [
+        model.user_embedding.weight,
+        model.item_embedding.weight,
+        model.conv_v.weight,
+        model.fc1.weight,
+        model.fc2.weight,
+    ]
     return model.reg_weight * model.reg_loss(weights) + model.reg_loss_conv_h()
 
 
@@ -176,7 +183,7 @@ def scores(model, tensors: dict, softmax: bool = False) -> list[float]:
     out = []
     with torch.inference_mode():
         for i in range(0, len(tensors["label"]), 1024):
-            inter = Interaction({k: v[i:i + 1024] for k, v in tensors.items()})
+            inter = Interaction({k: v[i : i + 1024] for k, v in tensors.items()})
             if softmax:
                 logp = torch.log_softmax(model.full_sort_predict(inter), dim=-1)
                 out.append(logp.gather(1, inter["item_id"][:, None])[:, 0])
@@ -208,7 +215,7 @@ def train(run: Run, model, train_t: dict, valid_t: dict) -> dict:
         model.train()
         order = torch.randperm(n, generator=gen)
         for i in range(0, n, bs):
-            idx = order[i:i + bs]
+            idx = order[i : i + bs]
             opt.zero_grad()
             loss(model, {k: v[idx] for k, v in train_t.items()}, run.objective).backward()
             opt.step()
@@ -231,10 +238,14 @@ def measure(run: Run) -> dict:
     catalogue = Catalogue(items, sorted({s.meta["user"] for s in splits["train"]}))
     train_t, valid_t, test_t = (catalogue.tensors(splits[k]) for k in ("train", "valid", "test"))
     model = build_model(run.model, catalogue, run.seed)
-    result = {"name": run.name, **run.__dict__, "train_samples": len(splits["train"]),
-              "config": TRAIN | {"max_epochs": MAX_EPOCHS},
-              "parameters": sum(p.numel() for p in model.parameters()),
-              "test_users_trained": float((test_t["user_id"] > 0).float().mean())}  # the rest get Caser's [PAD] user
+    result = {
+        "name": run.name,
+        **run.__dict__,
+        "train_samples": len(splits["train"]),
+        "config": TRAIN | {"max_epochs": MAX_EPOCHS},
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "test_users_trained": float((test_t["user_id"] > 0).float().mean()),
+    }  # the rest get Caser's [PAD] user
     result.update(train(run, model, train_t, valid_t))
     test_scores = scores(model, test_t)
     if run.data == "rec":
@@ -271,10 +282,16 @@ def main() -> None:
             continue
         result = measure(run)
         save_json(path, result)
-        figure = (f"test AUC {result['test_auc']:.4f}" if "test_auc" in result
-                  else f"NDCG@10 {result['ranking']['ndcg@10']:.3f}")
-        print(f"[{k}/{len(runs)}] {run.name}: {figure}, best epoch {result['best_epoch']} of {result['epochs_run']}, "
-              f"{result['cpu_seconds']:.0f} CPU s", flush=True)
+        figure = (
+            f"test AUC {result['test_auc']:.4f}"
+            if "test_auc" in result
+            else f"NDCG@10 {result['ranking']['ndcg@10']:.3f}"
+        )
+        print(
+            f"[{k}/{len(runs)}] {run.name}: {figure}, best epoch {result['best_epoch']} of {result['epochs_run']}, "
+            f"{result['cpu_seconds']:.0f} CPU s",
+            flush=True,
+        )
     print(json.dumps({"finished": sum((OUT / f"{r.name}.json").exists() for r in runs), "runs": len(runs)}))
 
 

@@ -1,6 +1,6 @@
 """How long building every TALLRec split from the 100,000-rating MovieLens log takes.
 
-    python -m benchmarks.data_build    # writes benchmarks/results/data_build.json
+python -m benchmarks.data_build    # writes benchmarks/results/data_build.json
 """
 
 from __future__ import annotations

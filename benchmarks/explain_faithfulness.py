@@ -50,8 +50,12 @@ def load_module(ckpt: str | None, backbone: str | None, dtype: str):
     if ckpt and "state_dict" not in state:
         raise TallrecError(f"{ckpt} is not a Lightning checkpoint", "pass a .ckpt written by tallrec_pl")
     lora = LoraOptions(**hp["lora"]) if hp.get("lora") else LoraOptions()
-    module = TALLRecModule(backbone=backbone or hp.get("backbone", "embedded"), dtype=dtype, lora=lora,
-                           item_embeddings=hp.get("item_embeddings"))
+    module = TALLRecModule(
+        backbone=backbone or hp.get("backbone", "embedded"),
+        dtype=dtype,
+        lora=lora,
+        item_embeddings=hp.get("item_embeddings"),
+    )
     module.configure_model()
     if ckpt:
         module.on_load_checkpoint(state)
@@ -87,12 +91,17 @@ def score_sample(module, dm, sample, rng: random.Random) -> dict:
     ex = explain_variants(module, v)
     effects = [e.effect for e in ex.evidence]
     plan = [(s, k, drop) for k in KS for s, drop in removals(effects, k, rng).items()] if effects else []
-    rows = encode_samples([reduced(sample, v.history, d) for _, _, d in plan], dm.tokenizer, dm.max_length,
-                          item_token=dm.item_token)
+    rows = encode_samples(
+        [reduced(sample, v.history, d) for _, _, d in plan], dm.tokenizer, dm.max_length, item_token=dm.item_token
+    )
     p = score_rows(module, v.full, rows)[0].tolist() if rows else [ex.p_yes]
     after = {f"{s}-{k}": p[1 + j] for j, (s, k, _) in enumerate(plan)}
-    return {"p_yes": ex.p_yes, "after": after, "cost": ex.tokens_run / v.full["prompt_len"],
-            "saved": ex.tokens_run / ex.tokens_plain}
+    return {
+        "p_yes": ex.p_yes,
+        "after": after,
+        "cost": ex.tokens_run / v.full["prompt_len"],
+        "saved": ex.tokens_run / ex.tokens_plain,
+    }
 
 
 def spread_indices(n: int, want: int | None) -> list[int]:
@@ -109,8 +118,14 @@ def summarise(results: list[dict], labels: list[int]) -> dict:
             key = f"{s}-{k}"
             kept = [(r["p_yes"], r["after"].get(key, r["p_yes"])) for r in results]
             after = [a for _, a in kept]
-            rows.append({"strategy": s, "k": k, "mean_drop": sum(b - a for b, a in kept) / len(kept),
-                         "auc": auc(after, labels) if len(set(labels)) == 2 else None})
+            rows.append(
+                {
+                    "strategy": s,
+                    "k": k,
+                    "mean_drop": sum(b - a for b, a in kept) / len(kept),
+                    "auc": auc(after, labels) if len(set(labels)) == 2 else None,
+                }
+            )
     drop = {(r["strategy"], r["k"]): r["mean_drop"] for r in rows}
     ratio = drop[("top", 3)] / drop[("random", 3)] if drop[("random", 3)] > 0 else None
     return {
@@ -163,12 +178,19 @@ def main(argv: list[str]) -> None:
             if (n + 1) % 50 == 0:
                 print(f"{n + 1}/{len(picked)} samples, {time.time() - start:.0f} s", flush=True)
     summary = summarise(results, [int(samples[i].output == "Yes.") for i in picked])
-    summary.update(seconds=round(time.time() - start, 1), machine=machine(), ckpt=opts.ckpt, dtype=opts.dtype,
-                   command="python -m benchmarks.explain_faithfulness " + " ".join(argv))
+    summary.update(
+        seconds=round(time.time() - start, 1),
+        machine=machine(),
+        ckpt=opts.ckpt,
+        dtype=opts.dtype,
+        command="python -m benchmarks.explain_faithfulness " + " ".join(argv),
+    )
     save_json(Path(opts.output), summary)
     plot(summary, opts.plot)
-    print(f"top-3 removal drops p(Yes) by {summary['removals'][2]['mean_drop']:.4f}, random-3 by "
-          f"{summary['removals'][5]['mean_drop']:.4f}; written {opts.output} and {opts.plot}")
+    print(
+        f"top-3 removal drops p(Yes) by {summary['removals'][2]['mean_drop']:.4f}, random-3 by "
+        f"{summary['removals'][5]['mean_drop']:.4f}; written {opts.output} and {opts.plot}"
+    )
 
 
 if __name__ == "__main__":

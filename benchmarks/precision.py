@@ -1,6 +1,6 @@
 """How far bfloat16 p(Yes) is from float32 on our side, adapter merged and unmerged.
 
-    python -m benchmarks.precision --adapter benchmarks/runs/<run>/best-*.ckpt [--n 64]
+python -m benchmarks.precision --adapter benchmarks/runs/<run>/best-*.ckpt [--n 64]
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def main() -> None:
 
     def score(module) -> torch.Tensor:
         with torch.inference_mode():
-            return torch.cat([module(collate(records[b:b + 16]))[1] for b in range(0, len(records), 16)])
+            return torch.cat([module(collate(records[b : b + 16]))[1] for b in range(0, len(records), 16)])
 
     scores = {}
     for dtype in ("float32", "bfloat16"):

@@ -49,7 +49,7 @@ def count(prompts: list[list[int]], batch: int) -> dict:
     product = 0  # what TALLRecModule.hidden_states computes: the batch's shared prefix once, the rest per row
     order = list(LengthSortedSampler([len(p) for p in prompts]))
     for b in range(0, len(order), batch):
-        rows = [prompts[i] for i in order[b:b + batch]]
+        rows = [prompts[i] for i in order[b : b + batch]]
         width = max(map(len, rows))
         ids = torch.tensor([r + [-1] * (width - len(r)) for r in rows])
         n = reused_prefix_len(ids, torch.tensor([len(r) for r in rows]))
@@ -57,9 +57,17 @@ def count(prompts: list[list[int]], batch: int) -> dict:
     grouped = product - one_level_savings(prompts, product_prefix=min(common_prefix(prompts[0], p) for p in prompts))
     ranked = sorted(prompts)  # neighbours in sorted order share the longest prefixes: tree nodes = sum of new suffixes
     tree = len(ranked[0]) + sum(len(b) - common_prefix(a, b) for a, b in zip(ranked, ranked[1:], strict=False))
-    return {"prompts": len(prompts), "prompt_tokens": total, "computed_product": product, "computed_prefix_tree": tree,
-            "computed_one_level": grouped, "product_fraction": product / total, "tree_fraction": tree / total,
-            "tree_gain_over_product": product / tree, "one_level_gain_over_product": product / grouped}
+    return {
+        "prompts": len(prompts),
+        "prompt_tokens": total,
+        "computed_product": product,
+        "computed_prefix_tree": tree,
+        "computed_one_level": grouped,
+        "product_fraction": product / total,
+        "tree_fraction": tree / total,
+        "tree_gain_over_product": product / tree,
+        "one_level_gain_over_product": product / grouped,
+    }
 
 
 def main() -> None:
@@ -72,7 +80,7 @@ def main() -> None:
 
     _, samples, _ = test_samples(1000)
     records = encode_samples(samples, load_tokenizer("embedded"), 512)
-    prompts = [r["input_ids"][:r["prompt_len"]] for r in records]  # what scoring reads: up to the answer position
+    prompts = [r["input_ids"][: r["prompt_len"]] for r in records]  # what scoring reads: up to the answer position
     result = {
         "batch": opts.batch,
         "first_128": count(prompts[:128], opts.batch),

@@ -71,8 +71,13 @@ def score_ours(args):
         start = time.perf_counter()
         p_yes, tokens = score()  # tokenising is part of the timed work
         seconds = time.perf_counter() - start
-        return {"samples_per_s": len(p_yes) / seconds, "seconds": seconds, "prompt_tokens": tokens, "p_yes": p_yes,
-                "matmul_flops": matmul_flops(args.dtype, args.device)}  # the peak right after the pass, same process
+        return {
+            "samples_per_s": len(p_yes) / seconds,
+            "seconds": seconds,
+            "prompt_tokens": tokens,
+            "p_yes": p_yes,
+            "matmul_flops": matmul_flops(args.dtype, args.device),
+        }  # the peak right after the pass, same process
 
     return one_pass
 
@@ -101,7 +106,7 @@ def scoring_batches(tok, samples, batch: int):
     order = list(LengthSortedSampler([len(r["input_ids"]) for r in records]))
     collate = Collator(tok.pad_token_id)
     for b in range(0, len(order), batch):
-        yield collate([records[i] for i in order[b:b + batch]])
+        yield collate([records[i] for i in order[b : b + batch]])
 
 
 def score_batches(module, tok, samples, batch: int, device: str = "cpu") -> tuple[list[float], int]:

@@ -52,8 +52,13 @@ def item_embeddings() -> None:
     out = RUNS / "als64-rec.safetensors"
     if not out.exists():
         cli("item-embeddings", "--config", CONFIG, f"--output={out}", log=RUNS / "als64-rec.log")
-EARLY_STOP_VALIDATE = {16: ["--trainer.check_val_every_n_epoch=2"], 64: ["--trainer.check_val_every_n_epoch=1"],
-                       256: ["--trainer.check_val_every_n_epoch=1"]}
+
+
+EARLY_STOP_VALIDATE = {
+    16: ["--trainer.check_val_every_n_epoch=2"],
+    64: ["--trainer.check_val_every_n_epoch=1"],
+    256: ["--trainer.check_val_every_n_epoch=1"],
+}
 
 
 def predict_auc(name: str, ckpt_dir, extra: list[str], log) -> dict:

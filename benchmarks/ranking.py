@@ -21,8 +21,14 @@ from collections import Counter
 from benchmarks.common import RESULTS, RUNS, arguments, cli, save_json
 from tallrec_pl.data.datamodule import RankDataModule
 
-RANK = {"negatives": 19, "seed": 0, "shots": 256, "min_history": 0, "profile_below": 5,  # as configs/rank.yaml
-        "profile_template": "{age}-year-old, gender {gender}, occupation {occupation}"}
+RANK = {
+    "negatives": 19,
+    "seed": 0,
+    "shots": 256,
+    "min_history": 0,
+    "profile_below": 5,  # as configs/rank.yaml
+    "profile_template": "{age}-year-old, gender {gender}, occupation {occupation}",
+}
 
 
 def groups_and_log(n_groups: int):

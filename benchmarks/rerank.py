@@ -49,14 +49,26 @@ EXTRA: list[str] = []  # --args: the variant's own fit and predict options, afte
 
 def seed_args(run, seed: int) -> list[str]:
     retriever = RUNS / "rerank" / f"s{seed}"  # every variant of a seed shares its retriever
-    return [f"--data.init_args.retriever={retriever / 'sasrec.pt'}",
-            f"--model.item_embeddings={retriever / 'sasrec.safetensors'}",
-            f"--checkpoint.dirpath={run}", f"--trainer.default_root_dir={run}", *EXTRA]
+    return [
+        f"--data.init_args.retriever={retriever / 'sasrec.pt'}",
+        f"--model.item_embeddings={retriever / 'sasrec.safetensors'}",
+        f"--checkpoint.dirpath={run}",
+        f"--trainer.default_root_dir={run}",
+        *EXTRA,
+    ]
 
 
 def predict(run, seed: int, out: str, *extra: str) -> None:
-    cli("predict", *BASE, *seed_args(run, seed), "--data.init_args.seed=0", "--ckpt_path=best",
-        f"--predictions.output={run / out}", *extra, log=run / "log.txt")
+    cli(
+        "predict",
+        *BASE,
+        *seed_args(run, seed),
+        "--data.init_args.seed=0",
+        "--ckpt_path=best",
+        f"--predictions.output={run / out}",
+        *extra,
+        log=run / "log.txt",
+    )
 
 
 def run_dir(seed: int, variant: str):
@@ -66,18 +78,60 @@ def run_dir(seed: int, variant: str):
 def run_seed(seed: int, groups: int, valid_groups: int, result: dict, variant: str) -> None:
     run, base = run_dir(seed, variant), RUNS / "rerank" / f"s{seed}"
     log = run / "log.txt"
-    stage(result, "retriever", (base / "sasrec.pt").exists, lambda: cli(
-        "retriever", "--config", "configs/rank.yaml", f"--data.init_args.seed={seed}", f"--output={base / 'sasrec.pt'}",
-        f"--item_embeddings={base / 'sasrec.safetensors'}", log=base / "log.txt"))
-    stage(result, "fit", (run / "adapter").exists, lambda: cli(
-        "fit", *BASE, *seed_args(run, seed), f"--data.init_args.seed={seed}", f"--seed_everything={seed}",
-        f"--data.init_args.limit_groups={groups}", log=log))
-    stage(result, "predict_test", (run / "test.jsonl").exists,
-          lambda: predict(run, seed, "test.jsonl", f"--data.init_args.limit_groups={groups}"))
-    stage(result, "predict_valid", (run / "valid.jsonl").exists, lambda: predict(
-        run, seed, "valid.jsonl", "--data.init_args.rank_split=valid", f"--data.init_args.limit_groups={valid_groups}"))
-    stage(result, "predict_sampled", (run / "sampled.jsonl").exists, lambda: predict(
-        run, seed, "sampled.jsonl", "--data.init_args.candidates=sampled", f"--data.init_args.limit_groups={groups}"))
+    stage(
+        result,
+        "retriever",
+        (base / "sasrec.pt").exists,
+        lambda: cli(
+            "retriever",
+            "--config",
+            "configs/rank.yaml",
+            f"--data.init_args.seed={seed}",
+            f"--output={base / 'sasrec.pt'}",
+            f"--item_embeddings={base / 'sasrec.safetensors'}",
+            log=base / "log.txt",
+        ),
+    )
+    stage(
+        result,
+        "fit",
+        (run / "adapter").exists,
+        lambda: cli(
+            "fit",
+            *BASE,
+            *seed_args(run, seed),
+            f"--data.init_args.seed={seed}",
+            f"--seed_everything={seed}",
+            f"--data.init_args.limit_groups={groups}",
+            log=log,
+        ),
+    )
+    stage(
+        result,
+        "predict_test",
+        (run / "test.jsonl").exists,
+        lambda: predict(run, seed, "test.jsonl", f"--data.init_args.limit_groups={groups}"),
+    )
+    stage(
+        result,
+        "predict_valid",
+        (run / "valid.jsonl").exists,
+        lambda: predict(
+            run,
+            seed,
+            "valid.jsonl",
+            "--data.init_args.rank_split=valid",
+            f"--data.init_args.limit_groups={valid_groups}",
+        ),
+    )
+    stage(
+        result,
+        "predict_sampled",
+        (run / "sampled.jsonl").exists,
+        lambda: predict(
+            run, seed, "sampled.jsonl", "--data.init_args.candidates=sampled", f"--data.init_args.limit_groups={groups}"
+        ),
+    )
 
 
 def groups_of(seed: int, candidates: str, split: str, n: int):
@@ -85,8 +139,9 @@ def groups_of(seed: int, candidates: str, split: str, n: int):
     from tallrec_pl.data.datamodule import RankDataModule
 
     retriever = RUNS / "rerank" / f"s{seed}" / "sasrec.pt"
-    dm = RankDataModule(cache_dir=None, candidates=candidates, retriever=str(retriever), rank_split=split,
-                        limit_groups=n, **RANK)
+    dm = RankDataModule(
+        cache_dir=None, candidates=candidates, retriever=str(retriever), rank_split=split, limit_groups=n, **RANK
+    )
     return dm.build_samples()["test"], dm
 
 
@@ -113,8 +168,12 @@ def sampled_ranks(dm, sampled) -> list[int]:
 
     kept = dm._windows_cache.kept
     truth = {s.meta["group"]: s.meta["item"] for s in sampled if s.meta["positive"]}
-    before = [kept.rated_before(Window(s.meta["user"], tuple((i, True) for i in s.meta["history"]),
-                                       truth[s.meta["group"]], True)) for s in sampled]
+    before = [
+        kept.rated_before(
+            Window(s.meta["user"], tuple((i, True) for i in s.meta["history"]), truth[s.meta["group"]], True)
+        )
+        for s in sampled
+    ]
     return dm.retriever().ranks([s.meta["history"] for s in sampled], before, [s.meta["item"] for s in sampled])
 
 
@@ -123,8 +182,9 @@ def score_seed(seed: int, groups: int, valid_groups: int, variant: str) -> dict:
     test, dm = groups_of(seed, "retriever", "test", groups)
     valid, _ = groups_of(seed, "retriever", "valid", valid_groups)
     sampled, sdm = groups_of(seed, "sampled", "test", groups)
-    llm_t, llm_v, llm_s = (margins(run / f, s) for f, s in
-                           (("test.jsonl", test), ("valid.jsonl", valid), ("sampled.jsonl", sampled)))
+    llm_t, llm_v, llm_s = (
+        margins(run / f, s) for f, s in (("test.jsonl", test), ("valid.jsonl", valid), ("sampled.jsonl", sampled))
+    )
     rank_t, rank_v = ([s.meta["retriever_rank"] for s in x] for x in (test, valid))
     rank_s = sampled_ranks(sdm, sampled)
     on_valid = {b: evaluate(valid, fuse(llm_v, rank_v, b))["ndcg@10"] for b in GRID}
@@ -133,11 +193,16 @@ def score_seed(seed: int, groups: int, valid_groups: int, variant: str) -> dict:
     return {
         "fusion_weight": best,
         "valid_ndcg@10_by_weight": on_valid,
-        "full": {"SASRec retriever alone": evaluate(test, retriever_alone[0]),
-                 "LLM rerank of the top 20": evaluate(test, llm_t),
-                 f"fusion (b {best})": evaluate(test, fuse(llm_t, rank_t, best))},
-        "sampled": {"SASRec retriever alone": evaluate(sampled, retriever_alone[1]), "LLM": evaluate(sampled, llm_s),
-                    f"fusion (b {best})": evaluate(sampled, fuse(llm_s, rank_s, best))},
+        "full": {
+            "SASRec retriever alone": evaluate(test, retriever_alone[0]),
+            "LLM rerank of the top 20": evaluate(test, llm_t),
+            f"fusion (b {best})": evaluate(test, fuse(llm_t, rank_t, best)),
+        },
+        "sampled": {
+            "SASRec retriever alone": evaluate(sampled, retriever_alone[1]),
+            "LLM": evaluate(sampled, llm_s),
+            f"fusion (b {best})": evaluate(sampled, fuse(llm_s, rank_s, best)),
+        },
         "recall@20": sum(s.meta["positive"] for s in test) / len({s.meta["group"] for s in test}),
     }
 
@@ -154,15 +219,20 @@ def main() -> None:
     results = json.loads(OUT.read_text()) if OUT.exists() else {}
     results["protocol"] = {"groups": opts.groups, "valid_groups": opts.valid_groups, "top_k": 20, **RANK}
     for seed in opts.seeds:
-        where = results.setdefault("variants", {}).setdefault(opts.variant, {"args": opts.args}) if opts.variant \
+        where = (
+            results.setdefault("variants", {}).setdefault(opts.variant, {"args": opts.args})
+            if opts.variant
             else results
+        )
         entry = where.setdefault("seeds", {}).setdefault(str(seed), {})
         run_seed(seed, opts.groups, opts.valid_groups, entry, opts.variant)
         entry.update(score_seed(seed, opts.groups, opts.valid_groups, opts.variant))
         entry["machine"] = machine()
         save_json(OUT, results)
-        print(json.dumps({k: {n: round(m["ndcg@10"], 4) for n, m in entry[k].items()} for k in ("full", "sampled")}),
-              flush=True)
+        print(
+            json.dumps({k: {n: round(m["ndcg@10"], 4) for n, m in entry[k].items()} for k in ("full", "sampled")}),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

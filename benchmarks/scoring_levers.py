@@ -41,8 +41,12 @@ def batch_shape(n: int, batch: int) -> dict:
     rows = next(scoring_batches(load_tokenizer("embedded"), samples, batch))
     width = rows["input_ids"].shape[1]
     prefix = reused_prefix_len(rows["input_ids"], rows["prompt_len"])
-    return {"rows": len(rows["index"]), "prefix": prefix, "rest": width - prefix,
-            "rest_lengths": (rows["attention_mask"].sum(1) - prefix).tolist()}
+    return {
+        "rows": len(rows["index"]),
+        "prefix": prefix,
+        "rest": width - prefix,
+        "rest_lengths": (rows["attention_mask"].sum(1) - prefix).tolist(),
+    }
 
 
 def timed(fn, repeat: int = 7) -> float:
@@ -60,7 +64,7 @@ def projections(tokens: int, dt):
     import torch.nn.functional as F
 
     def w(out, inp):
-        return torch.randn(out, inp, dtype=dt) / inp ** 0.5
+        return torch.randn(out, inp, dtype=dt) / inp**0.5
 
     x, y = torch.randn(tokens, HIDDEN, dtype=dt), torch.randn(tokens, FFN, dtype=dt)
     q, k, v, o = w(HIDDEN, HIDDEN), w(KV_HEADS * HEAD_DIM, HIDDEN), w(KV_HEADS * HEAD_DIM, HIDDEN), w(HIDDEN, HIDDEN)
@@ -89,7 +93,7 @@ def attention(shape: dict, dt):
 
     b, n, q = shape["rows"], shape["prefix"], shape["rest"]
     lens = torch.tensor(shape["rest_lengths"])
-    scale = HEAD_DIM ** -0.5
+    scale = HEAD_DIM**-0.5
     g = HEADS // KV_HEADS
     query = torch.randn(b, HEADS, q, HEAD_DIM, dtype=dt)
     k_pre, v_pre = torch.randn(1, KV_HEADS, n, HEAD_DIM, dtype=dt), torch.randn(1, KV_HEADS, n, HEAD_DIM, dtype=dt)

@@ -45,12 +45,33 @@ def fit_args(path: Path, full: bool, steps: int) -> list[str]:
     """The README's own-logs settings on ``path``; ``full``: the whole log (else the default split)."""
     data = "--data.init_args."
     args = [
-        "fit", "--config", str(ROOT / "configs/rec.yaml"), "--model.dtype", "float32",
-        f"{data}path", str(path / "ratings.csv"), f"{data}items_path", str(path / "movies.csv"),
-        f"{data}columns", "{user: userId, item: movieId, rating: rating, timestamp: timestamp}",
-        f"{data}item_id_column", "movieId", f"{data}item_template", "{title}", f"{data}shots", "-1",
-        f"{data}cache_dir", "null", "--trainer.max_steps", str(steps + 1), "--trainer.limit_val_batches", "0",
-        "--trainer.max_epochs", "1", "--trainer.logger", "false",
+        "fit",
+        "--config",
+        str(ROOT / "configs/rec.yaml"),
+        "--model.dtype",
+        "float32",
+        f"{data}path",
+        str(path / "ratings.csv"),
+        f"{data}items_path",
+        str(path / "movies.csv"),
+        f"{data}columns",
+        "{user: userId, item: movieId, rating: rating, timestamp: timestamp}",
+        f"{data}item_id_column",
+        "movieId",
+        f"{data}item_template",
+        "{title}",
+        f"{data}shots",
+        "-1",
+        f"{data}cache_dir",
+        "null",
+        "--trainer.max_steps",
+        str(steps + 1),
+        "--trainer.limit_val_batches",
+        "0",
+        "--trainer.max_epochs",
+        "1",
+        "--trainer.logger",
+        "false",
     ]
     if full:
         args += [f"{data}keep_last", "0", f"{data}split_sizes", "[0.8, 0.1, 0.1]"]
@@ -61,9 +82,19 @@ def measure(args: list[str], workdir: Path, steps: int = STEPS) -> dict:
     """Run one fit; its first-step time (from the process start), peak RSS and samples/s."""
     clock = workdir / "clock.json"
     clock.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "tallrec_pl", *args, "--trainer.callbacks+=benchmarks.train_scale.StepClock",
-           f"--trainer.callbacks.output={clock}", f"--trainer.callbacks.steps={steps}",
-           "--checkpoint.dirpath", str(workdir / "ckpt"), "--trainer.default_root_dir", str(workdir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "tallrec_pl",
+        *args,
+        "--trainer.callbacks+=benchmarks.train_scale.StepClock",
+        f"--trainer.callbacks.output={clock}",
+        f"--trainer.callbacks.steps={steps}",
+        "--checkpoint.dirpath",
+        str(workdir / "ckpt"),
+        "--trainer.default_root_dir",
+        str(workdir),
+    ]
     log = open(workdir / "fit.log", "w")
     start = time.time()
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
@@ -110,19 +141,41 @@ def main(argv: list[str] | None = None) -> None:
         if n:
             data = Path(a.data) / str(n)
             if not (data / ".done").exists():
-                subprocess.run([sys.executable, "-m", "benchmarks.synthetic_log", str(n), str(data)], cwd=ROOT,
-                               check=True)
+                subprocess.run(
+                    [sys.executable, "-m", "benchmarks.synthetic_log", str(n), str(data)], cwd=ROOT, check=True
+                )
             args = fit_args(data, split == "full", a.steps)
         else:  # the 256-shot config of ML-100K, tokenized ahead or on load: the same samples
-            args = ["fit", "--config", str(ROOT / "configs/rec.yaml"), "--model.dtype", "float32",
-                    "--data.init_args.tokenize", split.split()[1], "--data.init_args.cache_dir", "null",
-                    "--trainer.max_steps", str(a.steps + 1), "--trainer.limit_val_batches", "0",
-                    "--trainer.logger", "false"]
-        rows.append({"ratings": n, "split": split, **measure(args, work, a.steps),
-                     "train_samples": train_samples(work / "fit.log")})
+            args = [
+                "fit",
+                "--config",
+                str(ROOT / "configs/rec.yaml"),
+                "--model.dtype",
+                "float32",
+                "--data.init_args.tokenize",
+                split.split()[1],
+                "--data.init_args.cache_dir",
+                "null",
+                "--trainer.max_steps",
+                str(a.steps + 1),
+                "--trainer.limit_val_batches",
+                "0",
+                "--trainer.logger",
+                "false",
+            ]
+        rows.append(
+            {
+                "ratings": n,
+                "split": split,
+                **measure(args, work, a.steps),
+                "train_samples": train_samples(work / "fit.log"),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
-        save_json(out, {"machine": machine(), "steps": a.steps, "command": "python -m benchmarks.train_scale",
-                        "rows": rows})
+        save_json(
+            out, {"machine": machine(), "steps": a.steps, "command": "python -m benchmarks.train_scale", "rows": rows}
+        )
+
 
 if __name__ == "__main__":
     main()

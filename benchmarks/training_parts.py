@@ -68,6 +68,7 @@ def main() -> None:
         def setup():
             set_dropout(modules[True], fast)
             return modules[True]
+
         return setup
 
     result = {"tokens_first_batch": int(batches[0]["input_ids"].numel())}

@@ -117,7 +117,6 @@ class AdapterExport(L.Callback):
             flush=True,
         )
 
-
     def _folder(self, trainer) -> str | None:
         ckpt = checkpoint_callback(trainer)
         return self.folder or (os.path.join(ckpt.dirpath, "adapter") if ckpt and ckpt.dirpath else None)
@@ -149,8 +148,9 @@ class AdapterExport(L.Callback):
 class PredictionWriter(BasePredictionWriter):
     """``predict`` writes one JSON line per sample, in the split's order, each sample once."""
 
-    def __init__(self, output: str = "predictions/predictions.jsonl", explain: bool = False,
-                 explain_flip: bool = False) -> None:
+    def __init__(
+        self, output: str = "predictions/predictions.jsonl", explain: bool = False, explain_flip: bool = False
+    ) -> None:
         """
         Args:
             output: JSONL file with index, p_yes, label (where known), user, item, history length,
@@ -162,8 +162,10 @@ class PredictionWriter(BasePredictionWriter):
         """
         super().__init__(write_interval="epoch")
         if explain_flip and not explain:
-            raise TallrecError("predictions.explain_flip is set but predictions.explain is not",
-                               "set predictions.explain: true too, or drop explain_flip")
+            raise TallrecError(
+                "predictions.explain_flip is set but predictions.explain is not",
+                "set predictions.explain: true too, or drop explain_flip",
+            )
         self.output, self.explainer = output, PredictEvidence(flip=explain_flip) if explain else None
 
     @override
@@ -260,7 +262,7 @@ class SaveRunConfig(SaveConfigCallback):
             return
         os.makedirs(ckpt.dirpath, exist_ok=True)
         path = os.path.join(ckpt.dirpath, f"config-{getattr(stage, 'value', stage)}.yaml")
-        self.parser.save(self.config, path, skip_none=False, overwrite=True, multifile=False)
+        self.parser.save(self.config, path, skip_unset=False, overwrite=True, multifile=False)
 
 
 class SaveOnInterrupt(L.Callback):

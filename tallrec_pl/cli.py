@@ -47,15 +47,17 @@ class TallrecCLI(LightningCLI):
         parser.link_arguments("model.trust_remote_code", "data.init_args.trust_remote_code")
         parser.link_arguments("model.item_embeddings", "data.init_args.item_embeddings")
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
-        parser.set_defaults({
-            "checkpoint.dirpath": "checkpoints/run",
-            "checkpoint.filename": "best-{epoch}-{step}",
-            "checkpoint.monitor": "val/auc",
-            "checkpoint.mode": "max",
-            "checkpoint.save_last": True,
-            "checkpoint.save_top_k": 1,
-            "checkpoint.enable_version_counter": False,  # one last.ckpt per run folder, always the newest
-        })
+        parser.set_defaults(
+            {
+                "checkpoint.dirpath": "checkpoints/run",
+                "checkpoint.filename": "best-{epoch}-{step}",
+                "checkpoint.monitor": "val/auc",
+                "checkpoint.mode": "max",
+                "checkpoint.save_last": True,
+                "checkpoint.save_top_k": 1,
+                "checkpoint.enable_version_counter": False,  # one last.ckpt per run folder, always the newest
+            }
+        )
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         # not strict: a run that ends (max_steps) before its first validation warns instead of failing
         parser.set_defaults(
@@ -162,7 +164,7 @@ def prompts_command(args: list[str]) -> None:
         help="write the few-shot sample (data.shots, data.seed) instead of the whole train split",
     )
     opts = parser.parse_args(data_sections(args))
-    dm = parser.instantiate_classes(opts).data
+    dm = parser.instantiate(opts).data
     samples = dm.build_samples(sampled=opts.sampled)[opts.split]
     out = Path(opts.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -189,7 +191,7 @@ def item_embeddings_command(args: list[str]) -> None:
     parser.add_argument("--iterations", type=int, default=15, help="ALS sweeps")
     parser.add_argument("--regularization", type=float, default=0.01, help="ALS L2 regularization")
     opts = parser.parse_args(data_sections(args))
-    dm = parser.instantiate_classes(opts).data
+    dm = parser.instantiate(opts).data
     if not isinstance(dm, RecDataModule):
         raise TallrecError(
             f"item embeddings are fit on an interaction log, not on {type(dm).__name__} data",
@@ -226,10 +228,12 @@ def retriever_command(args: list[str]) -> None:
             kind = {"int": int, "float": float}[f.type]  # the dataclass's annotations are strings
             parser.add_argument(f"--{f.name}", type=kind, default=None, help=f"SASRec / training ({f.default})")
     opts = parser.parse_args(data_sections(args))
-    dm = parser.instantiate_classes(opts).data
+    dm = parser.instantiate(opts).data
     if not isinstance(dm, RecDataModule):
-        raise TallrecError(f"a retriever is fit on an interaction log, not on {type(dm).__name__} data",
-                           "use a rec data section (configs/rec.yaml or configs/rank.yaml)")
+        raise TallrecError(
+            f"a retriever is fit on an interaction log, not on {type(dm).__name__} data",
+            "use a rec data section (configs/rec.yaml or configs/rank.yaml)",
+        )
     given = {f.name: getattr(opts, f.name, None) for f in fields(RetrieverOptions)}
     chosen = {k: v for k, v in given.items() if v is not None}
     chosen.setdefault("seed", dm.seed)
@@ -237,8 +241,10 @@ def retriever_command(args: list[str]) -> None:
     train, valid = dm.next_items("train"), dm.next_items("valid")
     retriever = Retriever.fit(dm.catalogue(), train, valid, settings, log=print)
     retriever.save(opts.output)
-    print(f"tallrec_pl: retriever ({len(retriever.items)} items) written to {opts.output}; "
-          f"use it with --data.retriever {opts.output}")
+    print(
+        f"tallrec_pl: retriever ({len(retriever.items)} items) written to {opts.output}; "
+        f"use it with --data.retriever {opts.output}"
+    )
     if opts.item_embeddings:
         save_item_embeddings(opts.item_embeddings, *retriever.item_vectors())
         print(f"tallrec_pl: SASRec item vectors written to {opts.item_embeddings}")
@@ -266,8 +272,10 @@ def data_sections(args: list[str]) -> list[str]:
                 message = " ".join(str(err).split())[:200]
                 raise TallrecError(f"{path}: not valid YAML ({message})", "fix the YAML syntax") from None
             if not isinstance(config, dict):
-                raise TallrecError(f"{path}: expected a mapping of sections (data:, model:, ...)",
-                                   "use a config such as configs/rec.yaml")
+                raise TallrecError(
+                    f"{path}: expected a mapping of sections (data:, model:, ...)",
+                    "use a config such as configs/rec.yaml",
+                )
             if config.get("data") is not None:
                 out += ["--data", json.dumps(config["data"])]
         else:

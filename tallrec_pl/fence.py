@@ -25,8 +25,11 @@ def require(package: str, ok: bool, what: str, fix: str) -> None:
     """Stop with one line when ``ok`` is false: ``package`` no longer has ``what``."""
     untested(package)
     if not ok:
-        raise TallrecError(f"{package} {version(package)} has changed {what}, which tallrec_pl patches (tested with "
-                           f"{package} {TESTED[package]})", f"pip install '{package}=={TESTED[package]}' or {fix}")
+        raise TallrecError(
+            f"{package} {version(package)} has changed {what}, which tallrec_pl patches (tested with "
+            f"{package} {TESTED[package]})",
+            f"pip install '{package}=={TESTED[package]}' or {fix}",
+        )
 
 
 @cache
@@ -34,6 +37,9 @@ def untested(package: str) -> bool:
     """Warn once when ``package`` is newer than the tested version; True if it is."""
     newer = Version(version(package)).release[:2] > Version(TESTED[package]).release[:2]
     if newer:
-        warnings.warn(f"tallrec_pl was tested with {package} {TESTED[package]}, this is {version(package)}; "
-                      "its patches check what they rely on and stop if it has changed", stacklevel=3)
+        warnings.warn(
+            f"tallrec_pl was tested with {package} {TESTED[package]}, this is {version(package)}; "
+            "its patches check what they rely on and stop if it has changed",
+            stacklevel=3,
+        )
     return newer

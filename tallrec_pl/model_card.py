@@ -109,12 +109,22 @@ def _metric(value) -> str:
 def render_card(facts: dict, folder: str) -> str:
     """The README.md of the adapter folder: YAML front matter, then the facts in prose and code."""
     data, answers, lora = facts["data"], facts["answers"], facts["lora"]
-    front = ["---", "library_name: peft", f"base_model: {facts['backbone_path']}", "pipeline_tag: text-generation",
-             "tags: [tallrec, recommendation, lora]", "model-index:", "- name: tallrec_pl adapter", "  results:"]
+    front = [
+        "---",
+        "library_name: peft",
+        f"base_model: {facts['backbone_path']}",
+        "pipeline_tag: text-generation",
+        "tags: [tallrec, recommendation, lora]",
+        "model-index:",
+        "- name: tallrec_pl adapter",
+        "  results:",
+    ]
     for name, value in facts["metrics"].items():
         if value is not None:
-            front += ["  - task: {type: text-classification, name: liked-or-not}",
-                      f"    metrics: [{{type: auc, name: {name}, value: {value:.4f}}}]"]
+            front += [
+                "  - task: {type: text-classification, name: liked-or-not}",
+                f"    metrics: [{{type: auc, name: {name}, value: {value:.4f}}}]",
+            ]
     body = [
         "---", "", "# TALLRec adapter (tallrec_pl)", "",
         "A LoRA adapter that rec-tunes a causal LM the TALLRec way: the prompt lists a user's liked and disliked",

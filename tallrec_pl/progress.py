@@ -93,14 +93,15 @@ class LogProgress(L.Callback):
         eta = (total - step) * per_step if step > self._first_step else math.inf
         of = f"/{int(total):,}" if math.isfinite(total) else ""
         loss = f", {self.metric} {sum(self._losses) / len(self._losses):.4f}" if self._losses else ""
-        return (f"step {step:,}{of} (epoch {trainer.current_epoch}), {rate:.2f} samples/s, "
-                f"ETA {duration(eta)}{loss}")
+        return f"step {step:,}{of} (epoch {trainer.current_epoch}), {rate:.2f} samples/s, ETA {duration(eta)}{loss}"
 
     @override
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not self.active:
             return
         elapsed = time.monotonic() - self._start
-        say(f"trained {trainer.global_step - self._first_step:,} steps, {self._all_samples:,} samples in "
-            f"{duration(elapsed)} ({self._all_samples / max(elapsed, 1e-9):.2f} samples/s)")
+        say(
+            f"trained {trainer.global_step - self._first_step:,} steps, {self._all_samples:,} samples in "
+            f"{duration(elapsed)} ({self._all_samples / max(elapsed, 1e-9):.2f} samples/s)"
+        )
         self.active = False

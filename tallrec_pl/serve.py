@@ -74,8 +74,9 @@ def explain_requests(module, requests: list[dict]) -> list[list[dict] | None]:
             v = Variants(c["full"], c["rows"], history, c["item_ids"], flip=False, positions=c["positions"])
             ex = explain_variants(module, v)
             top = ex.top(spec["top"])
-            explained.append({"candidate": k, "p_yes": ex.p_yes, "evidence": [e.to_json() for e in top],
-                              "sentence": sentence(top)})
+            explained.append(
+                {"candidate": k, "p_yes": ex.p_yes, "evidence": [e.to_json() for e in top], "sentence": sentence(top)}
+            )
         out.append(explained)
     return out
 
@@ -85,8 +86,9 @@ def ranking(scores: list[float]) -> list[int]:
     return sorted(range(len(scores)), key=lambda i: -scores[i])
 
 
-def response(scores: list[float], explanations: list[dict] | None, retrieved: dict | None = None,
-             rerank_ms: float = 0.0) -> dict:
+def response(
+    scores: list[float], explanations: list[dict] | None, retrieved: dict | None = None, rerank_ms: float = 0.0
+) -> dict:
     """The JSON answer: scores in request order, the ranking, and the explanations when asked for. A request
     answered from the retriever also gets its candidates (item ids, the retriever's order) and each stage's
     time; its ranking is by margin + prior_weight * -log(retriever rank) (model.prior_weight; 0: by p(Yes))."""
@@ -94,10 +96,15 @@ def response(scores: list[float], explanations: list[dict] | None, retrieved: di
     if retrieved is not None:
         w = retrieved["prior_weight"]
         eps = 1e-7
-        fused = [math.log(max(p, eps)) - math.log(max(1 - p, eps)) - w * math.log(r)
-                 for p, r in zip(scores, retrieved["ranks"], strict=True)]
-        out.update(candidates=retrieved["items"], ranking=ranking(fused),
-                   timings={"retrieve_ms": retrieved["retrieve_ms"], "rerank_ms": rerank_ms})
+        fused = [
+            math.log(max(p, eps)) - math.log(max(1 - p, eps)) - w * math.log(r)
+            for p, r in zip(scores, retrieved["ranks"], strict=True)
+        ]
+        out.update(
+            candidates=retrieved["items"],
+            ranking=ranking(fused),
+            timings={"retrieve_ms": retrieved["retrieve_ms"], "rerank_ms": rerank_ms},
+        )
     if explanations is not None:
         out["explanations"] = explanations
     return out
@@ -171,8 +178,10 @@ class RecScorer(_Base):
             scores = score_requests(self.module, self.collate, rows, self.pack, self.torch_device)
             took = (time.perf_counter() - start) * 1000  # the batch's scoring, which each of its requests waited for
             explained = explain_requests(self.module, requests)
-        out = [{"scores": s, "explanations": e, "retrieved": r.get("retrieved"), "rerank_ms": took}
-               for s, e, r in zip(scores, explained, requests, strict=True)]
+        out = [
+            {"scores": s, "explanations": e, "retrieved": r.get("retrieved"), "rerank_ms": took}
+            for s, e, r in zip(scores, explained, requests, strict=True)
+        ]
         return out[0] if single else out
 
     def unbatch(self, output):
@@ -257,8 +266,16 @@ def serve_command(args: list[str]) -> None:
         devices=1,
         timeout=opts.timeout,
         middlewares=[
-            (Guard, {"builder": builder, "key": opts.key(), "max_body_bytes": opts.max_body_bytes, "path": API_PATH,
-                     "examples": examples_of(cli.datamodule.build_samples(sampled=False).get("test", []))})
+            (
+                Guard,
+                {
+                    "builder": builder,
+                    "key": opts.key(),
+                    "max_body_bytes": opts.max_body_bytes,
+                    "path": API_PATH,
+                    "examples": examples_of(cli.datamodule.build_samples(sampled=False).get("test", [])),
+                },
+            )
         ],
     )
     drain_on_sigterm(server)

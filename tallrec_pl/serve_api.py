@@ -148,8 +148,11 @@ class PromptBuilder:
         if not isinstance(body, dict) or "candidates" in body or "instruction" in body or "history" not in body:
             return body, None
         if self.retriever is None:
-            raise BadRequest(422, "missing field: send 'candidates' beside 'history' (this server has no retriever "
-                             "to pick them from a history alone; start serve with data.retriever for that)")
+            raise BadRequest(
+                422,
+                "missing field: send 'candidates' beside 'history' (this server has no retriever "
+                "to pick them from a history alone; start serve with data.retriever for that)",
+            )
         history = body["history"]
         if not isinstance(history, list):
             raise BadRequest(422, f"'history' must be a list, not {_kind(history)}")
@@ -159,9 +162,15 @@ class PromptBuilder:
         top = self.retriever.top_k([known], [set(known)], min(self.top_n, self.max_candidates))[0]
         took = (time.perf_counter() - start) * 1000
         items = [item for item, _ in top]
-        return ({**body, "candidates": [{"id": i} for i in items]},
-                {"items": items, "ranks": list(range(1, len(items) + 1)), "retrieve_ms": took,
-                 "prior_weight": self.prior_weight})
+        return (
+            {**body, "candidates": [{"id": i} for i in items]},
+            {
+                "items": items,
+                "ranks": list(range(1, len(items) + 1)),
+                "retrieve_ms": took,
+                "prior_weight": self.prior_weight,
+            },
+        )
 
     def _payload(self, body: object) -> dict:
         explain = isinstance(body, dict) and "explain" in body
@@ -179,7 +188,8 @@ class PromptBuilder:
         cost = sum(len(s.history) for s in samples)
         if cost > self.max_explain_rows:
             raise BadRequest(
-                422, f"explaining {len(samples)} candidates x {len(samples[0].history)} history items needs {cost} "
+                422,
+                f"explaining {len(samples)} candidates x {len(samples[0].history)} history items needs {cost} "
                 f"variants, more than serve.max_explain_rows={self.max_explain_rows}; send fewer candidates",
             )
         return {"rows": rows, "explain": {"top": self.explain_top, "candidates": [self._variants(s) for s in samples]}}
@@ -191,8 +201,13 @@ class PromptBuilder:
             v = build_variants(sample, self.tokenizer, self.max_length, self.item_token)
         except TallrecError as err:
             raise BadRequest(422, err.what) from None
-        return {"full": _keep(v.full), "rows": [_keep(r) for r in v.rows], "history": v.history,
-                "item_ids": v.item_ids, "positions": v.positions}
+        return {
+            "full": _keep(v.full),
+            "rows": [_keep(r) for r in v.rows],
+            "history": v.history,
+            "item_ids": v.item_ids,
+            "positions": v.positions,
+        }
 
     def build(self, body: object) -> list[dict]:
         """The encoded rows of one request body (already parsed JSON); ``BadRequest`` if it is not one."""
@@ -357,7 +372,12 @@ class Guard:
     types), GET /examples the users of the configured log it offers (``examples``)."""
 
     def __init__(
-        self, app, builder: PromptBuilder, key: str | None, max_body_bytes: int, path: str = "/predict",
+        self,
+        app,
+        builder: PromptBuilder,
+        key: str | None,
+        max_body_bytes: int,
+        path: str = "/predict",
         examples: list[dict] | None = None,
     ) -> None:
         self.app, self.builder, self.key, self.max_body_bytes, self.path = app, builder, key, max_body_bytes, path

@@ -63,8 +63,9 @@ def test_one_class_split_is_warned_about(tiny_backbone, ml100k):
 
 
 def _module(tiny_backbone, ml100k, cls=RecDataModule, **kwargs):
-    return cls(path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], cache_dir=None,
-               **kwargs)
+    return cls(
+        path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], cache_dir=None, **kwargs
+    )
 
 
 def test_test_limit_spreads_over_the_split_and_says_what_it_cut(tiny_backbone, ml100k, capsys):
@@ -74,14 +75,17 @@ def test_test_limit_spreads_over_the_split_and_says_what_it_cut(tiny_backbone, m
     part = _module(tiny_backbone, ml100k, test_limit=5, val_limit=4)
     part.setup()
     n = len(full.encoded["test"])
-    assert [r["input_ids"] for r in part.encoded["test"]] == [full.encoded["test"][i * n // 5]["input_ids"]
-                                                              for i in range(5)]
+    assert [r["input_ids"] for r in part.encoded["test"]] == [
+        full.encoded["test"][i * n // 5]["input_ids"] for i in range(5)
+    ]
     assert [r["index"] for r in part.encoded["test"]] == list(range(5))
     assert len(part.encoded["valid"]) == 4 and part.encoded["train"] == full.encoded["train"]
     lines = [line for line in capsys.readouterr().err.splitlines() if "scoring" in line]
-    assert lines == [f"tallrec_pl: {part.describe()}: scoring valid 4 of {len(full.encoded['valid'])} samples "
-                     f"(data.val_limit), test 5 of {n} samples (data.test_limit), spread evenly over the split; "
-                     "null scores all"]
+    assert lines == [
+        f"tallrec_pl: {part.describe()}: scoring valid 4 of {len(full.encoded['valid'])} samples "
+        f"(data.val_limit), test 5 of {n} samples (data.test_limit), spread evenly over the split; "
+        "null scores all"
+    ]
     assert len({r["user"] for r in part.encoded["test"]}) > 1
     bigger = _module(tiny_backbone, ml100k, test_limit=n)  # a limit the split fits in changes nothing
     bigger.setup()

@@ -38,8 +38,15 @@ def log(tmp_path_factory):
 
 
 def data(cls, ml, tiny_backbone, embeddings, **kwargs):
-    return cls(path=str(ml), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], cache_dir=None,
-               item_embeddings=embeddings, **kwargs)
+    return cls(
+        path=str(ml),
+        tokenizer=tiny_backbone,
+        history_len=4,
+        split_sizes=[0.6, 0.2, 0.2],
+        cache_dir=None,
+        item_embeddings=embeddings,
+        **kwargs,
+    )
 
 
 def predicted(m: TALLRecModule, dm) -> dict[int, float]:
@@ -81,8 +88,9 @@ def test_item_embeddings_command_fits_the_whole_train_split_only(log, tmp_path):
 
 
 def test_sampled_negatives_are_not_interactions(tmp_path):
-    dm = RecDataModule(path=str(write_ml100k(tmp_path / "ml")), history_len=4, split_sizes=[0.6, 0.2, 0.2],
-                       train_negatives=2)
+    dm = RecDataModule(
+        path=str(write_ml100k(tmp_path / "ml")), history_len=4, split_sizes=[0.6, 0.2, 0.2], train_negatives=2
+    )
     pairs = dm.train_interactions()
     seen = dm.interacted()
     assert pairs and all(item in seen[user] for user, item in pairs)
@@ -144,22 +152,38 @@ def test_cache_key_changes_with_item_tokens_and_the_cache_keeps_them(tiny_backbo
 
 
 def test_item_token_follows_each_item_with_a_row_and_drop_oldest_keeps_rows_aligned():
-    s = Sample("Rate.", "Yes.", history=[('"A"', True), ('"B"', False), ('"C"', True)], target="T",
-               history_rows=[3, -1, 5], target_row=7)
+    s = Sample(
+        "Rate.",
+        "Yes.",
+        history=[('"A"', True), ('"B"', False), ('"C"', True)],
+        target="T",
+        history_rows=[3, -1, 5],
+        target_row=7,
+    )
     assert s.render_input("<x>") == (
         'User Preference: "A" <x>, "C" <x>\nUser Unpreference: "B"\n'
         'Whether the user will like the target movie "T" <x>?'
     )
     assert s.item_rows() == [3, 5, 7]
-    assert "<x>" not in s.render_input() and s.render_input() == Sample(
-        "Rate.", "Yes.", history=[('"A"', True), ('"B"', False), ('"C"', True)], target="T").render_input()
+    assert (
+        "<x>" not in s.render_input()
+        and s.render_input()
+        == Sample("Rate.", "Yes.", history=[('"A"', True), ('"B"', False), ('"C"', True)], target="T").render_input()
+    )
     s.drop_oldest()
     assert s.history_rows == [-1, 5] and s.item_rows() == [5, 7] and s.render_input("<x>").count("<x>") == 2
     cold = Sample("Rate.", "Yes.", history=[('"A"', True)], target="T", history_rows=[-1], target_row=-1)
     assert cold.prompt("<x>") == cold.prompt() and cold.item_rows() == []
     # implicit wording: rows in the order the template places its fields
-    implicit = Sample("Rate.", "Yes.", history=[('"A"', True), ('"B"', True)], target="T", history_rows=[1, 2],
-                      target_row=9, input_template="Next {target}? After {history}.")
+    implicit = Sample(
+        "Rate.",
+        "Yes.",
+        history=[('"A"', True), ('"B"', True)],
+        target="T",
+        history_rows=[1, 2],
+        target_row=9,
+        input_template="Next {target}? After {history}.",
+    )
     assert implicit.render_input("<x>") == 'Next T <x>? After "A" <x>, "B" <x>.' and implicit.item_rows() == [9, 1, 2]
 
 
@@ -170,8 +194,12 @@ def test_placeholder_is_a_spare_special_token_and_a_tokenizer_without_one_is_ref
     tok = AutoTokenizer.from_pretrained(tiny_backbone)
     token = item_token_of(tok)
     assert token not in (tok.eos_token, tok.bos_token)
-    assert tok(f'"Movie 1 (1951)" {token}, "x"', add_special_tokens=False)["input_ids"].count(
-        tok.convert_tokens_to_ids(token)) == 1
+    assert (
+        tok(f'"Movie 1 (1951)" {token}, "x"', add_special_tokens=False)["input_ids"].count(
+            tok.convert_tokens_to_ids(token)
+        )
+        == 1
+    )
     bare = Tokenizer(models.BPE())
     bare.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bare.train_from_iterator(["some text"] * 4, trainers.BpeTrainer(vocab_size=300, special_tokens=["<s>", "</s>"]))
@@ -208,8 +236,9 @@ def test_item_tokens_equal_rows_after_truncation(tiny_backbone, log):
     assert truncated > 0
     batch = Collator(dm.tokenizer.pad_token_id)(dm.encoded["train"][:4])
     at = batch["item_rows"] >= 0
-    assert (batch["input_ids"][at] == token_id).all() and at.sum() == sum(len(r["item_rows"]) for r in
-                                                                           dm.encoded["train"][:4])
+    assert (batch["input_ids"][at] == token_id).all() and at.sum() == sum(
+        len(r["item_rows"]) for r in dm.encoded["train"][:4]
+    )
 
 
 # --- the model ------------------------------------------------------------------------------
@@ -348,8 +377,15 @@ def test_fit_predict_export_with_item_tokens(tiny_backbone, log, tmp_path, capsy
     assert rows and [r["index"] for r in rows] == list(range(len(rows)))
     # the exported folder alone (adapter + item tokens) scores as the checkpoint does
     again = tmp_path / "again.jsonl"
-    main(["predict", *run_args(tiny_backbone, ml, out), on, f"--model.init_adapter={out / 'adapter'}",
-          f"--predictions.output={again}"])
+    main(
+        [
+            "predict",
+            *run_args(tiny_backbone, ml, out),
+            on,
+            f"--model.init_adapter={out / 'adapter'}",
+            f"--predictions.output={again}",
+        ]
+    )
     other = [json.loads(line) for line in again.read_text().splitlines()]
     assert max(abs(a["p_yes"] - b["p_yes"]) for a, b in zip(rows, other, strict=True)) < 1e-5
     capsys.readouterr()
@@ -373,15 +409,30 @@ def test_served_rows_score_as_predict(tiny_backbone, log):
     for s in dm.build_samples()["test"]:
         groups.setdefault(s.meta["group"], []).append(s)
     requests = [
-        {"history": [{"item": {"id": i}, "liked": ok} for i, (_, ok) in zip(g[0].meta["history"], g[0].history,
-                                                                              strict=True)],
-         "candidates": [{"id": s.meta["item"]} for s in g]}
+        {
+            "history": [
+                {"item": {"id": i}, "liked": ok} for i, (_, ok) in zip(g[0].meta["history"], g[0].history, strict=True)
+            ],
+            "candidates": [{"id": s.meta["item"]} for s in g],
+        }
         for g in groups.values()
     ]
-    builder = PromptBuilder(dm.tokenizer, dm.max_length, read_log(str(ml)).item_fields, dm.item_text, dm.domain,
-                            dm.profile, "the test log", 50, 20, item_rows=dm.item_rows, item_token=dm.item_token)
+    builder = PromptBuilder(
+        dm.tokenizer,
+        dm.max_length,
+        read_log(str(ml)).item_fields,
+        dm.item_text,
+        dm.domain,
+        dm.profile,
+        "the test log",
+        50,
+        20,
+        item_rows=dm.item_rows,
+        item_token=dm.item_token,
+    )
     rows = [builder.build(r) for r in requests]
     flat = [r for req in rows for r in req]
+
     def prompt(r):  # a request's answer slot is "Yes." whatever the label: compare the prompts
         return r["input_ids"][: r["prompt_len"]], r["item_positions"], r["item_rows"]
 
@@ -392,8 +443,9 @@ def test_served_rows_score_as_predict(tiny_backbone, log):
     assert max(abs(a - by_index[i]) for i, a in enumerate(got)) < 1e-5
     # a title is text only; an id with a row gets its token
     first = requests[0]["history"][0]["item"]["id"]
-    title_row, id_row = builder.build({"history": [{"item": {"id": first}, "liked": True}],
-                                       "candidates": ["Some Title (2000)", {"id": first}]})
+    title_row, id_row = builder.build(
+        {"history": [{"item": {"id": first}, "liked": True}], "candidates": ["Some Title (2000)", {"id": first}]}
+    )
     assert title_row["item_rows"] == [dm.item_rows[first]] and id_row["item_rows"] == [dm.item_rows[first]] * 2
 
 

@@ -28,8 +28,12 @@ def ddp_fit(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("tokenize", ["ahead", "on_load"])
 def test_ranks_train_on_disjoint_shards_that_cover_the_train_split(tiny_backbone, ml100k, tmp_path, tokenize):
     shards = tmp_path / "shards"
-    record = ["--trainer.callbacks+=helpers.RecordTrainIndices", f"--trainer.callbacks.folder={shards}",
-              f"--data.init_args.tokenize={tokenize}", f"--data.init_args.cache_dir={tmp_path / 'cache'}"]
+    record = [
+        "--trainer.callbacks+=helpers.RecordTrainIndices",
+        f"--trainer.callbacks.folder={shards}",
+        f"--data.init_args.tokenize={tokenize}",
+        f"--data.init_args.cache_dir={tmp_path / 'cache'}",
+    ]
     proc = ddp_fit(*run_args(tiny_backbone, ml100k, tmp_path / "run"), *record)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]

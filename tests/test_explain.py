@@ -19,8 +19,13 @@ def rec(setup, tiny_backbone, tmp_path_factory):
 
     from tallrec_pl.data.datamodule import RecDataModule
 
-    dm = RecDataModule(path=str(write_ml100k(tmp_path_factory.mktemp("ml") / "ml")), tokenizer=tiny_backbone,
-                       history_len=4, split_sizes=[0.6, 0.2, 0.2], cache_dir=None)
+    dm = RecDataModule(
+        path=str(write_ml100k(tmp_path_factory.mktemp("ml") / "ml")),
+        tokenizer=tiny_backbone,
+        history_len=4,
+        split_sizes=[0.6, 0.2, 0.2],
+        cache_dir=None,
+    )
     samples = [s for s in dm.build_samples()["test"] if s.history]
     return setup[0], samples[:3], dm.load_tokenizer()
 
@@ -79,7 +84,7 @@ def test_truncated_prompts_explain_the_items_they_show(rec):
     full_len = len(encode_samples([copy.deepcopy(sample)], tok, 512)[0]["input_ids"])
     short = full_len - 4  # the oldest item has to go
     v = build_variants(sample, tok, short)
-    assert len(v.history) < len(sample.history) and v.history == sample.history[-len(v.history):]
+    assert len(v.history) < len(sample.history) and v.history == sample.history[-len(v.history) :]
     with torch.no_grad():
         ex = explain_variants(module, v)
     kept = copy.deepcopy(sample)
@@ -115,11 +120,19 @@ def test_predict_writes_each_samples_evidence(rec, tiny_backbone, ml100k, tmp_pa
     module, _, tok = rec
     export_adapter(module.model, str(tmp_path / "adapter"), tiny_backbone)
     out = tmp_path / "run"
-    main(["predict", *run_args(tiny_backbone, ml100k, out), f"--model.init_adapter={tmp_path / 'adapter'}",
-          "--predictions.explain=true", "--predictions.explain_flip=true"])
+    main(
+        [
+            "predict",
+            *run_args(tiny_backbone, ml100k, out),
+            f"--model.init_adapter={tmp_path / 'adapter'}",
+            "--predictions.explain=true",
+            "--predictions.explain_flip=true",
+        ]
+    )
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-    dm = RecDataModule(path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2],
-                       cache_dir=None)
+    dm = RecDataModule(
+        path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], cache_dir=None
+    )
     samples = dm.build_samples()["test"]
     assert len(rows) == len(samples) > 2
     for row in rows[:3]:
@@ -150,12 +163,19 @@ def test_sentence_is_built_from_the_evidence_only():
     def ev(item, liked, effect):
         return Evidence(0, item, "", liked, effect)
 
-    top = [ev("Fargo (1996)", True, 0.2), ev("Heat (1995)", False, -0.1), ev("Star Wars (1977)", True, 0.05),
-           ev("Babe (1995)", False, 0.01)]
-    assert sentence(top) == ("Recommended because you liked Fargo (1996) and Star Wars (1977); you disliked "
-                             "Babe (1995). Counting against it: you disliked Heat (1995).")
+    top = [
+        ev("Fargo (1996)", True, 0.2),
+        ev("Heat (1995)", False, -0.1),
+        ev("Star Wars (1977)", True, 0.05),
+        ev("Babe (1995)", False, 0.01),
+    ]
+    assert sentence(top) == (
+        "Recommended because you liked Fargo (1996) and Star Wars (1977); you disliked "
+        "Babe (1995). Counting against it: you disliked Heat (1995)."
+    )
     assert sentence([ev("Heat (1995)", True, -0.1)]) == (
-        "No item of your history raised this score. Counting against it: you liked Heat (1995).")
+        "No item of your history raised this score. Counting against it: you liked Heat (1995)."
+    )
     assert sentence([]) == "No item of your history changed this score."
 
 
@@ -165,8 +185,18 @@ def serve_builder(tiny_backbone, ml100k, **limits):
     from tallrec_pl.serve_api import PromptBuilder
 
     dm = RecDataModule(path=str(ml100k), tokenizer=tiny_backbone, history_len=4, cache_dir=None)
-    return PromptBuilder(dm.load_tokenizer(), dm.max_length, read_log(str(ml100k)).item_fields, dm.item_text,
-                         dm.domain, dm.profile, "the test log", 8, 6, **limits)
+    return PromptBuilder(
+        dm.load_tokenizer(),
+        dm.max_length,
+        read_log(str(ml100k)).item_fields,
+        dm.item_text,
+        dm.domain,
+        dm.profile,
+        "the test log",
+        8,
+        6,
+        **limits,
+    )
 
 
 BAD_EXPLAIN = [
@@ -174,8 +204,10 @@ BAD_EXPLAIN = [
     ({"explain": 1, "candidates": ["a"]}, "'explain' must be true or false, not a number"),
     ({"explain": None, "candidates": ["a"]}, "'explain' must be true or false, not null"),
     ({"explain": True, "instruction": "Say hi."}, "'explain' needs a rec request"),
-    ({"explain": True, "history": [{"item": 1, "liked": True}] * 3, "candidates": ["a", "b"]},
-     "needs 6 variants, more than serve.max_explain_rows=5"),
+    (
+        {"explain": True, "history": [{"item": 1, "liked": True}] * 3, "candidates": ["a", "b"]},
+        "needs 6 variants, more than serve.max_explain_rows=5",
+    ),
 ]
 
 
@@ -216,8 +248,12 @@ def test_served_explanations_equal_brute_force(rec, tiny_backbone, ml100k):
 
     module, _, tok = rec
     builder = serve_builder(tiny_backbone, ml100k)
-    history = [{"item": 3, "liked": True}, {"item": {"id": "5"}, "liked": False}, {"item": "Movie 9 (1959)",
-               "liked": True}, {"item": {"id": "11"}, "liked": True}]
+    history = [
+        {"item": 3, "liked": True},
+        {"item": {"id": "5"}, "liked": False},
+        {"item": "Movie 9 (1959)", "liked": True},
+        {"item": {"id": "11"}, "liked": True},
+    ]
     body = {"history": history, "candidates": [{"id": "2"}, "Movie 7 (1957)"], "explain": True}
     payload, sent = through_guard(builder, body)
     assert not sent and payload["explain"]["top"] == 3
@@ -253,17 +289,37 @@ def test_faithfulness_benchmark_runs_on_a_tiny_model(tiny_backbone, ml100k, tmp_
     from benchmarks import explain_faithfulness as bench
 
     out = tmp_path / "explain.json"
-    bench.main(["--backbone", tiny_backbone, f"--data.init_args.path={ml100k}", "--data.init_args.history_len=4",
-                "--data.init_args.split_sizes=[0.6,0.2,0.2]", "--data.init_args.cache_dir=null",
-                "--data.init_args.shots=-1", "--samples", "4", "--output", str(out), "--plot", str(tmp_path / "e.png")])
+    bench.main(
+        [
+            "--backbone",
+            tiny_backbone,
+            f"--data.init_args.path={ml100k}",
+            "--data.init_args.history_len=4",
+            "--data.init_args.split_sizes=[0.6,0.2,0.2]",
+            "--data.init_args.cache_dir=null",
+            "--data.init_args.shots=-1",
+            "--samples",
+            "4",
+            "--output",
+            str(out),
+            "--plot",
+            str(tmp_path / "e.png"),
+        ]
+    )
     summary = json.loads(out.read_text())
     assert summary["samples"] == 4 and (tmp_path / "e.png").stat().st_size > 1000
     drops = {(r["strategy"], r["k"]): r["mean_drop"] for r in summary["removals"]}
     assert set(drops) == {(s, k) for s in ("top", "random", "bottom") for k in (1, 2, 3)}
     # removing the top item is the explanation's own largest effect; removing the bottom one, its smallest
     module = bench.load_module(None, tiny_backbone, "float32")
-    dm = bench.parse([f"--data.init_args.path={ml100k}", "--data.init_args.history_len=4",
-                      "--data.init_args.split_sizes=[0.6,0.2,0.2]", "--data.init_args.shots=-1"])[1]
+    dm = bench.parse(
+        [
+            f"--data.init_args.path={ml100k}",
+            "--data.init_args.history_len=4",
+            "--data.init_args.split_sizes=[0.6,0.2,0.2]",
+            "--data.init_args.shots=-1",
+        ]
+    )[1]
     dm.connect(module.tokenizer)
     samples = dm.build_samples()["test"]
     picked = [samples[i] for i in bench.spread_indices(len(samples), 4)]

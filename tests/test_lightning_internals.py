@@ -82,8 +82,15 @@ class _Tiny(L.LightningModule):
 
 
 def test_lightnings_val_check_interval_error_is_the_text_the_cli_turns_into_one_line(tmp_path):
-    trainer = L.Trainer(max_steps=4, val_check_interval=4, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    trainer = L.Trainer(
+        max_steps=4,
+        val_check_interval=4,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        default_root_dir=tmp_path,
+    )
     with pytest.raises(ValueError) as raised:
         trainer.fit(_Tiny())
     user = li.val_check_error(raised.value)

@@ -145,7 +145,7 @@ def mutate(data: bytes, edits: list[tuple[int, int, bytes]]) -> bytes:
     out = bytearray(data)
     for pos, delete, insert in edits:
         pos = pos % (len(out) + 1)
-        out[pos:pos + delete] = insert
+        out[pos : pos + delete] = insert
     return bytes(out)
 
 
@@ -192,7 +192,7 @@ def test_mutated_tallrec_json(edits):
         {
             "instruction": "Given ...",
             "input": 'User Preference: "A (1990)", "B, The (1991)"\nUser Unpreference: \nWhether the user will like '
-                     'the target movie "C (1992)"?',
+            'the target movie "C (1992)"?',
             "output": "Yes." if i % 2 else "No.",
         }
         for i in range(10)

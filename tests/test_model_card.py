@@ -15,8 +15,14 @@ def test_card_facts_and_snippet_equal_predict(tiny_backbone, ml100k, tmp_path, c
     from tallrec_pl.data.datamodule import RecDataModule
 
     out = tmp_path / "run"
-    main(["fit", *run_args(tiny_backbone, ml100k, out, "--trainer.max_epochs=2", "--model.lr=5e-3",
-                           "--model.warmup_steps=0")])
+    main(
+        [
+            "fit",
+            *run_args(
+                tiny_backbone, ml100k, out, "--trainer.max_epochs=2", "--model.lr=5e-3", "--model.warmup_steps=0"
+            ),
+        ]
+    )
     main(["test", *run_args(tiny_backbone, ml100k, out), "--ckpt_path=best"])
     main(["predict", *run_args(tiny_backbone, ml100k, out), "--ckpt_path=best"])
     assert "test/auc of best-" in capsys.readouterr().out
@@ -37,8 +43,9 @@ def test_card_facts_and_snippet_equal_predict(tiny_backbone, ml100k, tmp_path, c
     exec(compile(code, "model card snippet", "exec"), namespace)  # the card's own steps, as a user runs them
     assert capsys.readouterr().out.strip() == str(namespace["p_yes"](namespace["PROMPT"]))
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-    dm = RecDataModule(path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2],
-                       cache_dir=None)
+    dm = RecDataModule(
+        path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], cache_dir=None
+    )
     samples = dm.build_samples()["test"]
     assert namespace["PROMPT"] == samples[0].prompt()
     assert len(rows) == len(samples) > 2

@@ -13,8 +13,15 @@ from tallrec_pl.errors import TallrecError
 
 
 def _dm(ml100k, tiny_backbone, **kwargs) -> RecDataModule:
-    args = dict(path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2],
-                keep_last=0, cache_dir=None, min_history=1)
+    args = dict(
+        path=str(ml100k),
+        tokenizer=tiny_backbone,
+        history_len=4,
+        split_sizes=[0.6, 0.2, 0.2],
+        keep_last=0,
+        cache_dir=None,
+        min_history=1,
+    )
     return RecDataModule(**{**args, **kwargs})
 
 

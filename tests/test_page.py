@@ -51,12 +51,14 @@ def test_page_is_served_without_the_key_and_loads_nothing_from_elsewhere():
 def test_examples_are_requests_of_the_logs_users(ml100k, tiny_backbone):
     from tallrec_pl.data.datamodule import RecDataModule
 
-    dm = RecDataModule(path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2],
-                       cache_dir=None)
+    dm = RecDataModule(
+        path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], cache_dir=None
+    )
     samples = dm.build_samples()["test"]
     examples = examples_of(samples, users=2, candidates=2)
     assert [e["user"] for e in examples] == list(dict.fromkeys(s.meta["user"] for s in samples))[:2]
     first = next(s for s in samples if s.meta["user"] == examples[0]["user"])
-    assert examples[0]["history"] == [{"item": {"id": str(i)}, "liked": ok}
-                                      for i, (_, ok) in zip(first.meta["history"], first.history, strict=True)]
+    assert examples[0]["history"] == [
+        {"item": {"id": str(i)}, "liked": ok} for i, (_, ok) in zip(first.meta["history"], first.history, strict=True)
+    ]
     assert examples[0]["candidates"][0] == {"id": str(first.meta["item"])} and len(examples[0]["candidates"]) <= 2

@@ -83,11 +83,14 @@ def test_page_ranks_and_shows_the_apis_order_and_evidence(server):
         body = page.evaluate("request()")  # what the page sends: the picked user's history and candidates
         page.click("#rank")
         page.wait_for_selector(".candidate")
-        shown = page.eval_on_selector_all(".candidate", """boxes => boxes.map(b => ({
+        shown = page.eval_on_selector_all(
+            ".candidate",
+            """boxes => boxes.map(b => ({
             index: +b.dataset.index, p: b.querySelector('.p-yes').textContent,
             sentence: b.querySelector('.sentence').textContent,
             chips: [...b.querySelectorAll('.item[data-effect]')]
-                .map(c => [+c.dataset.position, +c.dataset.effect])}))""")
+                .map(c => [+c.dataset.position, +c.dataset.effect])}))""",
+        )
         if os.environ.get("TALLREC_PAGE_SCREENSHOT"):
             page.screenshot(path=os.environ["TALLREC_PAGE_SCREENSHOT"], full_page=True)
         chrome.close()

@@ -14,9 +14,7 @@ from helpers import run_args
 from tallrec_pl.cli import main
 from tallrec_pl.progress import LogProgress, duration
 
-LINE = re.compile(
-    r"^tallrec_pl: step (\d+)/11 \(epoch 0\), ([0-9.]+) samples/s, ETA (\S+), train/loss ([0-9.]+)$"
-)
+LINE = re.compile(r"^tallrec_pl: step (\d+)/11 \(epoch 0\), ([0-9.]+) samples/s, ETA (\S+), train/loss ([0-9.]+)$")
 
 
 def test_a_fit_prints_a_progress_line_per_interval_and_a_total(tiny_backbone, ml100k, tmp_path, capsys):
@@ -28,8 +26,9 @@ def test_a_fit_prints_a_progress_line_per_interval_and_a_total(tiny_backbone, ml
     assert all(float(m.group(2)) > 0 and math.isfinite(float(m.group(4))) for m in steps)
     assert steps[-1].group(3) == "0s" and all(re.fullmatch(r"\d+(s|m\d\ds)", m.group(3)) for m in steps)
     totals = [line for line in err if line.startswith("tallrec_pl: trained ")]
-    assert len(totals) == 1 and re.fullmatch(r"tallrec_pl: trained 11 steps, 43 samples in \S+ \([0-9.]+ samples/s\)",
-                                             totals[0])
+    assert len(totals) == 1 and re.fullmatch(
+        r"tallrec_pl: trained 11 steps, 43 samples in \S+ \([0-9.]+ samples/s\)", totals[0]
+    )
 
 
 def test_no_lines_on_a_terminal_and_none_before_the_interval(tiny_backbone, ml100k, tmp_path, capsys, monkeypatch):

@@ -90,11 +90,17 @@ def test_rank_tuning_shots_count_whole_groups_and_are_seeded(ml100k):
 def test_rank_tuning_refuses_implicit_logs_and_negative_counts(tmp_path):
     with pytest.raises(TallrecError, match=re.escape("data.train_negatives=-1 must be 0 or more")):
         RecDataModule(train_negatives=-1)
-    (tmp_path / "log.csv").write_text("user,item,timestamp\n" + "".join(f"u{u},{i},{u * 10 + i}\n"
-                                                                        for u in range(4) for i in range(1, 9)))
+    (tmp_path / "log.csv").write_text(
+        "user,item,timestamp\n" + "".join(f"u{u},{i},{u * 10 + i}\n" for u in range(4) for i in range(1, 9))
+    )
     (tmp_path / "items.csv").write_text("item,title\n" + "".join(f"{k},Film {k}\n" for k in range(1, 12)))
-    dm = RecDataModule(path=str(tmp_path / "log.csv"), items_path=str(tmp_path / "items.csv"), history_len=2,
-                       split_sizes=[0.6, 0.2, 0.2], train_negatives=1)
+    dm = RecDataModule(
+        path=str(tmp_path / "log.csv"),
+        items_path=str(tmp_path / "items.csv"),
+        history_len=2,
+        split_sizes=[0.6, 0.2, 0.2],
+        train_negatives=1,
+    )
     with pytest.raises(TallrecError, match="data.train_negatives is for explicit feedback"):
         dm.build_samples()
 

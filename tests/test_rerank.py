@@ -22,8 +22,9 @@ from tallrec_pl.model.module import TALLRecModule, listwise_loss
 from tallrec_pl.retrieval.sasrec import Retriever, RetrieverOptions
 
 pytest.importorskip("recbole")
-TINY = RetrieverOptions(history_len=4, hidden_size=8, n_layers=1, n_heads=1, inner_size=16, max_epochs=3,
-                        batch_size=32, dropout=0.1)
+TINY = RetrieverOptions(
+    history_len=4, hidden_size=8, n_layers=1, n_heads=1, inner_size=16, max_epochs=3, batch_size=32, dropout=0.1
+)
 TINY_ARGS = ["--hidden_size=8", "--n_layers=1", "--n_heads=1", "--inner_size=16", "--max_epochs=3", "--batch_size=32"]
 DATA = {"history_len": 4, "split_sizes": [0.6, 0.2, 0.2], "cache_dir": None}
 
@@ -35,12 +36,16 @@ class Fixed:
         self.order = order
 
     def top_k(self, histories, exclude, k):
-        return [[(i, -float(r)) for r, i in enumerate(i for i in self.order if i not in skip)][:k]
-                for _, skip in zip(histories, exclude, strict=True)]
+        return [
+            [(i, -float(r)) for r, i in enumerate(i for i in self.order if i not in skip)][:k]
+            for _, skip in zip(histories, exclude, strict=True)
+        ]
 
     def ranks(self, histories, exclude, items):
-        return [[i for i in self.order if i not in skip or i == item].index(item) + 1
-                for item, skip in zip(items, exclude, strict=True)]
+        return [
+            [i for i in self.order if i not in skip or i == item].index(item) + 1
+            for item, skip in zip(items, exclude, strict=True)
+        ]
 
 
 def sample(w: Window) -> Sample:
@@ -52,8 +57,13 @@ def fitted(tmp_path_factory):
     ml = write_ml100k(tmp_path_factory.mktemp("rr") / "ml")
     dm = RecDataModule(path=str(ml), **DATA)
     log, _ = dm.log_windows(dm.resolved_format())
-    return ml, dm, Retriever.fit(sorted(log.item_fields), dm.next_items("train"), dm.next_items("valid"), TINY,
-                                 log=lambda *_: None)
+    return (
+        ml,
+        dm,
+        Retriever.fit(
+            sorted(log.item_fields), dm.next_items("train"), dm.next_items("valid"), TINY, log=lambda *_: None
+        ),
+    )
 
 
 def test_retriever_saves_loads_and_scores_the_same(fitted, tmp_path):
@@ -97,8 +107,11 @@ def test_rated_before_is_what_the_user_rated_before_the_target():
 
 def test_retrieved_groups_miss_when_the_true_item_is_outside_the_top_k():
     kept = Kept([], sequences={"u": ["a", "b", "x", "y"], "v": ["a", "q"]})
-    windows = [Window("u", (("a", True), ("b", True)), "x", True), Window("v", (("a", True),), "q", True),
-               Window("u", (("a", True),), "b", False)]  # disliked: not ranked
+    windows = [
+        Window("u", (("a", True), ("b", True)), "x", True),
+        Window("v", (("a", True),), "q", True),
+        Window("u", (("a", True),), "b", False),
+    ]  # disliked: not ranked
     groups = retrieved_groups(windows, kept, Fixed(["a", "x", "b", "c", "d", "q"]), 3, sample)
     by = {g: [s for s in groups if s.meta["group"] == g] for g in (0, 1)}
     assert [s.meta["item"] for s in by[0]] == ["x", "c", "d"]  # a and b were rated before x
@@ -162,17 +175,26 @@ def test_listwise_training_reaches_lora_and_every_item_token_projector(fitted, t
     save_item_embeddings(str(vectors), *retriever.item_vectors())
     retriever_file = tmp_path / "r.pt"
     retriever.save(str(retriever_file))
-    dm = RankDataModule(path=str(ml), tokenizer=tiny_backbone, train_negatives=3, hard_negatives=2,
-                        retriever=str(retriever_file), top_k=5, listwise=True, item_embeddings=str(vectors),
-                        candidates="retriever",
-                        **DATA)
+    dm = RankDataModule(
+        path=str(ml),
+        tokenizer=tiny_backbone,
+        train_negatives=3,
+        hard_negatives=2,
+        retriever=str(retriever_file),
+        top_k=5,
+        listwise=True,
+        item_embeddings=str(vectors),
+        candidates="retriever",
+        **DATA,
+    )
     dm.setup()
     batch = next(iter(dm.train_dataloader()))
     assert len(set(batch["group"].tolist())) == 1 and int(batch["label"].sum()) == 1  # one window and its negatives
     torch.manual_seed(0)
     assert (batch["retriever_rank"] > 0).all()  # every candidate carries its retriever rank (the prior)
-    m = TALLRecModule(backbone=tiny_backbone, dtype="float32", item_embeddings=str(vectors), loss="both",
-                      prior_weight=1.0)
+    m = TALLRecModule(
+        backbone=tiny_backbone, dtype="float32", item_embeddings=str(vectors), loss="both", prior_weight=1.0
+    )
     m.configure_model()
     m.train()
     m.log = lambda *a, **k: None  # no trainer attached
@@ -188,21 +210,44 @@ def test_listwise_training_reaches_lora_and_every_item_token_projector(fitted, t
 def test_retriever_command_then_full_catalogue_test(tiny_backbone, tmp_path, capsys):
     ml = write_ml100k(tmp_path / "ml")
     data = [f"--data.path={ml}", "--data.history_len=4", "--data.init_args.split_sizes=[0.6,0.2,0.2]"]
-    main(["retriever", "--data.class_path=tallrec_pl.data.datamodule.RankDataModule", *data, *TINY_ARGS,
-          f"--output={tmp_path / 'r.pt'}", f"--item_embeddings={tmp_path / 'v.safetensors'}"])
+    main(
+        [
+            "retriever",
+            "--data.class_path=tallrec_pl.data.datamodule.RankDataModule",
+            *data,
+            *TINY_ARGS,
+            f"--output={tmp_path / 'r.pt'}",
+            f"--item_embeddings={tmp_path / 'v.safetensors'}",
+        ]
+    )
     assert "retriever (20 items) written" in capsys.readouterr().out
-    args = run_args(tiny_backbone, ml, tmp_path / "run", "--data.class_path=tallrec_pl.data.datamodule.RankDataModule",
-                    "--data.init_args.candidates=retriever", f"--data.init_args.retriever={tmp_path / 'r.pt'}",
-                    "--data.init_args.top_k=5")
+    args = run_args(
+        tiny_backbone,
+        ml,
+        tmp_path / "run",
+        "--data.class_path=tallrec_pl.data.datamodule.RankDataModule",
+        "--data.init_args.candidates=retriever",
+        f"--data.init_args.retriever={tmp_path / 'r.pt'}",
+        "--data.init_args.top_k=5",
+    )
     main(["predict", *args])
     rows = (tmp_path / "run" / "predictions.jsonl").read_text().splitlines()
     assert rows and len(rows) % 5 == 0  # every liked test window: the retriever's top 5
     with pytest.raises(SystemExit):  # a retriever fit on another log: the one-line error, exit 2
         other = write_ml100k(tmp_path / "other", n_users=7)
-        main(["predict", *run_args(tiny_backbone, other, tmp_path / "run2",
-                                   "--data.class_path=tallrec_pl.data.datamodule.RankDataModule",
-                                   "--data.init_args.candidates=retriever",
-                                   f"--data.init_args.retriever={tmp_path / 'r.pt'}")])
+        main(
+            [
+                "predict",
+                *run_args(
+                    tiny_backbone,
+                    other,
+                    tmp_path / "run2",
+                    "--data.class_path=tallrec_pl.data.datamodule.RankDataModule",
+                    "--data.init_args.candidates=retriever",
+                    f"--data.init_args.retriever={tmp_path / 'r.pt'}",
+                ),
+            ]
+        )
     assert "another log" in capsys.readouterr().err
 
 
@@ -250,8 +295,13 @@ def test_implicit_logs_give_the_retriever_interactions_only(tmp_path):
     rows = "".join(f"u{u},{(u * 3 + i) % 11 + 1},{u * 10 + i}\n" for u in range(4) for i in range(6))
     (tmp_path / "log.csv").write_text("user,item,timestamp\n" + rows)
     (tmp_path / "items.csv").write_text("item,title\n" + "".join(f"{k},Film {k}\n" for k in range(1, 12)))
-    dm = RecDataModule(path=str(tmp_path / "log.csv"), items_path=str(tmp_path / "items.csv"), history_len=2,
-                       split_sizes=[0.6, 0.2, 0.2], cache_dir=None)
+    dm = RecDataModule(
+        path=str(tmp_path / "log.csv"),
+        items_path=str(tmp_path / "items.csv"),
+        history_len=2,
+        split_sizes=[0.6, 0.2, 0.2],
+        cache_dir=None,
+    )
     pairs = dm.next_items("train")
     interacted = dm.interacted()
     users = [w.user for w in dm._windows_cache.plain["train"] if w.label]
@@ -263,8 +313,17 @@ def test_listwise_batches_reshuffle_each_epoch_as_lightning_sets_it(fitted, tiny
 
     ml, _, retriever = fitted
     retriever.save(str(tmp_path / "r.pt"))
-    dm = RankDataModule(path=str(ml), tokenizer=tiny_backbone, train_negatives=2, hard_negatives=1,
-                        retriever=str(tmp_path / "r.pt"), top_k=5, listwise=True, negatives=3, **DATA)
+    dm = RankDataModule(
+        path=str(ml),
+        tokenizer=tiny_backbone,
+        train_negatives=2,
+        hard_negatives=1,
+        retriever=str(tmp_path / "r.pt"),
+        top_k=5,
+        listwise=True,
+        negatives=3,
+        **DATA,
+    )
     dm.setup()
     loader = dm.train_dataloader()
     first = [b["group"][0].item() for b in loader]
@@ -281,7 +340,17 @@ def test_listwise_loss_without_group_batches_is_one_line(tiny_backbone, ml100k, 
 
 def test_retriever_command_with_hard_negatives_in_the_config_does_not_need_its_output(tmp_path):
     ml = write_ml100k(tmp_path / "ml")
-    main(["retriever", f"--data.path={ml}", "--data.history_len=4", "--data.init_args.split_sizes=[0.6,0.2,0.2]",
-          "--data.init_args.train_negatives=2", "--data.init_args.hard_negatives=2",
-          f"--data.init_args.retriever={tmp_path / 'r.pt'}", *TINY_ARGS, f"--output={tmp_path / 'r.pt'}"])
+    main(
+        [
+            "retriever",
+            f"--data.path={ml}",
+            "--data.history_len=4",
+            "--data.init_args.split_sizes=[0.6,0.2,0.2]",
+            "--data.init_args.train_negatives=2",
+            "--data.init_args.hard_negatives=2",
+            f"--data.init_args.retriever={tmp_path / 'r.pt'}",
+            *TINY_ARGS,
+            f"--output={tmp_path / 'r.pt'}",
+        ]
+    )
     assert Retriever.load(str(tmp_path / "r.pt")).items

@@ -1,7 +1,7 @@
 """Regenerate docs/BENCHMARKS.md and its plots from benchmarks/results/ (no model is run).
 
-    python -m benchmarks.report            # write the page and its plots (make benchmarks-doc)
-    python -m benchmarks.report --check    # exit 1 if the committed page is not what the results make
+python -m benchmarks.report            # write the page and its plots (make benchmarks-doc)
+python -m benchmarks.report --check    # exit 1 if the committed page is not what the results make
 """
 
 from __future__ import annotations
@@ -20,8 +20,10 @@ def main(argv: list[str] | None = None) -> None:
     out = DOCS / "BENCHMARKS.md"
     if check:  # the committed page must be what the committed results make
         if out.read_text() != text:
-            raise SystemExit("docs/BENCHMARKS.md differs from what `python -m benchmarks.report` makes of "
-                             "benchmarks/results/; run `make benchmarks-doc` and commit it")
+            raise SystemExit(
+                "docs/BENCHMARKS.md differs from what `python -m benchmarks.report` makes of "
+                "benchmarks/results/; run `make benchmarks-doc` and commit it"
+            )
         print("docs/BENCHMARKS.md is up to date")
         return
     out.write_text(text)

@@ -29,8 +29,11 @@ def section() -> list[str]:
     lines += [
         "",
         "Removing the top 3 drops p(Yes) "
-        + (f"**{ratio:.1f}x** as much as removing 3 random items" if ratio is not None
-           else "while removing 3 random items does not drop it on average")
+        + (
+            f"**{ratio:.1f}x** as much as removing 3 random items"
+            if ratio is not None
+            else "while removing 3 random items does not drop it on average"
+        )
         + " (goal: at least 3x). Explaining a sample costs "
         f"{r['explain_cost_vs_plain_scoring']:.2f}x its plain scoring, and "
         f"{r['explain_cost_vs_scoring_each_variant']:.2f}x scoring each removal on its own (the variants share the "

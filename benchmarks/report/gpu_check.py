@@ -18,13 +18,19 @@ def section() -> list[str]:
     passed = re.findall(r"^(PASSED|FAILED|SKIPPED|ERROR) tests/test_gpu.py::(\w+)", text, re.M)
     diff = re.search(r"max \|p_yes gpu - cpu\| float32: (\S+)", text)
     summary = re.search(r"^=*\s*(\d+ passed.*?) in ([\d.]+)s", text, re.M)
-    lines = ["## GPU checks", "",
-             "Command: `bash benchmarks/gpu_check.sh` (log: benchmarks/results/gpu_check.log).", ""]
+    lines = [
+        "## GPU checks",
+        "",
+        "Command: `bash benchmarks/gpu_check.sh` (log: benchmarks/results/gpu_check.log).",
+        "",
+    ]
     lines += [f"Machine: {head[1]}; {head[2]}; host CPU {head[3].split(':', 1)[-1].strip()}; run {head[0]}.", ""]
     lines += ["| test | result |", "| --- | --- |"] + [f"| {name} | {state} |" for state, name in passed]
     if summary:
         lines += ["", f"pytest: {summary.group(1).strip()} in {summary.group(2)} s."]
     if diff:
-        lines += ["Largest |p(Yes) GPU - p(Yes) CPU| over 64 test prompts of the embedded backbone, float32, "
-                  f"TF32 off: {diff.group(1)}."]
+        lines += [
+            "Largest |p(Yes) GPU - p(Yes) CPU| over 64 test prompts of the embedded backbone, float32, "
+            f"TF32 off: {diff.group(1)}."
+        ]
     return lines + [""]

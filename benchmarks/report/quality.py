@@ -146,8 +146,11 @@ def sweep(every: list[dict]) -> list[str]:
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for n in sorted({r["shots"] for r in variants}):
-        base = [r for r in every if r["shots"] == n and r.get("epochs") == EPOCHS[n] and "stage1" not in r
-                and "variant" not in r]
+        base = [
+            r
+            for r in every
+            if r["shots"] == n and r.get("epochs") == EPOCHS[n] and "stage1" not in r and "variant" not in r
+        ]
         rows = [("as above", "-", base)] + [
             (v, " ".join(f"`{RUN_PATH.sub('=benchmarks/runs/', a)}`" for a in group[0]["args"]), group)
             for v in sorted({r["variant"] for r in variants if r["shots"] == n})

@@ -23,8 +23,10 @@ def cell(values: list[float]) -> str:
 
 def table(seeds: dict, protocol: str) -> list[str]:
     names = list(rows(next(iter(seeds.values())), protocol))
-    lines = ["| ranker | " + " | ".join(m.upper().replace("NDCG", "NDCG") for m in METRICS) + " |",
-             "| --- |" + " --- |" * len(METRICS)]
+    lines = [
+        "| ranker | " + " | ".join(m.upper().replace("NDCG", "NDCG") for m in METRICS) + " |",
+        "| --- |" + " --- |" * len(METRICS),
+    ]
     for name in names:
         vals = [[rows(e, protocol)[name][m] for e in seeds.values()] for m in METRICS]
         lines.append(f"| {name} | " + " | ".join(cell(v) for v in vals) + " |")
@@ -39,9 +41,14 @@ def slice_table(seeds: dict) -> list[str]:
         if any(m is None for ms in per for m in ms):
             continue
         n = int(per[0][0]["n"]) // 20
-        lines.append(f"| {label} | {n} | " + " | ".join(
-            f"{statistics.mean(m['hr@10'] for m in ms):.2f} / {statistics.mean(m['ndcg@10'] for m in ms):.3f}"
-            for ms in per) + " |")
+        lines.append(
+            f"| {label} | {n} | "
+            + " | ".join(
+                f"{statistics.mean(m['hr@10'] for m in ms):.2f} / {statistics.mean(m['ndcg@10'] for m in ms):.3f}"
+                for ms in per
+            )
+            + " |"
+        )
     return lines
 
 
@@ -55,10 +62,14 @@ def section() -> list[str]:
         return head + ["The shipped config is not measured yet.", ""] + variants(r)
     first = next(iter(seeds.values()))
     p = r["protocol"]
-    ratio = [rows(e, "full")["fusion"]["ndcg@10"] / rows(e, "full")["SASRec retriever alone"]["ndcg@10"]
-             for e in seeds.values()]
-    llm_ratio = [rows(e, "full")["LLM rerank of the top 20"]["ndcg@10"] /
-                 rows(e, "full")["SASRec retriever alone"]["ndcg@10"] for e in seeds.values()]
+    ratio = [
+        rows(e, "full")["fusion"]["ndcg@10"] / rows(e, "full")["SASRec retriever alone"]["ndcg@10"]
+        for e in seeds.values()
+    ]
+    llm_ratio = [
+        rows(e, "full")["LLM rerank of the top 20"]["ndcg@10"] / rows(e, "full")["SASRec retriever alone"]["ndcg@10"]
+        for e in seeds.values()
+    ]
     cpu = {s: {k: round(v["cpu_s"]) for k, v in e.get("cpu", {}).items()} for s, e in seeds.items()}
     lines = head + [
         f"Machine: {machine_text(first.get('machine'))}.",
@@ -96,7 +107,8 @@ def section() -> list[str]:
         *table(seeds, "sampled"),
         "",
         "CPU seconds per stage (the stage's processes, user + system; 2 cores): "
-        + "; ".join(f"seed {s}: " + ", ".join(f"{k} {v}" for k, v in c.items()) for s, c in cpu.items()) + ".",
+        + "; ".join(f"seed {s}: " + ", ".join(f"{k} {v}" for k, v in c.items()) for s, c in cpu.items())
+        + ".",
         "",
     ]
     return lines + variants(r)
@@ -106,9 +118,12 @@ def variants(r: dict) -> list[str]:
     """Other LLM settings tried on some seeds (python -m benchmarks.rerank --variant NAME --args ...)."""
     if not r.get("variants"):
         return []
-    lines = ["Other settings of the LLM, same protocol (NDCG@10; whole catalogue / sampled-20):", "",
-             "| variant | its options | seeds | SASRec alone | LLM | fusion | CPU s per stage |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+    lines = [
+        "Other settings of the LLM, same protocol (NDCG@10; whole catalogue / sampled-20):",
+        "",
+        "| variant | its options | seeds | SASRec alone | LLM | fusion | CPU s per stage |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for name, v in r["variants"].items():
         seeds = {s: e for s, e in sorted(v["seeds"].items()) if "full" in e}
         if not seeds:
@@ -116,8 +131,9 @@ def variants(r: dict) -> list[str]:
         cells = []
         for row in ("SASRec retriever alone", "LLM", "fusion"):
             full = [next(m for n, m in rows(e, "full").items() if n.startswith(row))["ndcg@10"] for e in seeds.values()]
-            samp = [next(m for n, m in rows(e, "sampled").items() if n.startswith(row))["ndcg@10"]
-                    for e in seeds.values()]
+            samp = [
+                next(m for n, m in rows(e, "sampled").items() if n.startswith(row))["ndcg@10"] for e in seeds.values()
+            ]
             cells.append(f"{cell(full)} / {cell(samp)}")
         cpu = "; ".join(", ".join(f"{k} {c['cpu_s']:.0f}" for k, c in e.get("cpu", {}).items()) for e in seeds.values())
         lines.append(f"| {name} | `{v['args']}` | {', '.join(seeds)} | " + " | ".join(cells) + f" | {cpu} |")

@@ -14,8 +14,10 @@ def _row(r: dict) -> str:
     else:  # "rec.yaml MODE K"
         _, mode, k = r["split"].split()
         name = f"configs/rec.yaml, data.tokenize {mode}, run {int(k) + 1}"
-    return (f"| {name} | {r['train_samples']} | {r['first_step_s']:.1f} | {r['peak_rss_gb']:.2f} | "
-            f"{r['samples_per_s']:.2f} |")
+    return (
+        f"| {name} | {r['train_samples']} | {r['first_step_s']:.1f} | {r['peak_rss_gb']:.2f} | "
+        f"{r['samples_per_s']:.2f} |"
+    )
 
 
 @from_result("train_scale.json")
@@ -53,11 +55,15 @@ def section(r: dict) -> list[str]:
             f"- Training samples/s of the full {min(full):,}-rating split against its default split: "
             f"**{small['samples_per_s'] / default['samples_per_s']:.3f}x**.",
         ]
-    paired = {mode: [x["samples_per_s"] for x in rows if x["split"].startswith(f"rec.yaml {mode} ")]
-              for mode in ("ahead", "on_load")}
+    paired = {
+        mode: [x["samples_per_s"] for x in rows if x["split"].startswith(f"rec.yaml {mode} ")]
+        for mode in ("ahead", "on_load")
+    }
     if paired["ahead"] and paired["on_load"]:
         ratio = median(paired["on_load"]) / median(paired["ahead"])
-        lines.append(f"- configs/rec.yaml (256 shots), runs alternated: on load {median(paired['on_load']):.2f} "
-                     f"samples/s against {median(paired['ahead']):.2f} tokenized ahead (medians of "
-                     f"{len(paired['ahead'])}): **{ratio:.3f}x** (goal within 5%).")
+        lines.append(
+            f"- configs/rec.yaml (256 shots), runs alternated: on load {median(paired['on_load']):.2f} "
+            f"samples/s against {median(paired['ahead']):.2f} tokenized ahead (medians of "
+            f"{len(paired['ahead'])}): **{ratio:.3f}x** (goal within 5%)."
+        )
     return lines + [""]

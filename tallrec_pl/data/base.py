@@ -36,15 +36,20 @@ SPLITS = ("train", "valid", "test")
 _ENCODING_VERSION = 4  # bump when encode_samples changes what it writes
 
 
-def _check_options(max_length: int, predict_split: str, batch_size: int, eval_batch_size: int,
-                   val_limit: int | None, test_limit: int | None, num_workers: int) -> None:
+def _check_options(
+    max_length: int,
+    predict_split: str,
+    batch_size: int,
+    eval_batch_size: int,
+    val_limit: int | None,
+    test_limit: int | None,
+    num_workers: int,
+) -> None:
     """PromptDataModule's one-line errors for options that cannot work."""
     if max_length < 8:
         raise TallrecError(f"data.max_length={max_length} is too small for any prompt", "use data.max_length >= 64")
     if predict_split not in SPLITS:
-        raise TallrecError(
-            f"data.predict_split {predict_split!r} is not a split", f"use one of {', '.join(SPLITS)}"
-        )
+        raise TallrecError(f"data.predict_split {predict_split!r} is not a split", f"use one of {', '.join(SPLITS)}")
     for name, value, example in (("batch_size", batch_size, 8), ("eval_batch_size", eval_batch_size, 16)):
         if value < 1:
             raise TallrecError(f"data.{name}={value} must be at least 1", f"use e.g. data.{name}: {example}")
@@ -211,8 +216,9 @@ class PromptDataModule(L.LightningDataModule):
         if not samples:
             return []
         if isinstance(samples, LazySamples):  # data.tokenize on_load: tokens as the loader asks
-            return OnLoad(samples, partial(self._encode_one, f"{self.describe()} {split_name}"),
-                          samples.lengths(self.tokenizer))
+            return OnLoad(
+                samples, partial(self._encode_one, f"{self.describe()} {split_name}"), samples.lengths(self.tokenizer)
+            )
         key = self._cache_key(split_name, samples) if self.cache_dir else None
         folder = Path(self.cache_dir) / key if key else None
         if folder is not None and folder.exists():
@@ -252,8 +258,15 @@ class PromptDataModule(L.LightningDataModule):
         return self.trainer is None or self.trainer.world_size == 1 or self.trainer.global_rank == 0
 
     def _encode_one(self, source: str, sample: Sample, index: int) -> dict:
-        return encode_samples([sample], self.tokenizer, self.max_length, self.train_on_inputs, source=source,
-                              item_token=self.item_token, offset=index)[0]
+        return encode_samples(
+            [sample],
+            self.tokenizer,
+            self.max_length,
+            self.train_on_inputs,
+            source=source,
+            item_token=self.item_token,
+            offset=index,
+        )[0]
 
     def setup(self, stage: str | None = None) -> None:
         if self.encoded:
@@ -313,18 +326,25 @@ class PromptDataModule(L.LightningDataModule):
         # the seeded samplers make the order a function of (seed, epoch), so a resumed run sees the same batches
         if self.group_batches():  # one window's candidates a batch: the listwise loss, the history run once
             if self.trainer is not None and self.trainer.world_size > 1:
-                raise TallrecError("data.listwise batches are not sharded across devices yet",
-                                   "train listwise on one device (--trainer.devices 1), or set data.listwise: false")
+                raise TallrecError(
+                    "data.listwise batches are not sharded across devices yet",
+                    "train listwise on one device (--trainer.devices 1), or set data.listwise: false",
+                )
             groups = [r["group"] for r in records]
-            return self._loader(records, ResumableLoader, batch_sampler=ShuffledGroupBatchSampler(groups, self.seed),
-                                batches_done=self._batches_done)
+            return self._loader(
+                records,
+                ResumableLoader,
+                batch_sampler=ShuffledGroupBatchSampler(groups, self.seed),
+                batches_done=self._batches_done,
+            )
         sampler = (
             LengthGroupedSampler(lengths, self.batch_size, self.seed)
             if self.group_by_length
             else ShuffleSampler(len(records), self.seed)
         )
-        return self._loader(records, ResumableLoader, batch_size=self.batch_size, sampler=sampler,
-                            batches_done=self._batches_done)
+        return self._loader(
+            records, ResumableLoader, batch_size=self.batch_size, sampler=sampler, batches_done=self._batches_done
+        )
 
     def group_batches(self) -> bool:
         """Whether training batches are whole ranking groups (rank-tuning data modules may say so)."""

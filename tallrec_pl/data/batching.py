@@ -100,7 +100,7 @@ class LengthGroupedSampler(Sampler[int]):
     def __iter__(self):
         perm = np.random.default_rng(self.seed + self.epoch).permutation(len(self.lengths))
         for s in range(0, len(perm), self.chunk):
-            part = perm[s:s + self.chunk]
+            part = perm[s : s + self.chunk]
             yield from part[np.argsort(-self.lengths[part], kind="stable")].tolist()
 
     def __len__(self) -> int:

@@ -33,8 +33,9 @@ def retrieved_groups(
     for group, (w, picked) in enumerate(zip(liked, top, strict=True)):
         for rank, (item, score) in enumerate(picked, 1):
             s = make_sample(Window(w.user, w.history, item, item == w.target))
-            s.meta.update(group=group, positive=item == w.target, retriever_score=score, retriever_rank=rank,
-                          target=w.target)
+            s.meta.update(
+                group=group, positive=item == w.target, retriever_score=score, retriever_rank=rank, target=w.target
+            )
             samples.append(s)
     return samples
 
@@ -49,8 +50,10 @@ def hard_negatives(
     Also each window's retriever rank of its item among the items the user had not rated before it
     (as the full-catalogue test ranks them), for a training prior (model.prior_weight)."""
     if negatives > k:
-        raise TallrecError(f"data.train_negatives={negatives} is more than data.top_k={k} hard candidates",
-                           "raise data.top_k or lower data.train_negatives")
+        raise TallrecError(
+            f"data.train_negatives={negatives} is more than data.top_k={k} hard candidates",
+            "raise data.top_k or lower data.train_negatives",
+        )
     liked = [w for w in windows if w.label]
     histories, before = [history_items(w) for w in liked], [kept.rated_before(w) for w in liked]
     # deep enough that k of them remain once everything the user ever rated is taken out
@@ -64,8 +67,10 @@ def hard_negatives(
         rated = kept.interacted.get(w.user, set())
         pool = [(r, item) for r, (item, _) in enumerate(picked, 1) if item not in rated][:k]
         if len(pool) < negatives:
-            raise TallrecError(f"user {w.user} has only {len(pool)} unrated items in the retriever's top {k}",
-                               "lower data.train_negatives")
+            raise TallrecError(
+                f"user {w.user} has only {len(pool)} unrated items in the retriever's top {k}",
+                "lower data.train_negatives",
+            )
         out.append(w)
         ranks[w] = rank
         for i in sorted(rng.choice(len(pool), negatives, False).tolist()):

@@ -38,9 +38,17 @@ def _tokenize(tokenizer, texts: list[str]) -> list[list[int]]:
     return tokenizer(texts)["input_ids"] if texts else []
 
 
-def encode_samples(samples: list[Sample], tokenizer, max_length: int, train_on_inputs: bool = False,
-                   source: str = "", batch: int = 512, skip_unfit: bool = False, item_token: str = "",
-                   offset: int = 0) -> list[dict]:
+def encode_samples(
+    samples: list[Sample],
+    tokenizer,
+    max_length: int,
+    train_on_inputs: bool = False,
+    source: str = "",
+    batch: int = 512,
+    skip_unfit: bool = False,
+    item_token: str = "",
+    offset: int = 0,
+) -> list[dict]:
     """Encode ``samples`` in order; over-long ones lose their oldest history items first.
 
     Each result holds ``input_ids``, ``labels`` (IGNORE on the prompt unless
@@ -72,8 +80,15 @@ def encode_samples(samples: list[Sample], tokenizer, max_length: int, train_on_i
                     raise
             out.append(_record(p, f, eos, sample, train_on_inputs, f"{source} sample {offset + start + k}"))
             if item_token:
-                out[-1].update(_item_tokens(p, sample, tokenizer.convert_tokens_to_ids(item_token), item_token,
-                                            f"{source} sample {offset + start + k}"))
+                out[-1].update(
+                    _item_tokens(
+                        p,
+                        sample,
+                        tokenizer.convert_tokens_to_ids(item_token),
+                        item_token,
+                        f"{source} sample {offset + start + k}",
+                    )
+                )
                 for i in out[-1]["item_positions"]:  # train_on_inputs: never teach the model to write the placeholder
                     out[-1]["labels"][i] = IGNORE
     return out

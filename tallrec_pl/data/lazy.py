@@ -19,8 +19,9 @@ class LazySamples(Sequence):
     """A split's samples, each made from its window by ``make`` when asked for. ``seen_ids``: the
     items of the whole train split, for ``meta["seen"]`` (cold-start slices), set by the data module."""
 
-    def __init__(self, windows: Sequence, make: Callable[[object], Sample],
-                 lengths: Callable[[Sequence, object], np.ndarray]) -> None:
+    def __init__(
+        self, windows: Sequence, make: Callable[[object], Sample], lengths: Callable[[Sequence, object], np.ndarray]
+    ) -> None:
         self.windows, self.make, self._lengths = windows, make, lengths
         self.seen_ids: set[str] | None = None
 
@@ -29,8 +30,11 @@ class LazySamples(Sequence):
 
     def __getitem__(self, i):
         if isinstance(i, (slice, list)):  # a slice, or the samples at a list of indices
-            windows = self.windows[i] if isinstance(i, slice) or hasattr(self.windows, "rows") else [
-                self.windows[k] for k in i]
+            windows = (
+                self.windows[i]
+                if isinstance(i, slice) or hasattr(self.windows, "rows")
+                else [self.windows[k] for k in i]
+            )
             part = LazySamples(windows, self.make, self._lengths)
             part.seen_ids = self.seen_ids
             return part

@@ -166,21 +166,32 @@ class Wording:
     input_template: str = IMPLICIT_INPUT
 
     def __post_init__(self) -> None:
-        checks = (("data.implicit_instruction", self.instruction, {"domain"}),
-                  ("data.implicit_input", self.input_template, {"history", "domain", "target"}))
+        checks = (
+            ("data.implicit_instruction", self.instruction, {"domain"}),
+            ("data.implicit_input", self.input_template, {"history", "domain", "target"}),
+        )
         for option, template, allowed in checks:
             try:
                 used = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
             except ValueError as err:
-                raise TallrecError(f"{option} {template!r} is not a template ({err})",
-                                   "write fields as {name} and braces as {{ }}") from None
+                raise TallrecError(
+                    f"{option} {template!r} is not a template ({err})", "write fields as {name} and braces as {{ }}"
+                ) from None
             if used - allowed:
                 unknown = sorted(used - allowed)[0]
                 raise TallrecError(f"{option} uses field {unknown!r}", f"use only {', '.join(sorted(allowed))}")
 
 
-def window_sample(window: Window, item_fields: dict, text: ItemText, domain: str, source: str, profile: str = "",
-                  wording: Wording | None = None, item_rows: Mapping[str, int] | None = None) -> Sample:
+def window_sample(
+    window: Window,
+    item_fields: dict,
+    text: ItemText,
+    domain: str,
+    source: str,
+    profile: str = "",
+    wording: Wording | None = None,
+    item_rows: Mapping[str, int] | None = None,
+) -> Sample:
     """A window as a sample: TALLRec's liked / disliked lists, or with ``wording`` the implicit one.
     ``item_rows`` (item id -> embedding row) gives its items their rows for item tokens."""
     history = [(text.history_format.format(text.render(i, item_fields, source)), ok) for i, ok in window.history]

@@ -83,40 +83,69 @@ def mark_targets_seen(train: list[Sample], groups: list[Sample]) -> dict[int, in
     return {s.meta["group"]: int(s.meta["target"] in ids) for s in groups}
 
 
-def _check_options(format: str, history_len: int, min_history: int | None, shots: int, feedback: str,
-                   negative_sampling: str, negatives_per_positive: int, train_negatives: int, hard_negatives: int,
-                   retriever: str | None, top_k: int, listwise: bool, tokenize: str) -> None:
+def _check_options(
+    format: str,
+    history_len: int,
+    min_history: int | None,
+    shots: int,
+    feedback: str,
+    negative_sampling: str,
+    negatives_per_positive: int,
+    train_negatives: int,
+    hard_negatives: int,
+    retriever: str | None,
+    top_k: int,
+    listwise: bool,
+    tokenize: str,
+) -> None:
     """RecDataModule's one-line errors for options that cannot work, alone or together."""
-    for option, value, known in (("format", format, FORMATS), ("feedback", feedback, FEEDBACK),
-                                 ("negative_sampling", negative_sampling, NEGATIVE_SAMPLING),
-                                 ("tokenize", tokenize, TOKENIZE)):
+    for option, value, known in (
+        ("format", format, FORMATS),
+        ("feedback", feedback, FEEDBACK),
+        ("negative_sampling", negative_sampling, NEGATIVE_SAMPLING),
+        ("tokenize", tokenize, TOKENIZE),
+    ):
         if value not in known:
             raise TallrecError(f"data.{option} {value!r} is not known", f"use one of {', '.join(known)}")
     if min_history is not None and not 0 <= min_history <= history_len:
-        raise TallrecError(f"data.min_history={min_history} must be between 0 and data.history_len={history_len}",
-                           "set data.min_history in that range, or null for full windows only")
+        raise TallrecError(
+            f"data.min_history={min_history} must be between 0 and data.history_len={history_len}",
+            "set data.min_history in that range, or null for full windows only",
+        )
     if shots < -1:
         raise TallrecError(f"data.shots={shots} is not a sample size", "use a count, or -1 for the whole train split")
     if negatives_per_positive < 1:
-        raise TallrecError(f"data.negatives_per_positive={negatives_per_positive} leaves implicit feedback without "
-                           "No. samples", "use 1 or more")
+        raise TallrecError(
+            f"data.negatives_per_positive={negatives_per_positive} leaves implicit feedback without No. samples",
+            "use 1 or more",
+        )
     if train_negatives < 0:
-        raise TallrecError(f"data.train_negatives={train_negatives} must be 0 or more",
-                           "use 0 for TALLRec's labels, or e.g. 1 to rank-tune")
+        raise TallrecError(
+            f"data.train_negatives={train_negatives} must be 0 or more",
+            "use 0 for TALLRec's labels, or e.g. 1 to rank-tune",
+        )
     if not 0 <= hard_negatives <= train_negatives:
-        raise TallrecError(f"data.hard_negatives={hard_negatives} must be between 0 and data.train_negatives="
-                           f"{train_negatives}", "lower data.hard_negatives or raise data.train_negatives")
+        raise TallrecError(
+            f"data.hard_negatives={hard_negatives} must be between 0 and data.train_negatives={train_negatives}",
+            "lower data.hard_negatives or raise data.train_negatives",
+        )
     if hard_negatives and not retriever:
-        raise TallrecError("data.hard_negatives are drawn from a retriever, but data.retriever is unset",
-                           "fit one (python -m tallrec_pl retriever) and set data.retriever")
+        raise TallrecError(
+            "data.hard_negatives are drawn from a retriever, but data.retriever is unset",
+            "fit one (python -m tallrec_pl retriever) and set data.retriever",
+        )
     if top_k < 1:
         raise TallrecError(f"data.top_k={top_k} must be at least 1", "use e.g. data.top_k: 20")
     if listwise and not train_negatives:
-        raise TallrecError("data.listwise batches a liked window with its negatives, but data.train_negatives is 0",
-                           "set data.train_negatives >= 1 (e.g. 4), or data.listwise: false")
+        raise TallrecError(
+            "data.listwise batches a liked window with its negatives, but data.train_negatives is 0",
+            "set data.train_negatives >= 1 (e.g. 4), or data.listwise: false",
+        )
     if tokenize == "on_load" and train_negatives:
-        raise TallrecError("data.tokenize on_load does not build rank-tuning groups (data.train_negatives) yet",
-                           "set data.tokenize: ahead (or auto)")
+        raise TallrecError(
+            "data.tokenize on_load does not build rank-tuning groups (data.train_negatives) yet",
+            "set data.tokenize: ahead (or auto)",
+        )
 
 
 class RecDataModule(PromptDataModule):
@@ -210,11 +239,21 @@ class RecDataModule(PromptDataModule):
         **common,
     ) -> None:
         super().__init__(**common)
-        _check_options(format=format, history_len=history_len, min_history=min_history, shots=shots,
-                       feedback=feedback, negative_sampling=negative_sampling,
-                       negatives_per_positive=negatives_per_positive, train_negatives=train_negatives,
-                       hard_negatives=hard_negatives, retriever=retriever, top_k=top_k, listwise=listwise,
-                       tokenize=tokenize)
+        _check_options(
+            format=format,
+            history_len=history_len,
+            min_history=min_history,
+            shots=shots,
+            feedback=feedback,
+            negative_sampling=negative_sampling,
+            negatives_per_positive=negatives_per_positive,
+            train_negatives=train_negatives,
+            hard_negatives=hard_negatives,
+            retriever=retriever,
+            top_k=top_k,
+            listwise=listwise,
+            tokenize=tokenize,
+        )
         self.path, self.format, self.domain = path, format, domain
         self.item_text = ItemText(item_template, history_format)
         self.history_len, self.like_threshold, self.keep_last = history_len, like_threshold, keep_last
@@ -265,8 +304,10 @@ class RecDataModule(PromptDataModule):
             return split([json_sample(r) for r in read_samples_json(self.path)], self.split_sizes)
         log, windows = self.log_windows(fmt)
         if self._on_load(windows):
-            return {name: LazySamples(ws, partial(self.window_sample, log=log), partial(self._lengths, log=log))
-                    for name, ws in windows.items()}
+            return {
+                name: LazySamples(ws, partial(self.window_sample, log=log), partial(self._lengths, log=log))
+                for name, ws in windows.items()
+            }
         return {name: [self.window_sample(w, log) for w in ws] for name, ws in windows.items()}
 
     def _on_load(self, windows: dict[str, list[Window]]) -> bool:
@@ -275,20 +316,29 @@ class RecDataModule(PromptDataModule):
             return self.tokenize == "on_load"
         big = max(len(ws) for ws in windows.values()) > ON_LOAD_ABOVE and not self.train_negatives
         if big:
-            say(f"data.tokenize auto: a split of more than {ON_LOAD_ABOVE:,} samples, so samples are built and "
-                "tokenized as the loader asks (on_load)")
+            say(
+                f"data.tokenize auto: a split of more than {ON_LOAD_ABOVE:,} samples, so samples are built and "
+                "tokenized as the loader asks (on_load)"
+            )
         return big
 
     def _lengths(self, windows, tokenizer, log) -> np.ndarray:
         """Estimated prompt + answer lengths of ``windows`` (for batching): the template's tokens, fitted
         on a few samples encoded whole, plus each item's tokens and one separator a history item."""
-        items = sorted(set(windows.rows.items)) if isinstance(windows, WindowList) else sorted(
-            {i for w in windows for i in [w.target, *(item for item, _ in w.history)]})
+        items = (
+            sorted(set(windows.rows.items))
+            if isinstance(windows, WindowList)
+            else sorted({i for w in windows for i in [w.target, *(item for item, _ in w.history)]})
+        )
         missing = (windows.item_ids() if isinstance(windows, WindowList) else set(items)) - set(log.item_fields)
         if missing:  # the one-line error of a sample that has it, now rather than mid-epoch
             self.item_text.render(min(missing), log.item_fields, log.source)
-        texts = [self.item_text.history_format.format(self.item_text.render(i, log.item_fields, log.source))
-                 if i in log.item_fields else "" for i in items]
+        texts = [
+            self.item_text.history_format.format(self.item_text.render(i, log.item_fields, log.source))
+            if i in log.item_fields
+            else ""
+            for i in items
+        ]
         size = dict(zip(items, (len(t) for t in tokenizer(texts, add_special_tokens=False)["input_ids"]), strict=True))
         if isinstance(windows, WindowList):
             per_item = np.array([size.get(i, 0) for i in windows.rows.items], dtype=np.int32)
@@ -297,20 +347,31 @@ class RecDataModule(PromptDataModule):
         else:
             items_len = np.array([sum(size[i] + 1 for i, _ in w.history) + size[w.target] for w in windows])
         probe = range(min(16, len(windows)))
-        exact = [len(r["input_ids"]) for r in encode_samples([self.window_sample(windows[i], log) for i in probe],
-                                                             tokenizer, self.max_length, self.train_on_inputs)]
+        exact = [
+            len(r["input_ids"])
+            for r in encode_samples(
+                [self.window_sample(windows[i], log) for i in probe], tokenizer, self.max_length, self.train_on_inputs
+            )
+        ]
         template = int(np.median([e - items_len[i] for i, e in zip(probe, exact, strict=True)])) if exact else 0
         return np.clip(items_len + template, 1, self.max_length).astype(np.int32)
 
     def window_sample(self, window, log) -> Sample:
         """A window as a prompt sample, with the cold-start profile line where it applies."""
         profile = self.profile.render(window.user, len(window.history), log.user_fields, log.source)
-        sample = window_sample(window, log.item_fields, self.item_text, self.domain, log.source, profile,
-                               self.wording if self.implicit else None, self.item_rows)
+        sample = window_sample(
+            window,
+            log.item_fields,
+            self.item_text,
+            self.domain,
+            log.source,
+            profile,
+            self.wording if self.implicit else None,
+            self.item_rows,
+        )
         if window in self._retriever_ranks:
             sample.meta["retriever_rank"] = self._retriever_ranks[window]
         return sample
-
 
     def resolve_feedback(self, log) -> str:
         """explicit or implicit; ``auto`` picks by the rating column and says so in one line."""
@@ -320,8 +381,10 @@ class RecDataModule(PromptDataModule):
             threshold = self.like_threshold
             because = f"has ratings, so explicit feedback (a rating above data.like_threshold={threshold}: Yes.)"
         else:
-            because = (f"has no rating column, so implicit feedback ({self.negatives_per_positive} "
-                       f"{self.negative_sampling} negative(s) per interaction)")
+            because = (
+                f"has no rating column, so implicit feedback ({self.negatives_per_positive} "
+                f"{self.negative_sampling} negative(s) per interaction)"
+            )
         rank_zero_info(f"tallrec_pl: data.feedback auto: {log.source} {because}")
         return "explicit" if log.has_rating else "implicit"
 
@@ -358,11 +421,20 @@ class RecDataModule(PromptDataModule):
     def _windows(self, log, fmt: str, feedback: str) -> Kept:
         """``window_log`` of ``log``, or the windows ``prepare_data`` saved for the same files and options
         in data.cache_dir (written here too when no other process can be writing them)."""
-        options = dict(format=fmt, columns=self.columns, item_id_column=self.item_id_column,
-                       history_len=self.history_len, like_threshold=self.like_threshold, keep_last=self.keep_last,
-                       min_history=self.min_history, feedback=feedback, negatives=self.negatives_per_positive,
-                       sampling=self.negative_sampling, count_items=self.train_negatives > 0,
-                       seed=self.seed if feedback == "implicit" else None)  # explicit windows draw nothing
+        options = dict(
+            format=fmt,
+            columns=self.columns,
+            item_id_column=self.item_id_column,
+            history_len=self.history_len,
+            like_threshold=self.like_threshold,
+            keep_last=self.keep_last,
+            min_history=self.min_history,
+            feedback=feedback,
+            negatives=self.negatives_per_positive,
+            sampling=self.negative_sampling,
+            count_items=self.train_negatives > 0,
+            seed=self.seed if feedback == "implicit" else None,
+        )  # explicit windows draw nothing
         folder = None
         if self.cache_dir:
             source = self.path if self.path is not None else default_ml100k_path()
@@ -370,9 +442,18 @@ class RecDataModule(PromptDataModule):
             kept = window_cache.load(folder)
             if kept is not None:
                 return kept
-        kept = window_log(log, self.history_len, self.like_threshold, self.keep_last, self.min_history, feedback,
-                          self.negatives_per_positive, self.negative_sampling, self.seed,
-                          count_items=self.train_negatives > 0)
+        kept = window_log(
+            log,
+            self.history_len,
+            self.like_threshold,
+            self.keep_last,
+            self.min_history,
+            feedback,
+            self.negatives_per_positive,
+            self.negative_sampling,
+            self.seed,
+            count_items=self.train_negatives > 0,
+        )
         if folder is not None and (self._preparing or self._one_writer()) and window_cache.save(folder, kept):
             kept = window_cache.load(folder)  # memory-mapped: the arrays leave the process's own memory
         return kept
@@ -422,9 +503,10 @@ class RecDataModule(PromptDataModule):
             from tallrec_pl.retrieval.sasrec import Retriever
 
             if not self.retriever_path:
-                raise TallrecError("this needs a retriever, but data.retriever is unset",
-                                   "fit one (python -m tallrec_pl retriever --config CONFIG --output FILE) "
-                                   "and set data.retriever")
+                raise TallrecError(
+                    "this needs a retriever, but data.retriever is unset",
+                    "fit one (python -m tallrec_pl retriever --config CONFIG --output FILE) and set data.retriever",
+                )
             retriever = Retriever.load(self.retriever_path)
             train = self.next_items("train")  # reads the log first (serve asks before anything else did)
             retriever.check(self.catalogue(), train, self.retriever_path)

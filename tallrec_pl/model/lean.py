@@ -31,13 +31,27 @@ _MLPS = {"LlamaMLP", "MistralMLP", "Qwen2MLP"}
 _NORMS = {"LlamaRMSNorm", "MistralRMSNorm", "Qwen2RMSNorm"}
 
 
-def sdpa_gqa_attention(module, query, key, value, attention_mask, dropout: float = 0.0, scaling: float | None = None,
-                       is_causal: bool | None = None, **kwargs):
+def sdpa_gqa_attention(
+    module,
+    query,
+    key,
+    value,
+    attention_mask,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    is_causal: bool | None = None,
+    **kwargs,
+):
     """transformers' SDPA attention, but with a mask too on the key/value heads (no repeat)."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    plain = (getattr(module, "num_key_value_groups", 1) == 1 or query.shape[2] == 1 or attention_mask is None
-             or kwargs.get("position_bias") is not None or kwargs.get("softcap") is not None)
+    plain = (
+        getattr(module, "num_key_value_groups", 1) == 1
+        or query.shape[2] == 1
+        or attention_mask is None
+        or kwargs.get("position_bias") is not None
+        or kwargs.get("softcap") is not None
+    )
     if plain:  # without a mask transformers already uses enable_gqa; the rest is theirs as is
         return sdpa_attention_forward(
             module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, is_causal=is_causal, **kwargs

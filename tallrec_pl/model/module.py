@@ -39,8 +39,9 @@ def retriever_prior(ranks: torch.Tensor) -> torch.Tensor:
     """-log(rank) of the retriever's 1-based ranks; an item without one (rank <= 0) ranks below every ranked one."""
     known = ranks > 0
     floor = float(ranks[known].max()) + 1 if known.any() else 1.0
-    return -torch.log(torch.where(known, ranks.to(torch.float32), torch.full_like(ranks, 0, dtype=torch.float32)
-                                  + floor))
+    return -torch.log(
+        torch.where(known, ranks.to(torch.float32), torch.full_like(ranks, 0, dtype=torch.float32) + floor)
+    )
 
 
 def listwise_loss(margins: torch.Tensor, groups: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -321,8 +322,10 @@ class TALLRecModule(L.LightningModule):
     def on_fit_start(self) -> None:
         grouped = getattr(self.trainer.datamodule, "group_batches", lambda: False)()
         if self.hparams.loss != "pointwise" and not grouped:
-            raise TallrecError(f"model.loss {self.hparams.loss} needs training batches of whole ranking groups",
-                               "rank-tune with data.train_negatives >= 1 and data.listwise: true")
+            raise TallrecError(
+                f"model.loss {self.hparams.loss} needs training batches of whole ranking groups",
+                "rank-tune with data.train_negatives >= 1 and data.listwise: true",
+            )
 
     @override
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -331,8 +334,10 @@ class TALLRecModule(L.LightningModule):
             margins = two[:, 0] - two[:, 1]
             if self.hparams.prior_weight:
                 if not (batch["retriever_rank"] > 0).any():
-                    raise TallrecError("model.prior_weight needs each training candidate's retriever rank",
-                                       "set data.retriever and data.hard_negatives >= 1, or model.prior_weight: 0")
+                    raise TallrecError(
+                        "model.prior_weight needs each training candidate's retriever rank",
+                        "set data.retriever and data.hard_negatives >= 1, or model.prior_weight: 0",
+                    )
                 margins = margins + self.hparams.prior_weight * retriever_prior(batch["retriever_rank"]).to(margins)
             listwise = listwise_loss(margins, batch["group"], batch["label"])
             self.log("train/listwise_loss", listwise, batch_size=len(batch["index"]))

@@ -72,11 +72,23 @@ class _Catalogue:
 def _config(opts: RetrieverOptions) -> dict:
     """RecBole's keys that SASRec reads (RecBole's own Config imports its evaluator and more)."""
     return {
-        "USER_ID_FIELD": "user_id", "ITEM_ID_FIELD": ITEM, "LIST_SUFFIX": "_list", "ITEM_LIST_LENGTH_FIELD": LENGTH,
-        "NEG_PREFIX": "neg_", "MAX_ITEM_LIST_LENGTH": opts.history_len, "device": "cpu",
-        "n_layers": opts.n_layers, "n_heads": opts.n_heads, "hidden_size": opts.hidden_size,
-        "inner_size": opts.inner_size, "hidden_dropout_prob": opts.dropout, "attn_dropout_prob": opts.dropout,
-        "hidden_act": "gelu", "layer_norm_eps": 1e-12, "initializer_range": 0.02, "loss_type": "CE",
+        "USER_ID_FIELD": "user_id",
+        "ITEM_ID_FIELD": ITEM,
+        "LIST_SUFFIX": "_list",
+        "ITEM_LIST_LENGTH_FIELD": LENGTH,
+        "NEG_PREFIX": "neg_",
+        "MAX_ITEM_LIST_LENGTH": opts.history_len,
+        "device": "cpu",
+        "n_layers": opts.n_layers,
+        "n_heads": opts.n_heads,
+        "hidden_size": opts.hidden_size,
+        "inner_size": opts.inner_size,
+        "hidden_dropout_prob": opts.dropout,
+        "attn_dropout_prob": opts.dropout,
+        "hidden_act": "gelu",
+        "layer_norm_eps": 1e-12,
+        "initializer_range": 0.02,
+        "loss_type": "CE",
     }
 
 
@@ -175,8 +187,10 @@ class Retriever:
         model.load_state_dict(best_state)
         model.eval()
         self.trained = {"epochs_run": epoch, "best_epoch": best_epoch, "valid_loss": best, "train_pairs": n}
-        log(f"tallrec_pl: retriever SASRec fit on {n} next items, best epoch {best_epoch} of {epoch} "
-            f"(valid next-item loss {best:.4f})")
+        log(
+            f"tallrec_pl: retriever SASRec fit on {n} next items, best epoch {best_epoch} of {epoch} "
+            f"(valid next-item loss {best:.4f})"
+        )
 
     # --- scoring ------------------------------------------------------------------------
 
@@ -202,8 +216,13 @@ class Retriever:
             if cols:
                 row[cols] = float("-inf")
             values, index = row.topk(min(k, len(self.items)))
-            out.append([(self.items[j], float(v)) for j, v in zip(index.tolist(), values.tolist(), strict=True)
-                        if v != float("-inf")])
+            out.append(
+                [
+                    (self.items[j], float(v))
+                    for j, v in zip(index.tolist(), values.tolist(), strict=True)
+                    if v != float("-inf")
+                ]
+            )
         return out
 
     def ranks(self, histories: list[list[str]], exclude: list[set[str]], items: list[str]) -> list[int]:
@@ -230,9 +249,15 @@ class Retriever:
     def save(self, path: str) -> None:
         """One torch file: the format tag, the options, the item ids, the data fingerprint and the weights."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        state = {"format": FORMAT, "model": "SASRec", "options": asdict(self.opts), "items": self.items,
-                 "fingerprint": self.fingerprint, "trained": getattr(self, "trained", {}),
-                 "state_dict": self.model.state_dict()}
+        state = {
+            "format": FORMAT,
+            "model": "SASRec",
+            "options": asdict(self.opts),
+            "items": self.items,
+            "fingerprint": self.fingerprint,
+            "trained": getattr(self, "trained", {}),
+            "state_dict": self.model.state_dict(),
+        }
         tmp = f"{path}.tmp"
         torch.save(state, tmp)
         os.replace(tmp, path)  # a crash never leaves half a file under the real name
@@ -243,19 +268,24 @@ class Retriever:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - any unreadable file gets the same one-line answer
-            raise TallrecError(f"{option}: {path} is not a retriever file ({type(e).__name__})",
-                               "make it with `python -m tallrec_pl retriever`") from None
+            raise TallrecError(
+                f"{option}: {path} is not a retriever file ({type(e).__name__})",
+                "make it with `python -m tallrec_pl retriever`",
+            ) from None
         if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise TallrecError(f"{option}: {path} is not a retriever file",
-                               "make it with `python -m tallrec_pl retriever`")
+            raise TallrecError(
+                f"{option}: {path} is not a retriever file", "make it with `python -m tallrec_pl retriever`"
+            )
         try:
             opts = RetrieverOptions(**state["options"])
             model = _sasrec(opts, len(state["items"]))
             model.load_state_dict(state["state_dict"])
             out = cls(model, state["items"], opts, state["fingerprint"])
         except (KeyError, TypeError, RuntimeError) as e:
-            raise TallrecError(f"{option}: {path} is a damaged retriever file ({type(e).__name__})",
-                               "fit it again with `python -m tallrec_pl retriever`") from None
+            raise TallrecError(
+                f"{option}: {path} is a damaged retriever file ({type(e).__name__})",
+                "fit it again with `python -m tallrec_pl retriever`",
+            ) from None
         out.trained = state.get("trained", {})
         return out
 
