@@ -63,6 +63,12 @@ def test_samples(n: int, seed: int = 0):
     return dm, splits["test"][:n], splits["train"]
 
 
+def rate(samples: int, start: float) -> dict:
+    """Samples a second and seconds since ``start`` (a perf_counter reading)."""
+    seconds = time.perf_counter() - start
+    return {"samples_per_s": samples / seconds, "seconds": seconds}
+
+
 def score_ours(args):
     """One scoring pass of ours over the first ``args.n`` test prompts, as a function."""
     score = our_scorer(args.dtype, args.adapter, args.n, args.batch, args.device)
@@ -70,10 +76,8 @@ def score_ours(args):
     def one_pass():
         start = time.perf_counter()
         p_yes, tokens = score()  # tokenising is part of the timed work
-        seconds = time.perf_counter() - start
         return {
-            "samples_per_s": len(p_yes) / seconds,
-            "seconds": seconds,
+            **rate(len(p_yes), start),
             "prompt_tokens": tokens,
             "p_yes": p_yes,
             "matmul_flops": matmul_flops(args.dtype, args.device),
@@ -168,10 +172,8 @@ def score_tallrec(args):
                 pair = scores[:, [yes, no]].float()
                 p_yes += (pair[:, 0] / pair.sum(dim=1)).tolist()  # = softmax over the two logits: ours
                 steps.append(len(out.scores))
-        seconds = time.perf_counter() - start
         return {
-            "samples_per_s": len(prompts) / seconds,
-            "seconds": seconds,
+            **rate(len(prompts), start),
             "generated_steps_per_batch": steps,
             "p_yes": p_yes,
             "tallrec_formula": tallrec,

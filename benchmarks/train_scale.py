@@ -41,15 +41,14 @@ class StepClock(L.Callback):
             Path(self.output).write_text(json.dumps({"times": self.times, "sizes": self.sizes}))
 
 
+FIT_REC_FLOAT32 = ["fit", "--config", str(ROOT / "configs/rec.yaml"), "--model.dtype", "float32"]
+
+
 def fit_args(path: Path, full: bool, steps: int) -> list[str]:
     """The README's own-logs settings on ``path``; ``full``: the whole log (else the default split)."""
     data = "--data.init_args."
     args = [
-        "fit",
-        "--config",
-        str(ROOT / "configs/rec.yaml"),
-        "--model.dtype",
-        "float32",
+        *FIT_REC_FLOAT32,
         f"{data}path",
         str(path / "ratings.csv"),
         f"{data}items_path",
@@ -147,11 +146,7 @@ def main(argv: list[str] | None = None) -> None:
             args = fit_args(data, split == "full", a.steps)
         else:  # the 256-shot config of ML-100K, tokenized ahead or on load: the same samples
             args = [
-                "fit",
-                "--config",
-                str(ROOT / "configs/rec.yaml"),
-                "--model.dtype",
-                "float32",
+                *FIT_REC_FLOAT32,
                 "--data.init_args.tokenize",
                 split.split()[1],
                 "--data.init_args.cache_dir",
