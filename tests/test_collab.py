@@ -171,7 +171,7 @@ def test_item_token_follows_each_item_with_a_row_and_drop_oldest_keeps_rows_alig
         == Sample("Rate.", "Yes.", history=[('"A"', True), ('"B"', False), ('"C"', True)], target="T").render_input()
     )
     s.drop_oldest()
-    assert s.history_rows == [-1, 5] and s.item_rows() == [5, 7] and s.render_input("<x>").count("<x>") == 2
+    assert s.history_rows == [(), (5,)] and s.item_rows() == [5, 7] and s.render_input("<x>").count("<x>") == 2
     cold = Sample("Rate.", "Yes.", history=[('"A"', True)], target="T", history_rows=[-1], target_row=-1)
     assert cold.prompt("<x>") == cold.prompt() and cold.item_rows() == []
     # implicit wording: rows in the order the template places its fields
@@ -185,6 +185,42 @@ def test_item_token_follows_each_item_with_a_row_and_drop_oldest_keeps_rows_alig
         input_template="Next {target}? After {history}.",
     )
     assert implicit.render_input("<x>") == 'Next T <x>? After "A" <x>, "B" <x>.' and implicit.item_rows() == [9, 1, 2]
+
+
+def test_items_take_one_token_per_file_that_has_them_and_token_only_prompts_keep_cold_titles():
+    # rows from two embeddings files: A is in both, B in neither (cold), the target only in the second
+    s = Sample(
+        "Rate.",
+        "Yes.",
+        history=[('"A"', True), ('"B"', False)],
+        target="T",
+        history_rows=[(0, 10), ()],
+        target_row=(12,),
+    )
+    assert s.render_input("<x>") == (
+        'User Preference: "A" <x> <x>\nUser Unpreference: "B"\nWhether the user will like the target movie "T" <x>?'
+    )
+    assert s.item_rows() == [0, 10, 12]
+    short = Sample(**{**s.__dict__, "token_only": True})
+    assert short.render_input("<x>") == (
+        'User Preference: <x> <x>\nUser Unpreference: "B"\nWhether the user will like the target movie <x>?'
+    )
+    assert short.item_rows() == s.item_rows()
+    assert short.render_input() == s.render_input()  # without item tokens the text stays whole
+    # a cold target keeps its title, quoted, in the implicit wording too
+    implicit = Sample(
+        "Rate.",
+        "Yes.",
+        history=[('"A"', True)],
+        target="T",
+        history_rows=[(3,)],
+        target_row=(),
+        input_template='After {history}: "{target}"?',
+        token_only=True,
+    )
+    assert implicit.render_input("<x>") == 'After <x>: "T"?' and implicit.item_rows() == [3]
+    implicit.target_row = (4,)
+    assert implicit.render_input("<x>") == "After <x>: <x>?" and implicit.item_rows() == [3, 4]
 
 
 def test_placeholder_is_a_spare_special_token_and_a_tokenizer_without_one_is_refused(tiny_backbone, tmp_path):
@@ -322,10 +358,10 @@ def test_cold_items_are_text_only_and_score(tiny_backbone, log):
     dm.setup()
     samples = dm.build_samples()["test"]
     cold = [s for s in samples if s.meta["item"] in ("21", "22", "23")]
-    assert cold and all(s.target_row == -1 for s in cold) and any(s.target_row >= 0 for s in samples)
+    assert cold and all(s.target_row == () for s in cold) and any(s.target_row for s in samples)
     for s in cold:
         assert s.prompt(dm.item_token).endswith(f'"{s.target}"?\n\n### Response:\n')  # no token after the target
-        assert s.prompt(dm.item_token).count(dm.item_token) == sum(r >= 0 for r in s.history_rows)
+        assert s.prompt(dm.item_token).count(dm.item_token) == sum(len(r) for r in s.history_rows)
     scores = predicted(module(tiny_backbone, path), dm)
     assert len(scores) == len(samples) and all(0 < p < 1 for p in scores.values())
     # off by default: no item tokens anywhere

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tallrec_pl.data.windows import Window
@@ -41,6 +41,16 @@ _INPUT_RE = re.compile(
 _ITEM_SPLIT = re.compile(r', (?=")')  # items in a list start with a quote: split only there
 
 
+Rows = tuple[int, ...]  # an item's rows in the item embeddings: one per file that has it, () for none
+
+
+def as_rows(value: int | Sequence[int]) -> Rows:
+    """An item's rows from a single row (-1: none) or a sequence of rows."""
+    if isinstance(value, int):
+        return (value,) if value >= 0 else ()
+    return tuple(int(r) for r in value)
+
+
 @dataclass
 class Sample:
     """One rec-tuning or instruction sample, still as text parts.
@@ -50,8 +60,11 @@ class Sample:
     Instruction samples have ``history`` None and carry their input text whole.
 
     Collaborative item tokens (``tallrec_pl/model/collab.py``): ``history_rows`` holds each
-    history item's row in the item embeddings and ``target_row`` the target's (-1: none, a cold
-    item); given an ``item_token``, the prompt has it right after the text of each item with a row.
+    history item's rows in the item embeddings and ``target_row`` the target's: one row per
+    embeddings file that has the item, ``()`` (or -1) for none, a cold item; a single int is one row.
+    Given an ``item_token``, the prompt has one such token per row right after the item's text; with
+    ``token_only`` the tokens replace the text of each item that has rows (items without keep
+    their text, so cold items still read as titles).
     """
 
     instruction: str
@@ -64,32 +77,49 @@ class Sample:
     meta: dict = field(default_factory=dict)
     profile: str = ""  # a "User Profile:" line (cold start), empty for none
     input_template: str | None = None  # implicit feedback: {history}, {domain}, {target}; None: TALLRec's two lists
-    history_rows: list[int] | None = None  # item embedding row per history entry, -1 for none; None: no item tokens
-    target_row: int = -1
+    history_rows: list[Rows] | None = None  # item embedding rows per history entry; None: no item tokens
+    target_row: Rows = ()
+    token_only: bool = False  # items with rows appear as their item tokens alone, without their text
 
-    def _rows(self) -> list[int]:
-        return self.history_rows if self.history_rows is not None else [-1] * len(self.history)
+    def __post_init__(self) -> None:
+        self.target_row = as_rows(self.target_row)
+        if self.history_rows is not None:
+            self.history_rows = [as_rows(r) for r in self.history_rows]
+
+    def _rows(self) -> list[tuple[int, ...]]:
+        return self.history_rows if self.history_rows is not None else [()] * len(self.history)
+
+    def _item(self, text: str, rows: tuple[int, ...], item_token: str, quote: bool = False) -> str:
+        """An item as the prompt shows it: its text then one ``item_token`` per row; with
+        ``token_only`` the tokens alone when it has rows."""
+        if not item_token or not rows:
+            return f'"{text}"' if quote else text
+        tokens = " ".join([item_token] * len(rows))
+        if self.token_only:
+            return tokens
+        return f'"{text}" {tokens}' if quote else f"{text} {tokens}"
 
     def render_input(self, item_token: str = "") -> str:
-        """The input text; with ``item_token``, that token follows each item that has an embedding row."""
+        """The input text; with ``item_token``, that token follows each item that has embedding rows."""
         if self.history is None:
             return self.input
-
-        def mark(row: int) -> str:
-            return f" {item_token}" if item_token and row >= 0 else ""
-
-        texts = [(t + mark(r), ok) for (t, ok), r in zip(self.history, self._rows(), strict=True)]
+        texts = [(self._item(t, r, item_token), ok) for (t, ok), r in zip(self.history, self._rows(), strict=True)]
         if self.input_template is not None:
             history = ", ".join(t for t, _ in texts)
-            target = self.target + mark(self.target_row)
-            body = self.input_template.format(history=history, domain=self.domain, target=target)
+            target = self._item(self.target, self.target_row, item_token)
+            if self.token_only and item_token and self.target_row:  # the template quotes the target's text
+                body = self.input_template.replace('"{target}"', "{target}")
+            else:
+                body = self.input_template
+            body = body.format(history=history, domain=self.domain, target=target)
             return (f"User Profile: {self.profile}\n" if self.profile else "") + body
         liked = ", ".join(t for t, ok in texts if ok)
         disliked = ", ".join(t for t, ok in texts if not ok)
+        target = self._item(self.target, self.target_row, item_token, quote=True)
         return (
             (f"User Profile: {self.profile}\n" if self.profile else "")
             + f"User Preference: {liked}\nUser Unpreference: {disliked}\n"
-            f'Whether the user will like the target {self.domain} "{self.target}"{mark(self.target_row)}?'
+            f"Whether the user will like the target {self.domain} {target}?"
         )
 
     def item_rows(self) -> list[int]:
@@ -105,7 +135,7 @@ class Sample:
             order = []
             for _, name, _, _ in string.Formatter().parse(self.input_template):
                 order += rows if name == "history" else [self.target_row] if name == "target" else []
-        return [r for r in order if r >= 0]
+        return [row for item in order for row in item]
 
     def prompt(self, item_token: str = "") -> str:
         text = self.render_input(item_token)
@@ -190,10 +220,12 @@ def window_sample(
     source: str,
     profile: str = "",
     wording: Wording | None = None,
-    item_rows: Mapping[str, int] | None = None,
+    item_rows: Mapping[str, int | Rows] | None = None,
+    token_only: bool = False,
 ) -> Sample:
     """A window as a sample: TALLRec's liked / disliked lists, or with ``wording`` the implicit one.
-    ``item_rows`` (item id -> embedding row) gives its items their rows for item tokens."""
+    ``item_rows`` (item id -> embedding rows) gives its items their rows for item tokens; with
+    ``token_only`` those tokens stand in for the text of the items that have rows."""
     history = [(text.history_format.format(text.render(i, item_fields, source)), ok) for i, ok in window.history]
     rows = item_rows if item_rows is not None else {}
     return Sample(
@@ -210,8 +242,9 @@ def window_sample(
         },
         profile=profile,
         input_template=wording.input_template if wording else None,
-        history_rows=[rows.get(i, -1) for i, _ in window.history] if item_rows is not None else None,
-        target_row=rows.get(window.target, -1),
+        history_rows=[rows.get(i, ()) for i, _ in window.history] if item_rows is not None else None,
+        target_row=rows.get(window.target, ()),
+        token_only=token_only,
     )
 
 
