@@ -179,7 +179,8 @@ def item_embeddings_command(args: list[str]) -> None:
     """``item-embeddings --output F`` with the ``--config`` files and ``--data.*`` options of fit: ALS
     item vectors from the whole train split of the log, for ``--model.item_embeddings F``."""
     from tallrec_pl.data.datamodule import RecDataModule
-    from tallrec_pl.model.collab import fit_item_embeddings, save_item_embeddings
+    from tallrec_pl.items.als import fit_item_embeddings
+    from tallrec_pl.items.file import save_item_embeddings
 
     parser = data_parser(
         "item-embeddings",
@@ -213,7 +214,7 @@ def retriever_command(args: list[str]) -> None:
     from dataclasses import fields
 
     from tallrec_pl.data.datamodule import RecDataModule
-    from tallrec_pl.model.collab import save_item_embeddings
+    from tallrec_pl.items.file import save_item_embeddings
     from tallrec_pl.retrieval.sasrec import Retriever, RetrieverOptions
 
     parser = data_parser(

@@ -131,7 +131,7 @@ class RecScorer(_Base):
 
         from tallrec_pl.data.batching import Collator
         from tallrec_pl.hardware import set_threads
-        from tallrec_pl.model.backbone import load_tokenizer
+        from tallrec_pl.hub import load_tokenizer
         from tallrec_pl.model.lora import LoraOptions, load_lightning_state
         from tallrec_pl.model.module import TALLRecModule
         from tallrec_pl.quiet import silence_known_noise

@@ -174,10 +174,10 @@ def test_cli_error_has_no_traceback_in_a_real_process(tmp_path):
 
 def test_cli_loads_the_tokenizer_once_and_connects_it(tiny_backbone, ml100k, tmp_path, monkeypatch):
     """The data module encodes with the tokenizer the model resolved (``connect``), not a second copy."""
-    from tallrec_pl.model import backbone
+    from tallrec_pl import hub
 
     loaded = []
-    load = backbone.load_tokenizer
-    monkeypatch.setattr(backbone, "load_tokenizer", lambda *a, **k: loaded.append(a) or load(*a, **k))
+    load = hub.load_tokenizer
+    monkeypatch.setattr(hub, "load_tokenizer", lambda *a, **k: loaded.append(a) or load(*a, **k))
     main(["test", *run_args(tiny_backbone, ml100k, tmp_path / "run")])
     assert len(loaded) == 1

@@ -169,7 +169,7 @@ def test_listwise_loss_is_the_softmax_over_each_group():
 
 def test_listwise_training_reaches_lora_and_every_item_token_projector(fitted, tiny_backbone, tmp_path):
     ml, _, retriever = fitted
-    from tallrec_pl.model.collab import save_item_embeddings
+    from tallrec_pl.items.file import save_item_embeddings
 
     vectors = tmp_path / "sasrec.safetensors"
     save_item_embeddings(str(vectors), *retriever.item_vectors())

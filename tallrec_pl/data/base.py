@@ -16,6 +16,7 @@ import numpy as np
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
+from tallrec_pl import hub
 from tallrec_pl.data import record
 from tallrec_pl.data.batching import (
     Collator,
@@ -30,6 +31,7 @@ from tallrec_pl.data.lazy import LazySamples, OnLoad
 from tallrec_pl.data.prompts import Sample
 from tallrec_pl.errors import TallrecError
 from tallrec_pl.hardware import say
+from tallrec_pl.items.file import load_item_ids
 from tallrec_pl.lightning_internals import batches_done
 
 SPLITS = ("train", "valid", "test")
@@ -120,8 +122,6 @@ class PromptDataModule(L.LightningDataModule):
         self.item_embeddings = item_embeddings
         self.item_rows: dict[str, int] | None = None  # item id -> embedding row; None: no item tokens
         if item_embeddings is not None:
-            from tallrec_pl.model.collab import load_item_ids
-
             self.item_rows = {item: k for k, item in enumerate(load_item_ids(item_embeddings))}
         self.item_token = ""  # the placeholder token, chosen from the tokenizer by connect
 
@@ -186,9 +186,7 @@ class PromptDataModule(L.LightningDataModule):
     def load_tokenizer(self):
         """The tokenizer: the connected one, else loaded from ``data.tokenizer`` (scripts, tests)."""
         if self.tokenizer is None:
-            from tallrec_pl.model.backbone import load_tokenizer
-
-            self.connect(load_tokenizer(self.tokenizer_name, self.trust_remote_code))
+            self.connect(hub.load_tokenizer(self.tokenizer_name, self.trust_remote_code))
         return self.tokenizer
 
     def _cache_key(self, split_name: str, samples: list[Sample]) -> str:

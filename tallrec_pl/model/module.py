@@ -12,12 +12,14 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
+from tallrec_pl import hub
 from tallrec_pl.data import record
 from tallrec_pl.data.encode import IGNORE, answer_token_ids
 from tallrec_pl.errors import TallrecError
+from tallrec_pl.items.file import ITEM_TOKENS_FILE
 from tallrec_pl.model import backbone as bb
 from tallrec_pl.model import lean
-from tallrec_pl.model.collab import CHECKPOINT_KEY, ITEM_TOKENS_FILE, ItemTokens, check_item_tokens, read_item_tokens
+from tallrec_pl.model.collab import CHECKPOINT_KEY, ItemTokens, check_item_tokens, read_item_tokens
 from tallrec_pl.model.dropout import seed_step, use_fast_dropout
 from tallrec_pl.model.lora import (
     LoraOptions,
@@ -30,7 +32,7 @@ from tallrec_pl.model.lora import (
     trainable_state,
 )
 from tallrec_pl.model.metrics import slices, table_metrics, unique_rows
-from tallrec_pl.model.scoring import answer_logits, decode, gather_rows, reused_prefix_len
+from tallrec_pl.model.scoring import answer_logits, gather_rows, reused_prefix_len, run_decoder
 
 LOSSES = ("pointwise", "listwise", "both")
 
@@ -66,7 +68,7 @@ class TALLRecModule(L.LightningModule):
 
     def __init__(
         self,
-        backbone: str = bb.EMBEDDED,
+        backbone: str = hub.EMBEDDED,
         dtype: str = "auto",
         load_in_8bit: bool = False,
         attn_implementation: str | None = "sdpa",
@@ -200,7 +202,7 @@ class TALLRecModule(L.LightningModule):
     def tokenizer(self):
         """The backbone's tokenizer, loaded once; the CLI hands it to the data module (``connect``)."""
         if self._tokenizer is None:
-            self._tokenizer = bb.load_tokenizer(self.hparams.backbone, self.hparams.trust_remote_code)
+            self._tokenizer = hub.load_tokenizer(self.hparams.backbone, self.hparams.trust_remote_code)
         return self._tokenizer
 
     def _merge(self, base, state):
@@ -282,7 +284,7 @@ class TALLRecModule(L.LightningModule):
         embeds = self.item_embeds(input_ids, item_rows) if item_rows is not None else None
         reuse = self.hparams.share_prefix and prompt_len is not None and not self.hparams.gradient_checkpointing
         prefix = reused_prefix_len(input_ids, prompt_len, item_rows) if reuse else 0
-        return decode(decoder, input_ids, attention_mask, prefix, embeds)
+        return run_decoder(decoder, input_ids, attention_mask, prefix, embeds)
 
     def item_embeds(self, input_ids: torch.Tensor, item_rows: torch.Tensor) -> torch.Tensor:
         """The token embeddings of ``input_ids`` with each item token's replaced by its projected item vector."""
