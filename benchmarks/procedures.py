@@ -56,7 +56,7 @@ def copy_adapter(path: str, model) -> None:
 
 
 def test_samples(n: int, seed: int = 0):
-    from tallrec_pl.data.datamodule import RecDataModule
+    from tallrec_pl.data import RecDataModule
 
     dm = RecDataModule(shots=256, seed=seed, cache_dir=None)
     splits = dm.build_samples()
@@ -185,7 +185,7 @@ def train_ours(args) -> dict:
     import lightning as L
     import torch
 
-    from tallrec_pl.data.datamodule import RecDataModule
+    from tallrec_pl.data import RecDataModule
     from tallrec_pl.model.module import TALLRecModule
 
     torch.manual_seed(0)

@@ -146,8 +146,7 @@ def test_evaluating_without_checkpoint_says_it_is_zero_shot(tiny_backbone, ml100
 def test_cli_error_has_no_traceback_in_a_real_process(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
-        "data:\n  class_path: tallrec_pl.data.datamodule.RecDataModule\n  init_args:\n    path: "
-        f"{tmp_path / 'missing'}\n"
+        f"data:\n  class_path: tallrec_pl.data.RecDataModule\n  init_args:\n    path: {tmp_path / 'missing'}\n"
     )
     proc = subprocess.run(
         [

@@ -10,8 +10,8 @@ import torch
 from helpers import randomize_lora_b, run_args, with_new_items, write_ml100k
 
 from tallrec_pl.cli import main
+from tallrec_pl.data import RankDataModule, RecDataModule
 from tallrec_pl.data.batching import Collator
-from tallrec_pl.data.datamodule import RankDataModule, RecDataModule
 from tallrec_pl.data.encode import item_token_of
 from tallrec_pl.data.prompts import Sample
 from tallrec_pl.errors import TallrecError
@@ -40,7 +40,7 @@ def log(tmp_path_factory):
 def data(cls, ml, tiny_backbone, embeddings, **kwargs):
     return cls(
         path=str(ml),
-        tokenizer=tiny_backbone,
+        backbone=tiny_backbone,
         history_len=4,
         split_sizes=[0.6, 0.2, 0.2],
         cache_dir=None,
