@@ -69,7 +69,7 @@ def all_runs(groups: int = GROUPS) -> list[Run]:
 
 def rec_splits(shots: int, seed: int):
     """configs/rec.yaml's samples: train (few-shot draw or whole), valid, test (the LLM rows' 1000)."""
-    from tallrec_pl.data.datamodule import RecDataModule
+    from tallrec_pl.data import RecDataModule
 
     dm = RecDataModule(shots=shots, seed=seed, cache_dir=None)
     samples = dm.build_samples()
@@ -81,7 +81,7 @@ def rank_splits(groups: int):
     """configs/rank.yaml's whole train and valid splits and the ranking groups, built as benchmarks/ranking.py's
     ``groups_and_log`` builds them (the groups do not depend on the few-shot draw)."""
     from benchmarks.ranking import RANK
-    from tallrec_pl.data.datamodule import RankDataModule
+    from tallrec_pl.data import RankDataModule
 
     dm = RankDataModule(limit_groups=groups, cache_dir=None, **RANK)
     samples = dm.build_samples(sampled=False)

@@ -9,7 +9,7 @@ import statistics
 import time
 
 from benchmarks.common import RESULTS, arguments, save_json
-from tallrec_pl.data.datamodule import RecDataModule
+from tallrec_pl.data import RecDataModule
 
 
 def main() -> None:

@@ -61,9 +61,7 @@ def command(side: str, folder: Path, source: str, out: Path, scratch: Path) -> t
         return [sys.executable, "-m", "tallrec_pl", "prompts", *args, "--split=test", f"--output={out}"], ROOT
     config = scratch / f"old-{folder.name}-{source}.yaml"
     data["format"] = "csv"  # the old reader took Parquet files through its csv format
-    config.write_text(
-        json.dumps({"data": {"class_path": "tallrec_pl.data.datamodule.RecDataModule", "init_args": data}})
-    )
+    config.write_text(json.dumps({"data": {"class_path": "tallrec_pl.data.RecDataModule", "init_args": data}}))
     return [
         sys.executable,
         "-m",

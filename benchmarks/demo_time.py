@@ -36,7 +36,7 @@ def run(*args: str, log) -> str:
 
 
 def main() -> None:
-    from tallrec_pl.model.backbone import convert_embedded
+    from tallrec_pl.hub import convert_embedded
 
     convert_embedded()
     info = machine()

@@ -53,7 +53,7 @@ def resident_mb() -> float:
 def memory_worker(options: str) -> None:
     """In a fresh process: the resident memory of one built backbone after one training step (every
     weight touched; the weights of several modules in one process share the safetensors mapping)."""
-    from tallrec_pl.data.datamodule import RecDataModule
+    from tallrec_pl.data import RecDataModule
 
     dm = RecDataModule(shots=64, seed=0, batch_size=8, cache_dir=None)
     dm.setup("fit")
@@ -76,7 +76,7 @@ def resident_of(options: dict) -> float:
 
 def main() -> None:
     from tallrec_pl import hardware
-    from tallrec_pl.data.datamodule import RecDataModule
+    from tallrec_pl.data import RecDataModule
 
     torch.manual_seed(0)
     cores = hardware.physical_cores()

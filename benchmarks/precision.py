@@ -18,7 +18,7 @@ def main() -> None:
     args = parser.parse_args()
     from tallrec_pl.data.batching import Collator
     from tallrec_pl.data.encode import encode_samples
-    from tallrec_pl.model.backbone import load_tokenizer
+    from tallrec_pl.hub import load_tokenizer
 
     tok = load_tokenizer("embedded")
     _, samples, _ = procedures.test_samples(args.n)

@@ -76,7 +76,7 @@ def main() -> None:
     opts = parser.parse_args()
     from benchmarks.procedures import test_samples
     from tallrec_pl.data.encode import encode_samples
-    from tallrec_pl.model.backbone import load_tokenizer
+    from tallrec_pl.hub import load_tokenizer
 
     _, samples, _ = test_samples(1000)
     records = encode_samples(samples, load_tokenizer("embedded"), 512)

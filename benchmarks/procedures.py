@@ -56,7 +56,7 @@ def copy_adapter(path: str, model) -> None:
 
 
 def test_samples(n: int, seed: int = 0):
-    from tallrec_pl.data.datamodule import RecDataModule
+    from tallrec_pl.data import RecDataModule
 
     dm = RecDataModule(shots=256, seed=seed, cache_dir=None)
     splits = dm.build_samples()
@@ -89,7 +89,7 @@ def score_ours(args):
 def our_scorer(dtype: str, adapter: str | None, n: int, batch: int, device: str = "cpu"):
     """Ours set up as the product's test / predict run it (adapter merged): a function that scores
     the first ``n`` test prompts and returns (p(Yes) in file order, prompt tokens scored)."""
-    from tallrec_pl.model.backbone import load_tokenizer
+    from tallrec_pl.hub import load_tokenizer
 
     module = load(dtype, adapter, device)
     module.merge_adapter()
@@ -133,7 +133,8 @@ def score_tallrec(args):
     import torch
 
     from tallrec_pl.data.encode import answer_token_ids
-    from tallrec_pl.model.backbone import load_model, load_tokenizer
+    from tallrec_pl.hub import load_tokenizer
+    from tallrec_pl.model.backbone import load_model
 
     # evaluate.py: the plain backbone, or PeftModel.from_pretrained(backbone, adapter) unmerged;
     # transformers' default attention (sdpa) unless --ref_attn says otherwise
@@ -186,7 +187,7 @@ def train_ours(args) -> dict:
     import lightning as L
     import torch
 
-    from tallrec_pl.data.datamodule import RecDataModule
+    from tallrec_pl.data import RecDataModule
     from tallrec_pl.model.module import TALLRecModule
 
     torch.manual_seed(0)
@@ -232,7 +233,7 @@ def train_tallrec(args) -> dict:
     import torch
     from transformers import DataCollatorForSeq2Seq, Trainer, TrainerCallback, TrainingArguments
 
-    from tallrec_pl.model.backbone import load_tokenizer
+    from tallrec_pl.hub import load_tokenizer
 
     torch.manual_seed(0)
     model = load_reference(args.dtype, None, args.ref_attn).to(args.device)

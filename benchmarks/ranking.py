@@ -19,7 +19,7 @@ import time
 from collections import Counter
 
 from benchmarks.common import RESULTS, RUNS, arguments, cli, save_json
-from tallrec_pl.data.datamodule import RankDataModule
+from tallrec_pl.data import RankDataModule
 
 RANK = {
     "negatives": 19,

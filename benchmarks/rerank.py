@@ -136,7 +136,7 @@ def run_seed(seed: int, groups: int, valid_groups: int, result: dict, variant: s
 
 def groups_of(seed: int, candidates: str, split: str, n: int):
     """The samples predict ranked (built again here, checked against the predictions file)."""
-    from tallrec_pl.data.datamodule import RankDataModule
+    from tallrec_pl.data import RankDataModule
 
     retriever = RUNS / "rerank" / f"s{seed}" / "sasrec.pt"
     dm = RankDataModule(
@@ -166,7 +166,7 @@ def sampled_ranks(dm, sampled) -> list[int]:
     """The retriever's rank of each sampled candidate among the items its user had not rated before the window."""
     from tallrec_pl.data.windows import Window
 
-    kept = dm._windows_cache.kept
+    kept = dm.kept_windows()
     truth = {s.meta["group"]: s.meta["item"] for s in sampled if s.meta["positive"]}
     before = [
         kept.rated_before(

@@ -34,7 +34,7 @@ HIDDEN, HEADS, KV_HEADS, HEAD_DIM, FFN = 576, 9, 3, 64, 1536
 def batch_shape(n: int, batch: int) -> dict:
     """Rows, reused prefix and padded width of the first scoring batch speed.py times."""
     from benchmarks.procedures import scoring_batches, test_samples
-    from tallrec_pl.model.backbone import load_tokenizer
+    from tallrec_pl.hub import load_tokenizer
     from tallrec_pl.model.scoring import reused_prefix_len
 
     _, samples, _ = test_samples(n)

@@ -35,7 +35,7 @@ KEY = "bench-key"
 
 
 def rank_module(candidates: int):
-    from tallrec_pl.data.datamodule import RankDataModule
+    from tallrec_pl.data import RankDataModule
 
     # serve.yaml's data section (ML-100K from the recbole wheel, no profile line) as a ranking split
     return RankDataModule(negatives=candidates - 1, limit_groups=GROUPS[candidates], cache_dir=None, eval_batch_size=16)

@@ -16,7 +16,7 @@ from benchmarks.common import RESULTS, arguments, save_json
 
 
 def main() -> None:
-    from tallrec_pl.data.datamodule import RecDataModule
+    from tallrec_pl.data import RecDataModule
     from tallrec_pl.model.dropout import FastDropout, lora_dropout_slots
     from tallrec_pl.model.module import TALLRecModule
 

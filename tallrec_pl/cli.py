@@ -28,7 +28,7 @@ from tallrec_pl.callbacks import (
     SaveRunConfig,
     ThreadsPerRank,
 )
-from tallrec_pl.data.datamodule import SPLITS, PromptDataModule
+from tallrec_pl.data import SPLITS, PromptDataModule
 from tallrec_pl.errors import TallrecError, require_path
 from tallrec_pl.hardware import configure_host, say, user_threads_recorded
 from tallrec_pl.lightning_internals import check_cli, is_checkpoint_key, val_check_error
@@ -43,7 +43,7 @@ class TallrecCLI(LightningCLI):
 
     @override
     def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments("model.backbone", "data.init_args.tokenizer")
+        parser.link_arguments("model.backbone", "data.init_args.backbone")
         parser.link_arguments("model.trust_remote_code", "data.init_args.trust_remote_code")
         parser.link_arguments("model.item_embeddings", "data.init_args.item_embeddings")
         parser.add_lightning_class_args(RunCheckpoint, "checkpoint")
@@ -138,7 +138,7 @@ def data_parser(command: str, description: str):
     """A parser of ``--config`` files (their data sections) and ``--data.*`` options, as fit reads them."""
     from jsonargparse import ArgumentParser
 
-    from tallrec_pl.data.datamodule import RecDataModule
+    from tallrec_pl.data import RecDataModule
 
     parser = ArgumentParser(prog=f"python -m tallrec_pl {command}", exit_on_error=False, description=description)
     parser.add_argument(
@@ -178,8 +178,9 @@ def prompts_command(args: list[str]) -> None:
 def item_embeddings_command(args: list[str]) -> None:
     """``item-embeddings --output F`` with the ``--config`` files and ``--data.*`` options of fit: ALS
     item vectors from the whole train split of the log, for ``--model.item_embeddings F``."""
-    from tallrec_pl.data.datamodule import RecDataModule
-    from tallrec_pl.model.collab import fit_item_embeddings, save_item_embeddings
+    from tallrec_pl.data import RecDataModule
+    from tallrec_pl.items.als import fit_item_embeddings
+    from tallrec_pl.items.file import save_item_embeddings
 
     parser = data_parser(
         "item-embeddings",
@@ -212,8 +213,8 @@ def retriever_command(args: list[str]) -> None:
     also writes its item table as an item-embeddings file (LLaRA's hybrid tokens)."""
     from dataclasses import fields
 
-    from tallrec_pl.data.datamodule import RecDataModule
-    from tallrec_pl.model.collab import save_item_embeddings
+    from tallrec_pl.data import RecDataModule
+    from tallrec_pl.items.file import save_item_embeddings
     from tallrec_pl.retrieval.sasrec import Retriever, RetrieverOptions
 
     parser = data_parser(

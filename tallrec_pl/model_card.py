@@ -45,14 +45,14 @@ def data_facts(dm) -> dict:
 
 def card_facts(trainer, module, metrics: dict[str, float | None], example: str | None, command: str | None) -> dict:
     """Everything the card says, as plain JSON values; ``command`` reproduces the run."""
-    from tallrec_pl.model import backbone as bb
+    from tallrec_pl import hub
 
     hp = module.hparams
     dtype = next(module.model.parameters()).dtype
     dm = getattr(trainer, "datamodule", None)
     return {
         "backbone": hp.backbone,
-        "backbone_path": bb.resolve(hp.backbone) if hp.backbone == bb.EMBEDDED else hp.backbone,
+        "backbone_path": hub.resolve(hp.backbone) if hp.backbone == hub.EMBEDDED else hp.backbone,
         "dtype": str(dtype).removeprefix("torch."),
         "load_in_8bit": bool(hp.load_in_8bit),
         "precision": str(trainer.precision),

@@ -131,7 +131,7 @@ class RecScorer(_Base):
 
         from tallrec_pl.data.batching import Collator
         from tallrec_pl.hardware import set_threads
-        from tallrec_pl.model.backbone import load_tokenizer
+        from tallrec_pl.hub import load_tokenizer
         from tallrec_pl.model.lora import LoraOptions, load_lightning_state
         from tallrec_pl.model.module import TALLRecModule
         from tallrec_pl.quiet import silence_known_noise
@@ -212,7 +212,7 @@ def serve_command(args: list[str]) -> None:
             "serve needs LitServe, which is not installed", "pip install -e '.[serve]' (litserve==0.2.19)"
         )
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the API process is forked after the tokenizer loads
-    from tallrec_pl.data.datamodule import PromptDataModule
+    from tallrec_pl.data import PromptDataModule
     from tallrec_pl.model.backbone import resolve_dtype
     from tallrec_pl.model.module import TALLRecModule
 
@@ -301,38 +301,14 @@ def serve_command(args: list[str]) -> None:
 
 
 def prompt_builder(dm, opts: ServeOptions, prior_weight: float = 0.0) -> PromptBuilder:
-    """The data section's item table, templates and tokenizer, as the API process uses them."""
-    from tallrec_pl.data.datamodule import RecDataModule
-    from tallrec_pl.data.logs import detect_format, read_log
-
-    if not isinstance(dm, RecDataModule):
-        raise TallrecError(
-            f"serve needs a rec data section, not {type(dm).__name__}",
-            "use data.class_path: tallrec_pl.data.datamodule.RecDataModule (configs/serve.yaml)",
-        )
-    fmt = dm.format if dm.path is None or dm.format != "auto" else detect_format(dm.path)
-    fields = (
-        {}
-        if fmt == "tallrec-json"
-        else read_log(dm.path, fmt, dm.columns, dm.items_path, dm.item_id_column).item_fields
-    )
+    """The data section's item table, templates and tokenizer (``dm.prompt_builder()``) and the serve limits."""
     return PromptBuilder(
-        tokenizer=dm.load_tokenizer(),
-        max_length=dm.max_length,
-        item_fields=fields,
-        item_text=dm.item_text,
-        domain=dm.domain,
-        profile=dm.profile,
-        source=dm.describe(),
+        **dm.prompt_builder().as_kwargs(),
         max_candidates=opts.max_candidates,
         max_history=opts.max_history,
         explain_top=opts.explain_top,
         max_explain_rows=opts.max_explain_rows,
-        retriever=dm.retriever() if getattr(dm, "retriever_path", None) else None,
-        top_n=getattr(dm, "top_k", 20),
         prior_weight=prior_weight,
-        item_rows=dm.item_rows,  # collaborative item tokens (model.item_embeddings), as predict encodes them
-        item_token=dm.item_token,
     )
 
 

@@ -34,7 +34,7 @@ def alpaca(tmp_path) -> Path:
 @pytest.fixture
 def rec_json(tmp_path) -> Path:
     """A TALLRec-format JSON folder (train / valid / test) built from the synthetic log."""
-    from tallrec_pl.data.datamodule import RecDataModule
+    from tallrec_pl.data import RecDataModule
 
     dm = RecDataModule(
         path=str(write_ml100k(tmp_path / "ml", n_users=8, n_ratings=20)), history_len=4, split_sizes=[0.6, 0.2, 0.2]
@@ -51,7 +51,7 @@ def setup(tiny_backbone, tmp_path_factory):
     """(tiny module in eval mode with a LoRA adapter that matters, one validation batch)."""
     import torch
 
-    from tallrec_pl.data.datamodule import RecDataModule
+    from tallrec_pl.data import RecDataModule
 
     ml = write_ml100k(tmp_path_factory.mktemp("ml") / "ml")
     dm = tiny_data(RecDataModule, ml, tiny_backbone, eval_batch_size=4)

@@ -152,7 +152,7 @@ def tiny_data(cls, path: Path, backbone: str | None = None, **options):
     data modules here, so a change in the data module's options is made once."""
     tiny = {"history_len": 4, "split_sizes": [0.6, 0.2, 0.2], "cache_dir": None}
     if backbone is not None:
-        tiny["tokenizer"] = backbone
+        tiny["backbone"] = backbone
     return cls(path=str(path), **{**tiny, **options})
 
 

@@ -9,7 +9,7 @@ import torch
 from helpers import run_args
 
 from tallrec_pl.cli import main
-from tallrec_pl.data.datamodule import RecDataModule
+from tallrec_pl.data import RecDataModule
 from tallrec_pl.model.module import TALLRecModule
 
 

@@ -8,7 +8,7 @@ import warnings
 import pytest
 from helpers import tiny_data
 
-from tallrec_pl.data.datamodule import RankDataModule, RecDataModule
+from tallrec_pl.data import RankDataModule, RecDataModule
 from tallrec_pl.data.encode import IGNORE
 from tallrec_pl.errors import TallrecError
 
@@ -27,7 +27,7 @@ def test_datamodule_batches_and_order(tiny_backbone, ml100k, tmp_path):
     assert sorted(seen) == list(range(len(dm.encoded["valid"])))
     again = RecDataModule(
         path=str(ml100k),
-        tokenizer=tiny_backbone,
+        backbone=tiny_backbone,
         history_len=4,
         split_sizes=[0.6, 0.2, 0.2],
         cache_dir=str(tmp_path / "cache"),
@@ -64,7 +64,7 @@ def test_one_class_split_is_warned_about(tiny_backbone, ml100k):
 
 def _module(tiny_backbone, ml100k, cls=RecDataModule, **kwargs):
     return cls(
-        path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], cache_dir=None, **kwargs
+        path=str(ml100k), backbone=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], cache_dir=None, **kwargs
     )
 
 

@@ -146,8 +146,7 @@ def test_evaluating_without_checkpoint_says_it_is_zero_shot(tiny_backbone, ml100
 def test_cli_error_has_no_traceback_in_a_real_process(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
-        "data:\n  class_path: tallrec_pl.data.datamodule.RecDataModule\n  init_args:\n    path: "
-        f"{tmp_path / 'missing'}\n"
+        f"data:\n  class_path: tallrec_pl.data.RecDataModule\n  init_args:\n    path: {tmp_path / 'missing'}\n"
     )
     proc = subprocess.run(
         [
@@ -174,10 +173,10 @@ def test_cli_error_has_no_traceback_in_a_real_process(tmp_path):
 
 def test_cli_loads_the_tokenizer_once_and_connects_it(tiny_backbone, ml100k, tmp_path, monkeypatch):
     """The data module encodes with the tokenizer the model resolved (``connect``), not a second copy."""
-    from tallrec_pl.model import backbone
+    from tallrec_pl import hub
 
     loaded = []
-    load = backbone.load_tokenizer
-    monkeypatch.setattr(backbone, "load_tokenizer", lambda *a, **k: loaded.append(a) or load(*a, **k))
+    load = hub.load_tokenizer
+    monkeypatch.setattr(hub, "load_tokenizer", lambda *a, **k: loaded.append(a) or load(*a, **k))
     main(["test", *run_args(tiny_backbone, ml100k, tmp_path / "run")])
     assert len(loaded) == 1

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from tallrec_pl.cli import main
-from tallrec_pl.data.datamodule import RecDataModule
+from tallrec_pl.data import RecDataModule
 
 
 def run_prompts(tmp_path, *args: str, split: str = "test") -> list[dict]:
@@ -41,7 +41,7 @@ def test_several_configs_then_options_override_in_order(ml100k, tmp_path):
                 "model": {"backbone": "embedded"},
                 "trainer": {"max_epochs": 3},  # sections prompts does not use
                 "data": {
-                    "class_path": "tallrec_pl.data.datamodule.RecDataModule",
+                    "class_path": "tallrec_pl.data.RecDataModule",
                     "init_args": {"path": str(ml100k), "history_len": 3, "split_sizes": [0.6, 0.2, 0.2], "seed": 1},
                 },
             }

@@ -10,12 +10,12 @@ import torch
 from helpers import randomize_lora_b, run_args, with_new_items, write_ml100k
 
 from tallrec_pl.cli import main
+from tallrec_pl.data import RankDataModule, RecDataModule
 from tallrec_pl.data.batching import Collator
-from tallrec_pl.data.datamodule import RankDataModule, RecDataModule
 from tallrec_pl.data.encode import item_token_of
 from tallrec_pl.data.prompts import Sample
 from tallrec_pl.errors import TallrecError
-from tallrec_pl.model.collab import ITEM_TOKENS_FILE, load_item_embeddings
+from tallrec_pl.items.file import ITEM_TOKENS_FILE, load_item_embeddings
 from tallrec_pl.model.lora import load_lightning_state
 from tallrec_pl.model.module import TALLRecModule
 from tallrec_pl.model.scoring import MIN_SHARED_PREFIX, reused_prefix_len, shared_prefix_len
@@ -40,7 +40,7 @@ def log(tmp_path_factory):
 def data(cls, ml, tiny_backbone, embeddings, **kwargs):
     return cls(
         path=str(ml),
-        tokenizer=tiny_backbone,
+        backbone=tiny_backbone,
         history_len=4,
         split_sizes=[0.6, 0.2, 0.2],
         cache_dir=None,
@@ -76,7 +76,8 @@ def projector(m: TALLRecModule) -> dict[str, torch.Tensor]:
 
 def test_item_embeddings_command_fits_the_whole_train_split_only(log, tmp_path):
     ml, path = log
-    items, vectors, extra = load_item_embeddings(path)
+    loaded = load_item_embeddings(path)
+    items, vectors, extra = loaded.items, loaded.vectors, loaded.extra
     dm = RecDataModule(path=str(ml), history_len=4, split_sizes=[0.6, 0.2, 0.2], shots=2)  # shots: not used
     _, windows = dm.log_windows("ml-100k")
     in_train = {i for w in windows["train"] for i in [w.target, *(h for h, _ in w.history)]}
@@ -84,7 +85,7 @@ def test_item_embeddings_command_fits_the_whole_train_split_only(log, tmp_path):
     assert set(items) == in_train and {"21", "22", "23"} <= later - in_train
     assert vectors.shape == (len(items), 8) and vectors.dtype == torch.float32 and extra == {}
     again = make_embeddings(ml, tmp_path / "again.safetensors")
-    assert torch.equal(load_item_embeddings(again)[1], vectors)  # seeded by data.seed
+    assert torch.equal(load_item_embeddings(again).vectors, vectors)  # seeded by data.seed
 
 
 def test_sampled_negatives_are_not_interactions(tmp_path):
@@ -404,9 +405,10 @@ def test_fit_predict_export_with_item_tokens(tiny_backbone, log, tmp_path, capsy
     state = load_lightning_state(str(best))["state_dict"]
     trained = {k.removeprefix("item_tokens."): v for k, v in state.items() if k.startswith("item_tokens.")}
     assert trained
-    items, _, exported = load_item_embeddings(str(out / "adapter" / ITEM_TOKENS_FILE))
+    exported_file = load_item_embeddings(str(out / "adapter" / ITEM_TOKENS_FILE))
+    items, exported = exported_file.items, exported_file.extra
     assert exported.keys() == trained.keys() and all(torch.equal(exported[k], trained[k]) for k in trained)
-    assert items == load_item_embeddings(path)[0]
+    assert items == load_item_embeddings(path).items
 
     main(["predict", *run_args(tiny_backbone, ml, out), on, "--ckpt_path=best"])
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
@@ -499,7 +501,8 @@ def test_projector_stays_float32_under_a_bfloat16_default_and_saves_the_original
     from tallrec_pl.model.collab import ItemTokens
 
     _, path = log
-    items, vectors, _ = load_item_embeddings(path)
+    loaded = load_item_embeddings(path)
+    items, vectors = loaded.items, loaded.vectors
     default = torch.get_default_dtype()
     torch.set_default_dtype(torch.bfloat16)  # as Lightning builds the model under bf16-true
     try:
@@ -511,5 +514,6 @@ def test_projector_stays_float32_under_a_bfloat16_default_and_saves_the_original
     tokens.to(torch.bfloat16)  # what Lightning's precision plugin does to the module afterwards
     assert tokens(torch.tensor([0, 1])).shape == (2, 16)
     tokens.save(str(tmp_path / "out.safetensors"))
-    saved_items, saved, _ = load_item_embeddings(str(tmp_path / "out.safetensors"))
+    out = load_item_embeddings(str(tmp_path / "out.safetensors"))
+    saved_items, saved = out.items, out.vectors
     assert saved_items == items and torch.equal(saved, vectors)  # not the bfloat16-rounded copy

@@ -11,7 +11,7 @@ from tallrec_pl.errors import TallrecError
 
 @pytest.fixture(scope="module")
 def tokenizer(tiny_backbone):
-    from tallrec_pl.model.backbone import load_tokenizer
+    from tallrec_pl.hub import load_tokenizer
 
     return load_tokenizer(tiny_backbone)
 

@@ -17,11 +17,11 @@ def rec(setup, tiny_backbone, tmp_path_factory):
     """(module, test samples with histories, tokenizer) on the tiny random LLaMA."""
     from helpers import write_ml100k
 
-    from tallrec_pl.data.datamodule import RecDataModule
+    from tallrec_pl.data import RecDataModule
 
     dm = RecDataModule(
         path=str(write_ml100k(tmp_path_factory.mktemp("ml") / "ml")),
-        tokenizer=tiny_backbone,
+        backbone=tiny_backbone,
         history_len=4,
         split_sizes=[0.6, 0.2, 0.2],
         cache_dir=None,
@@ -114,7 +114,7 @@ def test_predict_writes_each_samples_evidence(rec, tiny_backbone, ml100k, tmp_pa
     from helpers import run_args
 
     from tallrec_pl.cli import main
-    from tallrec_pl.data.datamodule import RecDataModule
+    from tallrec_pl.data import RecDataModule
     from tallrec_pl.model.lora import export_adapter
 
     module, _, tok = rec
@@ -131,7 +131,7 @@ def test_predict_writes_each_samples_evidence(rec, tiny_backbone, ml100k, tmp_pa
     )
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     dm = RecDataModule(
-        path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], cache_dir=None
+        path=str(ml100k), backbone=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], cache_dir=None
     )
     samples = dm.build_samples()["test"]
     assert len(rows) == len(samples) > 2
@@ -180,11 +180,11 @@ def test_sentence_is_built_from_the_evidence_only():
 
 
 def serve_builder(tiny_backbone, ml100k, **limits):
-    from tallrec_pl.data.datamodule import RecDataModule
+    from tallrec_pl.data import RecDataModule
     from tallrec_pl.data.logs import read_log
     from tallrec_pl.serve_api import PromptBuilder
 
-    dm = RecDataModule(path=str(ml100k), tokenizer=tiny_backbone, history_len=4, cache_dir=None)
+    dm = RecDataModule(path=str(ml100k), backbone=tiny_backbone, history_len=4, cache_dir=None)
     return PromptBuilder(
         dm.load_tokenizer(),
         dm.max_length,

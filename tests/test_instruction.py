@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import json
 
-from tallrec_pl.data.datamodule import InstructionDataModule
+from tallrec_pl.data import InstructionDataModule
 
 
 def test_instruction_datamodule_trains_on_response_only(tiny_backbone, alpaca):
-    dm = InstructionDataModule(path=str(alpaca), tokenizer=tiny_backbone, val_size=4, max_length=100, cache_dir=None)
+    dm = InstructionDataModule(path=str(alpaca), backbone=tiny_backbone, val_size=4, max_length=100, cache_dir=None)
     dm.setup()
     assert len(dm.encoded["train"]) == 20 and len(dm.encoded["valid"]) == 4
-    whole = InstructionDataModule(path=str(alpaca), tokenizer=tiny_backbone, val_size=4, max_length=512, cache_dir=None)
+    whole = InstructionDataModule(path=str(alpaca), backbone=tiny_backbone, val_size=4, max_length=512, cache_dir=None)
     whole.setup()
     assert max(len(r["input_ids"]) for r in whole.encoded["train"]) > 100  # some samples had to be shortened
     for r in dm.encoded["train"]:
@@ -27,6 +27,6 @@ def test_instruction_sample_that_cannot_fit_is_left_out(tiny_backbone, tmp_path)
     ] * 3
     path = tmp_path / "a.json"
     path.write_text(json.dumps(records))
-    dm = InstructionDataModule(path=str(path), tokenizer=tiny_backbone, val_size=2, max_length=60, cache_dir=None)
+    dm = InstructionDataModule(path=str(path), backbone=tiny_backbone, val_size=2, max_length=60, cache_dir=None)
     dm.setup()
     assert len(dm.encoded["train"]) == 2 and all(len(r["input_ids"]) <= 60 for r in dm.encoded["train"])

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import tallrec_pl.data.textlog as textlog
 from tallrec_pl.cli import main
-from tallrec_pl.data.datamodule import RecDataModule
+from tallrec_pl.data import RecDataModule
 from tallrec_pl.data.logs import detect_format, read_log
 from tallrec_pl.errors import TallrecError
 
@@ -67,9 +67,7 @@ def test_genre_field_from_recbole_class_column():
 def _prompts(tmp_path, data: dict, capsys) -> str:
 
     cfg = tmp_path / "cfg.yaml"
-    cfg.write_text(
-        yaml.safe_dump({"data": {"class_path": "tallrec_pl.data.datamodule.RecDataModule", "init_args": data}})
-    )
+    cfg.write_text(yaml.safe_dump({"data": {"class_path": "tallrec_pl.data.RecDataModule", "init_args": data}}))
     out = tmp_path / "out.json"
     with pytest.raises(SystemExit) as exc:
         main(["prompts", "--config", str(cfg), "--split", "train", "--output", str(out)])

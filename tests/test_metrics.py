@@ -65,7 +65,7 @@ def test_rank_test_reports_slices_and_predictions_carry_them(tiny_backbone, ml10
     with_new_items(ml100k)
     args = [
         *run_args(tiny_backbone, ml100k, out),
-        "--data=tallrec_pl.data.datamodule.RankDataModule",
+        "--data=tallrec_pl.data.RankDataModule",
         "--data.init_args.negatives=3",
         f"--data.init_args.path={ml100k}",
         "--data.init_args.history_len=6",

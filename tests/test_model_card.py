@@ -12,7 +12,7 @@ from tallrec_pl.cli import main
 
 
 def test_card_facts_and_snippet_equal_predict(tiny_backbone, ml100k, tmp_path, capsys):
-    from tallrec_pl.data.datamodule import RecDataModule
+    from tallrec_pl.data import RecDataModule
 
     out = tmp_path / "run"
     main(
@@ -44,7 +44,7 @@ def test_card_facts_and_snippet_equal_predict(tiny_backbone, ml100k, tmp_path, c
     assert capsys.readouterr().out.strip() == str(namespace["p_yes"](namespace["PROMPT"]))
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     dm = RecDataModule(
-        path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], cache_dir=None
+        path=str(ml100k), backbone=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], cache_dir=None
     )
     samples = dm.build_samples()["test"]
     assert namespace["PROMPT"] == samples[0].prompt()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tallrec_pl.data.datamodule import RecDataModule
+from tallrec_pl.data import RecDataModule
 from tallrec_pl.data.lazy import OnLoad
 from tallrec_pl.data.windows import WindowList, window_log
 from tallrec_pl.errors import TallrecError
@@ -15,7 +15,7 @@ from tallrec_pl.errors import TallrecError
 def _dm(ml100k, tiny_backbone, **kwargs) -> RecDataModule:
     args = dict(
         path=str(ml100k),
-        tokenizer=tiny_backbone,
+        backbone=tiny_backbone,
         history_len=4,
         split_sizes=[0.6, 0.2, 0.2],
         keep_last=0,

@@ -49,10 +49,10 @@ def test_page_is_served_without_the_key_and_loads_nothing_from_elsewhere():
 
 
 def test_examples_are_requests_of_the_logs_users(ml100k, tiny_backbone):
-    from tallrec_pl.data.datamodule import RecDataModule
+    from tallrec_pl.data import RecDataModule
 
     dm = RecDataModule(
-        path=str(ml100k), tokenizer=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], cache_dir=None
+        path=str(ml100k), backbone=tiny_backbone, history_len=4, split_sizes=[0.6, 0.2, 0.2], cache_dir=None
     )
     samples = dm.build_samples()["test"]
     examples = examples_of(samples, users=2, candidates=2)

@@ -7,7 +7,7 @@ import json
 import pytest
 from helpers import shared_file, tiny_data
 
-from tallrec_pl.data.datamodule import RecDataModule
+from tallrec_pl.data import RecDataModule
 from tallrec_pl.data.prompts import json_sample
 from tallrec_pl.errors import TallrecError
 

@@ -7,7 +7,7 @@ import json
 from helpers import run_args
 
 from tallrec_pl.cli import main
-from tallrec_pl.data.datamodule import RankDataModule
+from tallrec_pl.data import RankDataModule
 from tallrec_pl.data.logs import read_log
 
 
@@ -39,7 +39,7 @@ def test_rank_config_test_and_predict(tiny_backbone, ml100k, tmp_path, capsys):
     out = tmp_path / "rank"
     args = [
         *run_args(tiny_backbone, ml100k, out),
-        "--data=tallrec_pl.data.datamodule.RankDataModule",
+        "--data=tallrec_pl.data.RankDataModule",
         "--data.init_args.negatives=3",
         f"--data.init_args.path={ml100k}",
         "--data.init_args.history_len=4",

@@ -9,7 +9,7 @@ import pytest
 from helpers import config, shared_file, with_new_items
 
 from tallrec_pl.cli import main
-from tallrec_pl.data.datamodule import RankDataModule, RecDataModule
+from tallrec_pl.data import RankDataModule, RecDataModule
 from tallrec_pl.data.windows import few_shot_indices
 from tallrec_pl.errors import TallrecError
 
@@ -44,8 +44,9 @@ def test_seen_marks_items_of_the_train_split(ml100k):
         path=str(with_new_items(ml100k)), history_len=4, split_sizes=[0.6, 0.2, 0.2], negatives=3, shots=2
     )
     splits = dm.build_samples()
-    train_items = {i for s in dm._whole_train for i in [s.meta["item"], *s.meta["history"]]}
-    assert len(splits["train"]) == 2 and len(dm._whole_train) > 2  # seen is judged on the whole train split
+    whole_train = dm.whole_splits()["train"]
+    train_items = {i for s in whole_train for i in [s.meta["item"], *s.meta["history"]]}
+    assert len(splits["train"]) == 2 and len(whole_train) > 2  # seen is judged on the whole train split
     for s in splits["test"] + splits["valid"]:
         assert s.meta["seen"] == int(s.meta["item"] in train_items)
     assert {s.meta["seen"] for s in splits["test"]} == {0, 1}
@@ -116,7 +117,7 @@ def test_rank_tuning_needs_log_splits_and_keeps_valid_groups_whole(ml100k, tmp_p
     (tmp_path / "train.json").write_text(json.dumps(rows))
     with pytest.raises(TallrecError, match="data.train_negatives draws items the user never rated"):
         rank_tuned(ml100k, train_negatives=1, train_path=str(tmp_path / "train.json")).build_samples()
-    dm = rank_tuned(ml100k, train_negatives=2, val_limit=7, cache_dir=None, tokenizer="embedded")
+    dm = rank_tuned(ml100k, train_negatives=2, val_limit=7, cache_dir=None, backbone="embedded")
     assert dm.valid_group() == 3
     whole = dm.build_samples()["valid"]
     groups = [whole[i : i + 3] for i in range(0, len(whole), 3)]

@@ -11,8 +11,7 @@ import torch
 from helpers import write_ml100k
 
 from tallrec_pl.callbacks import PredictionWriter
-from tallrec_pl.data import record
-from tallrec_pl.data.datamodule import RecDataModule
+from tallrec_pl.data import RecDataModule, record
 from tallrec_pl.model.module import TALLRecModule
 
 BIG = 2**24 + 1  # the first integer float32 cannot hold: it rounds to 2**24
@@ -20,7 +19,7 @@ BIG = 2**24 + 1  # the first integer float32 cannot hold: it rounds to 2**24
 
 @pytest.fixture
 def dm(tiny_backbone, tmp_path):
-    dm = RecDataModule(path=str(write_ml100k(tmp_path / "ml")), tokenizer=tiny_backbone, history_len=4,
+    dm = RecDataModule(path=str(write_ml100k(tmp_path / "ml")), backbone=tiny_backbone, history_len=4,
                        split_sizes=[0.6, 0.2, 0.2], eval_batch_size=4, cache_dir=None)  # fmt: skip
     dm.setup()
     return dm

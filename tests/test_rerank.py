@@ -11,9 +11,9 @@ import torch
 from helpers import run_args, write_ml100k
 
 from tallrec_pl.cli import main
+from tallrec_pl.data import RankDataModule, RecDataModule
 from tallrec_pl.data.batching import ShuffledGroupBatchSampler
 from tallrec_pl.data.candidates import hard_negatives, retrieved_groups
-from tallrec_pl.data.datamodule import RankDataModule, RecDataModule
 from tallrec_pl.data.prompts import Sample
 from tallrec_pl.data.windows import Kept, Window
 from tallrec_pl.errors import TallrecError
@@ -169,7 +169,7 @@ def test_listwise_loss_is_the_softmax_over_each_group():
 
 def test_listwise_training_reaches_lora_and_every_item_token_projector(fitted, tiny_backbone, tmp_path):
     ml, _, retriever = fitted
-    from tallrec_pl.model.collab import save_item_embeddings
+    from tallrec_pl.items.file import save_item_embeddings
 
     vectors = tmp_path / "sasrec.safetensors"
     save_item_embeddings(str(vectors), *retriever.item_vectors())
@@ -177,7 +177,7 @@ def test_listwise_training_reaches_lora_and_every_item_token_projector(fitted, t
     retriever.save(str(retriever_file))
     dm = RankDataModule(
         path=str(ml),
-        tokenizer=tiny_backbone,
+        backbone=tiny_backbone,
         train_negatives=3,
         hard_negatives=2,
         retriever=str(retriever_file),
@@ -213,7 +213,7 @@ def test_retriever_command_then_full_catalogue_test(tiny_backbone, tmp_path, cap
     main(
         [
             "retriever",
-            "--data.class_path=tallrec_pl.data.datamodule.RankDataModule",
+            "--data.class_path=tallrec_pl.data.RankDataModule",
             *data,
             *TINY_ARGS,
             f"--output={tmp_path / 'r.pt'}",
@@ -225,7 +225,7 @@ def test_retriever_command_then_full_catalogue_test(tiny_backbone, tmp_path, cap
         tiny_backbone,
         ml,
         tmp_path / "run",
-        "--data.class_path=tallrec_pl.data.datamodule.RankDataModule",
+        "--data.class_path=tallrec_pl.data.RankDataModule",
         "--data.init_args.candidates=retriever",
         f"--data.init_args.retriever={tmp_path / 'r.pt'}",
         "--data.init_args.top_k=5",
@@ -242,7 +242,7 @@ def test_retriever_command_then_full_catalogue_test(tiny_backbone, tmp_path, cap
                     tiny_backbone,
                     other,
                     tmp_path / "run2",
-                    "--data.class_path=tallrec_pl.data.datamodule.RankDataModule",
+                    "--data.class_path=tallrec_pl.data.RankDataModule",
                     "--data.init_args.candidates=retriever",
                     f"--data.init_args.retriever={tmp_path / 'r.pt'}",
                 ),
@@ -257,7 +257,7 @@ def test_serve_history_only_request_gets_the_retrievers_top_n(fitted, tiny_backb
     from tallrec_pl.serve_api import BadRequest, PromptBuilder
 
     ml, dm, retriever = fitted
-    dm = RankDataModule(path=str(ml), tokenizer=tiny_backbone, **DATA)
+    dm = RankDataModule(path=str(ml), backbone=tiny_backbone, **DATA)
     fields = read_log(str(ml)).item_fields
     args = (dm.load_tokenizer(), dm.max_length, fields, dm.item_text, dm.domain, dm.profile, "the test log", 8, 6)
     history = [{"item": {"id": "8"}, "liked": True}, {"item": 15, "liked": False}, {"item": "A title", "liked": True}]
@@ -285,7 +285,7 @@ def test_serve_builder_from_a_data_section_with_a_retriever(fitted, tiny_backbon
 
     ml, _, retriever = fitted
     retriever.save(str(tmp_path / "r.pt"))
-    dm = RankDataModule(path=str(ml), tokenizer=tiny_backbone, retriever=str(tmp_path / "r.pt"), top_k=4, **DATA)
+    dm = RankDataModule(path=str(ml), backbone=tiny_backbone, retriever=str(tmp_path / "r.pt"), top_k=4, **DATA)
     builder = prompt_builder(dm, ServeOptions(max_candidates=3), 0.5)  # as serve builds it: nothing read before
     out = builder.payload({"history": [{"item": 8, "liked": True}]})
     assert len(out["retrieved"]["items"]) == 3 and out["retrieved"]["prior_weight"] == 0.5  # capped by max_candidates
@@ -304,7 +304,7 @@ def test_implicit_logs_give_the_retriever_interactions_only(tmp_path):
     )
     pairs = dm.next_items("train")
     interacted = dm.interacted()
-    users = [w.user for w in dm._windows_cache.plain["train"] if w.label]
+    users = [w.user for w in dm.rated_windows("train") if w.label]
     assert len(pairs) == len(users) and all(t in interacted[u] for (_, t), u in zip(pairs, users, strict=True))
 
 
@@ -315,7 +315,7 @@ def test_listwise_batches_reshuffle_each_epoch_as_lightning_sets_it(fitted, tiny
     retriever.save(str(tmp_path / "r.pt"))
     dm = RankDataModule(
         path=str(ml),
-        tokenizer=tiny_backbone,
+        backbone=tiny_backbone,
         train_negatives=2,
         hard_negatives=1,
         retriever=str(tmp_path / "r.pt"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from helpers import scoring_model, tiny_data
 
-from tallrec_pl.data.datamodule import RankDataModule
+from tallrec_pl.data import RankDataModule
 
 
 def test_shared_prefix_equals_independent_forward(setup):

@@ -19,7 +19,7 @@ import pytest
 from helpers import tiny_data
 
 from tallrec_pl.cli import main
-from tallrec_pl.data.datamodule import RankDataModule
+from tallrec_pl.data import RankDataModule
 from tallrec_pl.serve import plan_batches, ranking
 from tallrec_pl.serve_api import BadRequest, PromptBuilder
 
@@ -60,19 +60,8 @@ def requests_of(dm: RankDataModule, user_fields: dict) -> list[dict]:
 
 
 def builder(dm: RankDataModule, max_candidates: int = 8, max_history: int = 6) -> PromptBuilder:
-    from tallrec_pl.data.logs import read_log
-
-    return PromptBuilder(
-        dm.load_tokenizer(),
-        dm.max_length,
-        read_log(dm.path).item_fields,
-        dm.item_text,
-        dm.domain,
-        dm.profile,
-        "the test log",
-        max_candidates,
-        max_history,
-    )
+    setup = dm.prompt_builder().as_kwargs() | {"source": "the test log"}
+    return PromptBuilder(**setup, max_candidates=max_candidates, max_history=max_history)
 
 
 # --- in-process: plans, prompts, refusals --------------------------------------------------
@@ -239,7 +228,7 @@ def test_served_scores_equal_predict(served, tiny_backbone):
             f"--model.backbone={tiny_backbone}",
             "--model.dtype=float32",
             f"--model.init_adapter={served['adapter']}",
-            "--data=tallrec_pl.data.datamodule.RankDataModule",
+            "--data=tallrec_pl.data.RankDataModule",
             "--data.init_args.negatives=3",
             f"--data.init_args.path={served['ml100k']}",
             *DATA,

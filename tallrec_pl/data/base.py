@@ -16,6 +16,7 @@ import numpy as np
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
+from tallrec_pl import hub
 from tallrec_pl.data import record
 from tallrec_pl.data.batching import (
     Collator,
@@ -27,40 +28,14 @@ from tallrec_pl.data.batching import (
 )
 from tallrec_pl.data.encode import encode_samples, item_token_of
 from tallrec_pl.data.lazy import LazySamples, OnLoad
-from tallrec_pl.data.prompts import Sample
+from tallrec_pl.data.options import SPLITS, Batching, Limits
+from tallrec_pl.data.prompts import PromptSetup, Sample
 from tallrec_pl.errors import TallrecError
 from tallrec_pl.hardware import say
+from tallrec_pl.items.file import load_item_ids
 from tallrec_pl.lightning_internals import batches_done
 
-SPLITS = ("train", "valid", "test")
 _ENCODING_VERSION = 4  # bump when encode_samples changes what it writes
-
-
-def _check_options(
-    max_length: int,
-    predict_split: str,
-    batch_size: int,
-    eval_batch_size: int,
-    val_limit: int | None,
-    test_limit: int | None,
-    num_workers: int,
-) -> None:
-    """PromptDataModule's one-line errors for options that cannot work."""
-    if max_length < 8:
-        raise TallrecError(f"data.max_length={max_length} is too small for any prompt", "use data.max_length >= 64")
-    if predict_split not in SPLITS:
-        raise TallrecError(f"data.predict_split {predict_split!r} is not a split", f"use one of {', '.join(SPLITS)}")
-    for name, value, example in (("batch_size", batch_size, 8), ("eval_batch_size", eval_batch_size, 16)):
-        if value < 1:
-            raise TallrecError(f"data.{name}={value} must be at least 1", f"use e.g. data.{name}: {example}")
-    for name, limit in (("val_limit", val_limit), ("test_limit", test_limit)):
-        if limit is not None and limit < 1:
-            raise TallrecError(
-                f"data.{name}={limit} leaves no {'validation' if name == 'val_limit' else 'test'} samples",
-                "use a positive number, or null for the whole split",
-            )
-    if num_workers < 0:
-        raise TallrecError(f"data.num_workers={num_workers} must be 0 or more", "use 0 to load in the main process")
 
 
 class PromptDataModule(L.LightningDataModule):
@@ -70,7 +45,7 @@ class PromptDataModule(L.LightningDataModule):
     its tokens and the fields of :mod:`tallrec_pl.data.record`.
 
     Args:
-        tokenizer: backbone whose tokenizer encodes the prompts when none is connected (the CLI
+        backbone: the backbone whose tokenizer encodes the prompts when none is connected (the CLI
             links it to model.backbone and connects the model's own tokenizer).
         max_length: longest sequence in tokens; longer samples lose their oldest history items.
         train_on_inputs: also train on the prompt tokens (TALLRec's full-sequence loss).
@@ -93,7 +68,7 @@ class PromptDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        tokenizer: str = "embedded",
+        backbone: str = "embedded",
         max_length: int = 512,
         train_on_inputs: bool = False,
         batch_size: int = 8,
@@ -109,21 +84,28 @@ class PromptDataModule(L.LightningDataModule):
         item_embeddings: str | None = None,
     ) -> None:
         super().__init__()
-        _check_options(max_length, predict_split, batch_size, eval_batch_size, val_limit, test_limit, num_workers)
-        self.tokenizer_name, self.max_length, self.train_on_inputs = tokenizer, max_length, train_on_inputs
-        self.batch_size, self.eval_batch_size, self.group_by_length = batch_size, eval_batch_size, group_by_length
-        self.val_limit, self.predict_split, self.num_workers = val_limit, predict_split, num_workers
-        self.test_limit = test_limit
+        if max_length < 8:
+            raise TallrecError(f"data.max_length={max_length} is too small for any prompt", "use data.max_length >= 64")
+        self.batching = Batching(batch_size, eval_batch_size, group_by_length, num_workers)
+        self.limits = Limits(val_limit, test_limit, predict_split)
+        self.backbone, self.max_length, self.train_on_inputs = backbone, max_length, train_on_inputs
         self.seed, self.cache_dir, self.trust_remote_code = seed, cache_dir, trust_remote_code
         self.tokenizer = None
         self.encoded: dict[str, list[dict] | OnLoad] = {}
         self.item_embeddings = item_embeddings
-        self.item_rows: dict[str, int] | None = None  # item id -> embedding row; None: no item tokens
-        if item_embeddings is not None:
-            from tallrec_pl.model.collab import load_item_ids
-
-            self.item_rows = {item: k for k, item in enumerate(load_item_ids(item_embeddings))}
+        # item id -> embedding row; None: no item tokens
+        self.item_rows = (
+            None if item_embeddings is None else {i: k for k, i in enumerate(load_item_ids(item_embeddings))}
+        )
         self.item_token = ""  # the placeholder token, chosen from the tokenizer by connect
+
+    @property
+    def predict_split(self) -> str:
+        return self.limits.predict_split
+
+    @property
+    def eval_batch_size(self) -> int:
+        return self.batching.eval_batch_size
 
     # --- what subclasses provide ---------------------------------------------------------
 
@@ -136,6 +118,13 @@ class PromptDataModule(L.LightningDataModule):
 
     def describe(self) -> str:
         return type(self).__name__
+
+    def prompt_builder(self) -> PromptSetup:
+        """What a server needs to write prompts for a request (rec data modules: ``RecDataModule``)."""
+        raise TallrecError(
+            f"serve needs a rec data section, not {type(self).__name__}",
+            "use data.class_path: tallrec_pl.data.RecDataModule (configs/serve.yaml)",
+        )
 
     def valid_group(self) -> int:
         """How many consecutive valid samples belong together (``val_limit`` keeps or drops them whole)."""
@@ -159,7 +148,10 @@ class PromptDataModule(L.LightningDataModule):
         """data.val_limit / data.test_limit: cut the valid / test split down to about N samples spread
         evenly over it (whole groups), in place, and say in one line what was cut."""
         cut = []
-        for name, option, limit in (("valid", "val_limit", self.val_limit), ("test", "test_limit", self.test_limit)):
+        for name, option, limit in (
+            ("valid", "val_limit", self.limits.val_limit),
+            ("test", "test_limit", self.limits.test_limit),
+        ):
             split = samples.get(name, [])
             if limit is None or len(split) <= limit:
                 continue
@@ -177,18 +169,16 @@ class PromptDataModule(L.LightningDataModule):
 
     def connect(self, tokenizer) -> None:
         """Encode with ``tokenizer``, the one the model resolved (the CLI calls this, as LitGPT's
-        data modules are connected), instead of loading it again from ``data.tokenizer``. With item
+        data modules are connected), instead of loading it again from ``data.backbone``. With item
         embeddings, the item tokens' placeholder is chosen here, once."""
         self.tokenizer = tokenizer
         if self.item_rows is not None:
             self.item_token = item_token_of(tokenizer)
 
     def load_tokenizer(self):
-        """The tokenizer: the connected one, else loaded from ``data.tokenizer`` (scripts, tests)."""
+        """The tokenizer: the connected one, else loaded from ``data.backbone`` (scripts, tests)."""
         if self.tokenizer is None:
-            from tallrec_pl.model.backbone import load_tokenizer
-
-            self.connect(load_tokenizer(self.tokenizer_name, self.trust_remote_code))
+            self.connect(hub.load_tokenizer(self.backbone, self.trust_remote_code))
         return self.tokenizer
 
     def _cache_key(self, split_name: str, samples: list[Sample]) -> str:
@@ -312,7 +302,7 @@ class PromptDataModule(L.LightningDataModule):
         """A ``loader`` of ``records`` padded with the tokenizer's pad id; ``batching``: its batch size
         and sampler (or batch sampler)."""
         collate = Collator(self.tokenizer.pad_token_id)
-        return loader(records, collate_fn=collate, num_workers=self.num_workers, **batching)
+        return loader(records, collate_fn=collate, num_workers=self.batching.num_workers, **batching)
 
     def _batches_done(self) -> int:
         done = batches_done(self.trainer) if self.trainer is not None else 0
@@ -338,12 +328,16 @@ class PromptDataModule(L.LightningDataModule):
                 batches_done=self._batches_done,
             )
         sampler = (
-            LengthGroupedSampler(lengths, self.batch_size, self.seed)
-            if self.group_by_length
+            LengthGroupedSampler(lengths, self.batching.batch_size, self.seed)
+            if self.batching.group_by_length
             else ShuffleSampler(len(records), self.seed)
         )
         return self._loader(
-            records, ResumableLoader, batch_size=self.batch_size, sampler=sampler, batches_done=self._batches_done
+            records,
+            ResumableLoader,
+            batch_size=self.batching.batch_size,
+            sampler=sampler,
+            batches_done=self._batches_done,
         )
 
     def group_batches(self) -> bool:
@@ -353,7 +347,7 @@ class PromptDataModule(L.LightningDataModule):
     def _eval_loader(self, name: str, needed_for: str) -> DataLoader:
         records = self._records(name, needed_for)
         sampler = LengthSortedSampler(_lengths(records))
-        return self._loader(records, batch_size=self.eval_batch_size, sampler=sampler)
+        return self._loader(records, batch_size=self.batching.eval_batch_size, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("valid", "validation")
@@ -362,7 +356,7 @@ class PromptDataModule(L.LightningDataModule):
         return self._eval_loader("test", "testing")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._eval_loader(self.predict_split, "predict")
+        return self._eval_loader(self.limits.predict_split, "predict")
 
 
 def _lengths(records: list[dict] | OnLoad) -> list[int] | np.ndarray:

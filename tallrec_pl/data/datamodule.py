@@ -1,17 +1,22 @@
-"""The data modules under the name configs use (``class_path: tallrec_pl.data.datamodule.X``);
-each lives in its own module."""
+"""Deprecated: the data modules' old path (``class_path: tallrec_pl.data.datamodule.X``), kept so
+that configs written for it still load. Use ``tallrec_pl.data.X`` (configs/*.yaml)."""
 
-from tallrec_pl.data.base import SPLITS, PromptDataModule, spread
-from tallrec_pl.data.instruction import InstructionDataModule
-from tallrec_pl.data.ranking import RankDataModule
-from tallrec_pl.data.rec import RecDataModule, mark_seen
+from __future__ import annotations
 
-__all__ = [
-    "SPLITS",
-    "InstructionDataModule",
-    "PromptDataModule",
-    "RankDataModule",
-    "RecDataModule",
-    "mark_seen",
-    "spread",
-]
+import warnings
+
+import tallrec_pl.data as _data
+
+_OLD = ("InstructionDataModule", "PromptDataModule", "RankDataModule", "RecDataModule", "SPLITS")
+
+
+def __getattr__(name: str):
+    if name not in _OLD:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    warnings.warn(
+        f"tallrec_pl.data.datamodule.{name} is deprecated: use tallrec_pl.data.{name} "
+        "(e.g. class_path: tallrec_pl.data.RecDataModule)",
+        FutureWarning,
+        stacklevel=2,
+    )
+    return getattr(_data, name)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import string
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from tallrec_pl.data.windows import Window
 from tallrec_pl.errors import TallrecError
@@ -286,3 +286,27 @@ def json_sample(record: dict[str, str]) -> Sample:
     if sample.render_input() != record["input"]:  # an unusual list that does not round-trip: keep it whole
         return Sample(instruction=record["instruction"], output=record["output"], input=record["input"])
     return sample
+
+
+@dataclass(frozen=True)
+class PromptSetup:
+    """What a server needs of a data module to write its prompts for a request
+    (``RecDataModule.prompt_builder``): the tokenizer, the item table (id -> fields; empty for
+    TALLRec JSON) and templates, the item tokens of ``model.item_embeddings`` (``item_rows``,
+    ``item_token``), and the retriever with its top N when ``data.retriever`` is set."""
+
+    tokenizer: object
+    max_length: int
+    item_fields: Mapping[str, Mapping[str, str]]
+    item_text: ItemText
+    domain: str
+    profile: UserProfile
+    source: str
+    retriever: object | None = None
+    top_n: int = 20
+    item_rows: Mapping[str, int] | None = None
+    item_token: str = ""
+
+    def as_kwargs(self) -> dict:
+        """The fields by name, not copied (``dataclasses.asdict`` would copy the tokenizer)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -83,25 +83,24 @@ class RankDataModule(RecDataModule):
         self.negatives, self.limit_groups = negatives, limit_groups
         self.candidates, self.rank_split = candidates, rank_split
 
-    def build_samples(self, sampled: bool = True) -> dict[str, list[Sample]]:
-        splits = super().build_samples(sampled)
-        fmt = self.resolved_format()
-        if fmt == "tallrec-json":
+    def evaluation_splits(self, splits: dict[str, list[Sample]]) -> None:
+        """The test split becomes the ranking groups of data.rank_split's liked windows."""
+        if self.resolved_format() == "tallrec-json":
             raise TallrecError(
                 "ranking needs an interaction log (it samples unrated items)",
                 "point data.path at a log, not TALLRec JSON",
             )
-        log, _ = self.log_windows(fmt)
-        liked = [w for w in self._windows_cache.plain[self.rank_split] if w.label]
+        log, _ = self.log_windows(self.resolved_format())
+        liked = [w for w in self.rated_windows(self.rank_split) if w.label]
         if self.limit_groups is not None and len(liked) > self.limit_groups:
             liked = spread(liked, self.limit_groups)
+        whole_train = splits.get("train", [])
         splits["test"] = self._candidate_groups(liked, log)
-        mark_seen(self._whole_train, splits["test"])
+        mark_seen(whole_train, splits["test"])
         if self.candidates == "retriever":  # a group's slice is its true item's, present among them or not
-            targets = mark_targets_seen(self._whole_train, splits["test"])
+            targets = mark_targets_seen(whole_train, splits["test"])
             for s in splits["test"]:
                 s.meta["seen"] = targets[s.meta["group"]]
-        return splits
 
     def _candidate_groups(self, liked: list[Window], log) -> list[Sample]:
         def make(w: Window) -> Sample:
@@ -110,7 +109,7 @@ class RankDataModule(RecDataModule):
         if self.candidates == "retriever":
             from tallrec_pl.data.candidates import retrieved_groups
 
-            return retrieved_groups(liked, self._windows_cache.kept, self.retriever(), self.top_k, make)
+            return retrieved_groups(liked, self.kept_windows(), self.retriever(), self.rank_tuning.top_k, make)
         return candidate_groups(liked, self.interacted(), sorted(log.item_fields), self.negatives, self.seed, make)
 
     def _eval_loader(self, name: str, needed_for: str) -> DataLoader:

@@ -16,20 +16,19 @@ from tallrec_pl.data.base import SPLITS, PromptDataModule
 from tallrec_pl.data.candidates import history_items
 from tallrec_pl.data.encode import encode_samples
 from tallrec_pl.data.lazy import LazySamples
-from tallrec_pl.data.logs import FORMATS, default_ml100k_path, detect_format, read_log, read_samples_json
+from tallrec_pl.data.logs import default_ml100k_path, read_log, read_samples_json
+from tallrec_pl.data.options import Feedback, LogSource, RankTuning, Windowing
 from tallrec_pl.data.prompts import (
     IMPLICIT_INPUT,
     IMPLICIT_INSTRUCTION,
     ItemText,
+    PromptSetup,
     Sample,
     UserProfile,
-    Wording,
     json_sample,
     window_sample,
 )
 from tallrec_pl.data.windows import (
-    FEEDBACK,
-    NEGATIVE_SAMPLING,
     Kept,
     Window,
     WindowList,
@@ -38,7 +37,7 @@ from tallrec_pl.data.windows import (
     split,
     window_log,
 )
-from tallrec_pl.errors import TallrecError, require_path
+from tallrec_pl.errors import TallrecError
 from tallrec_pl.hardware import say
 
 TOKENIZE = ("auto", "ahead", "on_load")
@@ -53,6 +52,7 @@ class LogWindows(NamedTuple):
     windows: dict[str, list[Window]]
     kept: Kept
     plain: dict[str, list[Window]]  # train / valid / test as windowed, before rank-tuning negatives
+    implicit: bool  # data.feedback as resolved for this log
     tuned: bool = False  # windows holds rank-tuning's negatives already
 
 
@@ -81,71 +81,6 @@ def mark_targets_seen(train: list[Sample], groups: list[Sample]) -> dict[int, in
     """Per ranking group: does its true item (``meta["target"]``) occur in the train split?"""
     ids = train_item_ids(train)
     return {s.meta["group"]: int(s.meta["target"] in ids) for s in groups}
-
-
-def _check_options(
-    format: str,
-    history_len: int,
-    min_history: int | None,
-    shots: int,
-    feedback: str,
-    negative_sampling: str,
-    negatives_per_positive: int,
-    train_negatives: int,
-    hard_negatives: int,
-    retriever: str | None,
-    top_k: int,
-    listwise: bool,
-    tokenize: str,
-) -> None:
-    """RecDataModule's one-line errors for options that cannot work, alone or together."""
-    for option, value, known in (
-        ("format", format, FORMATS),
-        ("feedback", feedback, FEEDBACK),
-        ("negative_sampling", negative_sampling, NEGATIVE_SAMPLING),
-        ("tokenize", tokenize, TOKENIZE),
-    ):
-        if value not in known:
-            raise TallrecError(f"data.{option} {value!r} is not known", f"use one of {', '.join(known)}")
-    if min_history is not None and not 0 <= min_history <= history_len:
-        raise TallrecError(
-            f"data.min_history={min_history} must be between 0 and data.history_len={history_len}",
-            "set data.min_history in that range, or null for full windows only",
-        )
-    if shots < -1:
-        raise TallrecError(f"data.shots={shots} is not a sample size", "use a count, or -1 for the whole train split")
-    if negatives_per_positive < 1:
-        raise TallrecError(
-            f"data.negatives_per_positive={negatives_per_positive} leaves implicit feedback without No. samples",
-            "use 1 or more",
-        )
-    if train_negatives < 0:
-        raise TallrecError(
-            f"data.train_negatives={train_negatives} must be 0 or more",
-            "use 0 for TALLRec's labels, or e.g. 1 to rank-tune",
-        )
-    if not 0 <= hard_negatives <= train_negatives:
-        raise TallrecError(
-            f"data.hard_negatives={hard_negatives} must be between 0 and data.train_negatives={train_negatives}",
-            "lower data.hard_negatives or raise data.train_negatives",
-        )
-    if hard_negatives and not retriever:
-        raise TallrecError(
-            "data.hard_negatives are drawn from a retriever, but data.retriever is unset",
-            "fit one (python -m tallrec_pl retriever) and set data.retriever",
-        )
-    if top_k < 1:
-        raise TallrecError(f"data.top_k={top_k} must be at least 1", "use e.g. data.top_k: 20")
-    if listwise and not train_negatives:
-        raise TallrecError(
-            "data.listwise batches a liked window with its negatives, but data.train_negatives is 0",
-            "set data.train_negatives >= 1 (e.g. 4), or data.listwise: false",
-        )
-    if tokenize == "on_load" and train_negatives:
-        raise TallrecError(
-            "data.tokenize on_load does not build rank-tuning groups (data.train_negatives) yet",
-            "set data.tokenize: ahead (or auto)",
-        )
 
 
 class RecDataModule(PromptDataModule):
@@ -239,46 +174,49 @@ class RecDataModule(PromptDataModule):
         **common,
     ) -> None:
         super().__init__(**common)
-        _check_options(
-            format=format,
-            history_len=history_len,
-            min_history=min_history,
-            shots=shots,
-            feedback=feedback,
-            negative_sampling=negative_sampling,
-            negatives_per_positive=negatives_per_positive,
-            train_negatives=train_negatives,
-            hard_negatives=hard_negatives,
-            retriever=retriever,
-            top_k=top_k,
-            listwise=listwise,
-            tokenize=tokenize,
+        if tokenize not in TOKENIZE:
+            raise TallrecError(f"data.tokenize {tokenize!r} is not known", f"use one of {', '.join(TOKENIZE)}")
+        self.source = LogSource(
+            path, format, columns, items_path, item_id_column, tuple(split_sizes), train_path, valid_path, test_path
         )
-        self.path, self.format, self.domain = path, format, domain
+        self.windowing = Windowing(history_len, min_history, like_threshold, keep_last, shots)
+        self.feedback = Feedback(
+            feedback, negatives_per_positive, negative_sampling, implicit_instruction, implicit_input
+        )
+        self.rank_tuning = RankTuning(train_negatives, hard_negatives, retriever, top_k, listwise)
+        if tokenize == "on_load" and train_negatives:
+            raise TallrecError(
+                "data.tokenize on_load does not build rank-tuning groups (data.train_negatives) yet",
+                "set data.tokenize: ahead (or auto)",
+            )
+        self.tokenize, self.domain = tokenize, domain
         self.item_text = ItemText(item_template, history_format)
-        self.history_len, self.like_threshold, self.keep_last = history_len, like_threshold, keep_last
-        self.min_history = min_history
         self.profile = UserProfile(profile_below, profile_template)
-        self.split_sizes, self.shots = list(split_sizes), shots
-        self.columns, self.items_path, self.item_id_column = columns, items_path, item_id_column
-        self.overrides = {"train": train_path, "valid": valid_path, "test": test_path}
-        self.train_negatives, self.hard_negatives, self.listwise = train_negatives, hard_negatives, listwise
-        self.retriever_path, self.top_k, self.tokenize = retriever, top_k, tokenize
+        self.wording = self.feedback.wording()
         self._retriever = None
         self._retriever_ranks: dict[Window, int] = {}  # hard-negative windows: the retriever's rank of the item
-        self.feedback, self.negative_sampling = feedback, negative_sampling
-        self.negatives_per_positive = negatives_per_positive
-        self.wording = Wording(implicit_instruction, implicit_input)
-        self.implicit = False  # resolved with the log (log_windows)
         self._windows_cache: LogWindows | None = None  # from log_windows
-        self._whole_train: list[Sample] = []
         self._preparing = False  # prepare_data runs: this process writes the windows' cache
 
+    @property
+    def history_len(self) -> int:
+        return self.windowing.history_len
+
+    @property
+    def implicit(self) -> bool:
+        """Whether the log is read as implicit feedback (data.feedback, ``auto`` resolved by its columns)."""
+        if self._windows_cache is None:  # read once; after that a sample asks at no cost
+            fmt = self.resolved_format()
+            if fmt == "tallrec-json":
+                return False
+            self._read(fmt)
+        return self._windows_cache.implicit
+
     def describe(self) -> str:
-        return str(self.path or "MovieLens-100K (recbole wheel)")
+        return self.source.describe()
 
     def _records(self, name: str, needed_for: str) -> list[dict]:
-        if name == "train" and self.shots == 0 and not self.encoded.get("train"):
+        if name == "train" and self.windowing.shots == 0 and not self.encoded.get("train"):
             raise TallrecError(
                 "data.shots=0 draws no training samples", "set data.shots to 1 or more, or -1 for the whole train split"
             )
@@ -286,22 +224,19 @@ class RecDataModule(PromptDataModule):
 
     def resolved_format(self) -> str:
         """data.format, or with ``auto`` the format of the file or folder at data.path (checked to exist)."""
-        if self.path is None:
-            return self.format
-        require_path(self.path, "data.path", "set data.path to an existing file or folder")
-        return self.format if self.format != "auto" else detect_format(self.path)
+        return self.source.resolved_format()
 
     def _base_splits(self) -> dict[str, list[Sample]]:
-        fmt = self.resolved_format()
-        if self.path is not None and fmt == "tallrec-json":
-            if os.path.isdir(self.path):
+        fmt, path = self.resolved_format(), self.source.path
+        if path is not None and fmt == "tallrec-json":
+            if os.path.isdir(path):
                 return {
                     name: [json_sample(r) for r in read_samples_json(f)]
-                    if os.path.exists(f := os.path.join(self.path, f"{name}.json"))
+                    if os.path.exists(f := os.path.join(path, f"{name}.json"))
                     else []
                     for name in SPLITS
                 }
-            return split([json_sample(r) for r in read_samples_json(self.path)], self.split_sizes)
+            return split([json_sample(r) for r in read_samples_json(path)], list(self.source.split_sizes))
         log, windows = self.log_windows(fmt)
         if self._on_load(windows):
             return {
@@ -314,7 +249,7 @@ class RecDataModule(PromptDataModule):
         """data.tokenize: whether the splits are built and tokenized as the loader asks."""
         if self.tokenize != "auto":
             return self.tokenize == "on_load"
-        big = max(len(ws) for ws in windows.values()) > ON_LOAD_ABOVE and not self.train_negatives
+        big = max(len(ws) for ws in windows.values()) > ON_LOAD_ABOVE and not self.rank_tuning.train_negatives
         if big:
             say(
                 f"data.tokenize auto: a split of more than {ON_LOAD_ABOVE:,} samples, so samples are built and "
@@ -375,15 +310,15 @@ class RecDataModule(PromptDataModule):
 
     def resolve_feedback(self, log) -> str:
         """explicit or implicit; ``auto`` picks by the rating column and says so in one line."""
-        if self.feedback != "auto":
-            return self.feedback
+        if self.feedback.feedback != "auto":
+            return self.feedback.feedback
         if log.has_rating:
-            threshold = self.like_threshold
+            threshold = self.windowing.like_threshold
             because = f"has ratings, so explicit feedback (a rating above data.like_threshold={threshold}: Yes.)"
         else:
             because = (
-                f"has no rating column, so implicit feedback ({self.negatives_per_positive} "
-                f"{self.negative_sampling} negative(s) per interaction)"
+                f"has no rating column, so implicit feedback ({self.feedback.negatives_per_positive} "
+                f"{self.feedback.negative_sampling} negative(s) per interaction)"
             )
         rank_zero_info(f"tallrec_pl: data.feedback auto: {log.source} {because}")
         return "explicit" if log.has_rating else "implicit"
@@ -391,8 +326,8 @@ class RecDataModule(PromptDataModule):
     def log_windows(self, fmt: str | None = None):
         """The log and its windows split train / valid / test (interaction logs only), with rank-tuning's
         negatives when data.train_negatives asks; read once per data module."""
-        cache = self._read(fmt or self.format)
-        if self.train_negatives and not cache.tuned:
+        cache = self._read(fmt or self.source.format)
+        if self.rank_tuning.train_negatives and not cache.tuned:
             for k, name in enumerate(("train", "valid")):
                 cache.windows[name] = self._negatives(cache.windows[name], cache.kept, cache.log, self.seed + k)
             self._windows_cache = cache = cache._replace(tuned=True)
@@ -402,10 +337,10 @@ class RecDataModule(PromptDataModule):
         """The log and its windows split, before any rank-tuning negatives (cached)."""
         if self._windows_cache is not None and self._windows_cache.key == key:
             return self._windows_cache
-        log = read_log(self.path, key, self.columns, self.items_path, self.item_id_column)
+        src = self.source
+        log = read_log(src.path, key, src.columns, src.items_path, src.item_id_column)
         feedback = self.resolve_feedback(log)
-        self.implicit = feedback == "implicit"
-        if self.implicit and self.train_negatives:
+        if feedback == "implicit" and self.rank_tuning.train_negatives:
             raise TallrecError(
                 f"data.train_negatives is for explicit feedback, but {log.source} is read as implicit feedback, "
                 "whose samples already have negatives",
@@ -414,45 +349,47 @@ class RecDataModule(PromptDataModule):
         kept = self._windows(log, key, feedback)
         if len(kept.windows) < kept.total:  # TALLRec's 10,000 by default: say so, or a big log shrinks unseen
             say(f"kept the last {len(kept.windows):,} of {kept.total:,} windows (data.keep_last; 0 keeps all)")
-        windows = split(kept.windows, self.split_sizes)
-        self._windows_cache = LogWindows(key, log, windows, kept, dict(windows))  # plain: what the users rated
+        windows = split(kept.windows, list(src.split_sizes))
+        # plain: what the users rated
+        self._windows_cache = LogWindows(key, log, windows, kept, dict(windows), feedback == "implicit")
         return self._windows_cache
 
     def _windows(self, log, fmt: str, feedback: str) -> Kept:
         """``window_log`` of ``log``, or the windows ``prepare_data`` saved for the same files and options
         in data.cache_dir (written here too when no other process can be writing them)."""
+        src, win, fb = self.source, self.windowing, self.feedback
         options = dict(
             format=fmt,
-            columns=self.columns,
-            item_id_column=self.item_id_column,
-            history_len=self.history_len,
-            like_threshold=self.like_threshold,
-            keep_last=self.keep_last,
-            min_history=self.min_history,
+            columns=src.columns,
+            item_id_column=src.item_id_column,
+            history_len=win.history_len,
+            like_threshold=win.like_threshold,
+            keep_last=win.keep_last,
+            min_history=win.min_history,
             feedback=feedback,
-            negatives=self.negatives_per_positive,
-            sampling=self.negative_sampling,
-            count_items=self.train_negatives > 0,
+            negatives=fb.negatives_per_positive,
+            sampling=fb.negative_sampling,
+            count_items=self.rank_tuning.train_negatives > 0,
             seed=self.seed if feedback == "implicit" else None,
         )  # explicit windows draw nothing
         folder = None
         if self.cache_dir:
-            source = self.path if self.path is not None else default_ml100k_path()
-            folder = Path(self.cache_dir) / window_cache.key([source, self.items_path], options)
+            source = src.path if src.path is not None else default_ml100k_path()
+            folder = Path(self.cache_dir) / window_cache.key([source, src.items_path], options)
             kept = window_cache.load(folder)
             if kept is not None:
                 return kept
         kept = window_log(
             log,
-            self.history_len,
-            self.like_threshold,
-            self.keep_last,
-            self.min_history,
+            win.history_len,
+            win.like_threshold,
+            win.keep_last,
+            win.min_history,
             feedback,
-            self.negatives_per_positive,
-            self.negative_sampling,
+            fb.negatives_per_positive,
+            fb.negative_sampling,
             self.seed,
-            count_items=self.train_negatives > 0,
+            count_items=self.rank_tuning.train_negatives > 0,
         )
         if folder is not None and (self._preparing or self._one_writer()) and window_cache.save(folder, kept):
             kept = window_cache.load(folder)  # memory-mapped: the arrays leave the process's own memory
@@ -471,15 +408,16 @@ class RecDataModule(PromptDataModule):
 
     def _negatives(self, windows: list[Window], kept: Kept, log, seed: int) -> list[Window]:
         """Rank-tuning groups: a liked window, its hard negatives (data.hard_negatives), then the others."""
-        easy = self.train_negatives - self.hard_negatives
-        plain = rank_tuning(windows, kept, log, easy, self.negative_sampling, seed) if easy else []
-        if not self.hard_negatives:
+        tuning = self.rank_tuning
+        easy = tuning.train_negatives - tuning.hard_negatives
+        plain = rank_tuning(windows, kept, log, easy, self.feedback.negative_sampling, seed) if easy else []
+        if not tuning.hard_negatives:
             return plain
         from tallrec_pl.data.candidates import hard_negatives, retriever_ranks
 
-        hard, ranks = hard_negatives(windows, kept, self.retriever(), self.hard_negatives, self.top_k, seed)
+        hard, ranks = hard_negatives(windows, kept, self.retriever(), tuning.hard_negatives, tuning.top_k, seed)
         if easy:  # merge: each liked window's hard negatives, then its drawn ones (both lists go window by window)
-            a, b = 1 + self.hard_negatives, 1 + easy
+            a, b = 1 + tuning.hard_negatives, 1 + easy
             groups = [plain[i * b : (i + 1) * b] for i in range(len(plain) // b)]
             ranks.update(retriever_ranks(groups, kept, self.retriever()))
             hard = [w for i, group in enumerate(groups) for w in hard[i * a : (i + 1) * a] + group[1:]]
@@ -489,9 +427,9 @@ class RecDataModule(PromptDataModule):
     def next_items(self, name: str) -> list[tuple[list[str], str]]:
         """(history item ids, next item id) of every window of split ``name``, before rank-tuning: what a
         sequential model (the retriever) is fit and validated on."""
-        plain = self._read(self.resolved_format()).plain[name]
+        cache = self._read(self.resolved_format())
         # implicit logs list sampled negatives as windows too: those items were never interacted with
-        return [(history_items(w), w.target) for w in plain if w.label or not self.implicit]
+        return [(history_items(w), w.target) for w in cache.plain[name] if w.label or not cache.implicit]
 
     def catalogue(self) -> list[str]:
         """Every item id of the log's item table, sorted (what a retriever ranks)."""
@@ -502,14 +440,15 @@ class RecDataModule(PromptDataModule):
         if self._retriever is None:
             from tallrec_pl.retrieval.sasrec import Retriever
 
-            if not self.retriever_path:
+            path = self.rank_tuning.retriever
+            if not path:
                 raise TallrecError(
                     "this needs a retriever, but data.retriever is unset",
                     "fit one (python -m tallrec_pl retriever --config CONFIG --output FILE) and set data.retriever",
                 )
-            retriever = Retriever.load(self.retriever_path)
+            retriever = Retriever.load(path)
             train = self.next_items("train")  # reads the log first (serve asks before anything else did)
-            retriever.check(self.catalogue(), train, self.retriever_path)
+            retriever.check(self.catalogue(), train, path)
             self._retriever = retriever
         return self._retriever
 
@@ -524,55 +463,98 @@ class RecDataModule(PromptDataModule):
                 "item embeddings are fit on an interaction log, and TALLRec JSON has no item ids",
                 "point data.path at a log (ml-100k, recbole, csv, parquet)",
             )
-        self.log_windows(fmt)
+        cache = self._read(fmt)
         pairs = []
-        for w in self._windows_cache.plain["train"]:  # before rank-tuning: the same pairs with or without it
+        for w in cache.plain["train"]:  # before rank-tuning: the same pairs with or without it
             pairs += [(w.user, item) for item, _ in w.history]
-            if w.label or not self.implicit:
+            if w.label or not cache.implicit:
                 pairs.append((w.user, w.target))
         return pairs
 
+    def rated_windows(self, name: str) -> list[Window]:
+        """The windows of split ``name`` as the users rated them: before rank-tuning's negatives."""
+        return self._read(self.resolved_format()).plain[name]
+
+    def kept_windows(self) -> Kept:
+        """The windows kept from the log (data.keep_last) with what each user interacted with."""
+        return self._read(self.resolved_format()).kept
+
     def interacted(self) -> dict[str, set[str]]:
-        """Every item each kept window's user interacted with (after ``log_windows``)."""
-        return self._windows_cache.kept.interacted
+        """Every item each kept window's user interacted with."""
+        return self.kept_windows().interacted
 
     def group_batches(self) -> bool:
-        return self.listwise
+        return self.rank_tuning.listwise
 
     def valid_group(self) -> int:
         """Rank-tuning: a liked valid window and its negatives stay together under data.val_limit."""
-        return 1 + self.train_negatives
+        return self.rank_tuning.group
+
+    def prompt_builder(self) -> PromptSetup:
+        """What a server needs to write this data's prompts for a request: the tokenizer, the item
+        table and templates, the item tokens, and the retriever when data.retriever is set."""
+        fmt, src = self.resolved_format(), self.source
+        fields = {}  # TALLRec JSON has no item table
+        if fmt != "tallrec-json":
+            fields = read_log(src.path, fmt, src.columns, src.items_path, src.item_id_column).item_fields
+        return PromptSetup(
+            tokenizer=self.load_tokenizer(),
+            max_length=self.max_length,
+            item_fields=fields,
+            item_text=self.item_text,
+            domain=self.domain,
+            profile=self.profile,
+            source=self.describe(),
+            retriever=self.retriever() if self.rank_tuning.retriever else None,
+            top_n=self.rank_tuning.top_k,
+            item_rows=self.item_rows,  # collaborative item tokens (model.item_embeddings), as predict encodes them
+            item_token=self.item_token,
+        )
 
     def build_samples(self, sampled: bool = True) -> dict[str, list[Sample]]:
-        if self.train_negatives:
-            if self.resolved_format() == "tallrec-json" or self.overrides["train"] or self.overrides["valid"]:
-                raise TallrecError(
-                    "data.train_negatives draws items the user never rated from an interaction log, so the train "
-                    "and valid splits must both come from one",
-                    "point data.path at a log and drop data.train_path / data.valid_path, or set "
-                    "data.train_negatives: 0",
-                )
-        needed = [n for n in SPLITS if not self.overrides[n]]
-        splits = self._base_splits() if needed else {}
-        for name, file in self.overrides.items():
+        splits = self.whole_splits()
+        self.evaluation_splits(splits)
+        if sampled and splits.get("train") and self.windowing.shots >= 0:  # -1: the whole train split, as it is
+            splits["train"] = self._few_shot(splits["train"])
+        return splits
+
+    def whole_splits(self) -> dict[str, list[Sample]]:
+        """Every split before the few-shot draw, rank-tuning groups numbered, valid and test samples
+        marked ``seen`` against the whole train split."""
+        overrides = self.source.overrides()
+        if self.rank_tuning.train_negatives and (
+            self.resolved_format() == "tallrec-json" or overrides["train"] or overrides["valid"]
+        ):
+            raise TallrecError(
+                "data.train_negatives draws items the user never rated from an interaction log, so the train "
+                "and valid splits must both come from one",
+                "point data.path at a log and drop data.train_path / data.valid_path, or set data.train_negatives: 0",
+            )
+        splits = self._base_splits() if not all(overrides.values()) else {}
+        for name, file in overrides.items():
             if file:
                 splits[name] = [json_sample(r) for r in read_samples_json(file)]
-        train = splits.get("train", [])
-        for name in ("train", "valid") if self.train_negatives else ():  # a liked window and its negatives
+        group = self.rank_tuning.group
+        for name in ("train", "valid") if self.rank_tuning.train_negatives else ():  # a liked window, its negatives
             for i, s in enumerate(splits.get(name, [])):
-                s.meta["group"] = i // (1 + self.train_negatives)
-        self._whole_train = train  # before the few-shot draw: "seen" means seen in the train split
+                s.meta["group"] = i // group
+        train = splits.get("train", [])
         others = [splits.get(name, []) for name in ("valid", "test")]
         for part in others:
             if isinstance(part, LazySamples):  # marked as each sample is made
                 part.seen_ids = train_item_ids(train)
         mark_seen(train, [s for part in others if not isinstance(part, LazySamples) for s in part])
-        if sampled and train and self.shots >= 0:  # -1: the whole train split, as it is
-            group = 1 + self.train_negatives  # rank-tuning: whole groups, data.shots counts liked windows
-            unit = "liked windows" if self.train_negatives else "samples"
-            picked = few_shot_indices(len(train) // group, self.shots, self.seed, unit)
-            if isinstance(train, LazySamples) and self.tokenize == "on_load":  # asked for: the draw stays lazy
-                splits["train"] = train[picked]
-            else:
-                splits["train"] = [train[i * group + j] for i in picked for j in range(group)]
         return splits
+
+    def evaluation_splits(self, splits: dict[str, list[Sample]]) -> None:
+        """Where a subclass replaces the valid or test split, in place; ``splits["train"]`` is still the
+        whole train split here (what ``seen`` is judged on). Rec-tuning keeps them as they are."""
+
+    def _few_shot(self, train: list[Sample] | LazySamples) -> list[Sample] | LazySamples:
+        """data.shots of ``train``, seeded; rank-tuning draws whole groups (data.shots counts liked windows)."""
+        group = self.rank_tuning.group
+        unit = "liked windows" if self.rank_tuning.train_negatives else "samples"
+        picked = few_shot_indices(len(train) // group, self.windowing.shots, self.seed, unit)
+        if isinstance(train, LazySamples) and self.tokenize == "on_load":  # asked for: the draw stays lazy
+            return train[picked]
+        return [train[i * group + j] for i in picked for j in range(group)]

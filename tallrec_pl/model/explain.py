@@ -129,7 +129,7 @@ def _item_rows(record: dict) -> dict[int, int]:
 
 
 def _cache_kwarg(decoder) -> str:
-    # transformers >= 5.20 names the cache argument `cache`; earlier releases `past_key_values` (as scoring.decode)
+    # transformers >= 5.20 names the cache argument `cache`; earlier releases `past_key_values` (as scoring.run_decoder)
     return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import torch
 
 from tallrec_pl.errors import TallrecError, require_path
+from tallrec_pl.items.file import ITEM_TOKENS_FILE
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -181,8 +182,6 @@ def export_adapter(peft_model, folder: str, backbone: str, item_tokens=None) -> 
     with open(os.path.join(tmp, PROVENANCE), "w") as fh:
         json.dump({"backbone": backbone}, fh)
     if item_tokens is not None:
-        from tallrec_pl.model.collab import ITEM_TOKENS_FILE
-
         item_tokens.save(os.path.join(tmp, ITEM_TOKENS_FILE))
     if os.path.exists(folder):
         import shutil

