@@ -1,4 +1,4 @@
-"""tallrec_pl/cli.py's ``prompts``: it takes the --data.* options of fit / test, and several --config files."""
+"""tallrec_pl/commands/prompts.py: it takes the --data.* options of fit / test, and several --config files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from tallrec_pl.cli import main
+from tallrec_pl.commands import main
 from tallrec_pl.data.datamodule import RecDataModule
 
 
@@ -79,7 +79,7 @@ def test_several_configs_then_options_override_in_order(ml100k, tmp_path):
     [
         (["--data.history_lenn=4"], "history_lenn"),
         (["--data.history_len=four"], "history_len"),
-        (["--config", "nope.yaml"], "config not found: nope.yaml"),
+        (["--config", "nope.yaml"], "nope.yaml"),  # jsonargparse's ActionConfigFile, as for fit
     ],
 )
 def test_bad_prompts_options_are_one_line(tmp_path, capsys, args, expected):

@@ -1,5 +1,5 @@
-"""tallrec_pl/serve.py and serve_api.py: ``python -m tallrec_pl serve``. Request checks and prompts in-process; the rest
-against a real server in a subprocess (tiny random LLaMA) with real HTTP requests."""
+"""tallrec_pl/serve/ and commands/serve.py: ``python -m tallrec_pl serve``. Request checks and prompts in-process;
+the rest against a real server in a subprocess (tiny random LLaMA) with real HTTP requests."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from helpers import tiny_data
 
-from tallrec_pl.cli import main
+from tallrec_pl.commands import main
 from tallrec_pl.data.datamodule import RankDataModule
-from tallrec_pl.serve import plan_batches, ranking
-from tallrec_pl.serve_api import BadRequest, PromptBuilder
+from tallrec_pl.serve.api import BadRequest, PromptBuilder
+from tallrec_pl.serve.server import plan_batches, ranking
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "test-key"
