@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -96,3 +97,14 @@ def test_prompts_help_lists_data_options(capsys):
     text = capsys.readouterr().out
     assert "--data.feedback" in text or "--data.help" in text
     assert "--config" in text and "--split" in text
+
+
+@pytest.mark.parametrize("config", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")))
+def test_every_shipped_config_parses_for_the_data_commands(config):
+    """The data commands read fit's config files whole (ActionConfigFile): their other sections are accepted."""
+    from tallrec_pl.commands.config import data_parser
+
+    overlay = "class_path" not in (yaml.safe_load(config.read_text()).get("data") or {"class_path": ""})
+    base = ["--config", str(config.with_name("rank.yaml"))] if overlay else []  # rerank.yaml: on rank.yaml
+    opts = data_parser("prompts", "").parse_args([*base, "--config", str(config)])
+    assert opts.data.class_path.startswith("tallrec_pl.data.")
