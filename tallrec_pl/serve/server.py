@@ -143,7 +143,7 @@ class RecScorer(_Base):
         self.collate = Collator(module.tokenizer.pad_token_id)
 
     def decode_request(self, request):
-        return request  # rows (and explain's variants) checked and encoded by serve_api.Guard in the API process
+        return request  # rows (and explain's variants) checked and encoded by serve.api.Guard in the API process
 
     def batch(self, inputs):
         return inputs
