@@ -8,11 +8,9 @@ import os
 from lightning.pytorch.accelerators import CUDAAccelerator
 
 from tallrec_pl.checkpoints import require_checkpoint, resolve_ckpt_path
-from tallrec_pl.commands.train import TallrecCLI
+from tallrec_pl.commands.train import TallrecCLI, prepare
 from tallrec_pl.data.datamodule import PromptDataModule
 from tallrec_pl.errors import TallrecError
-from tallrec_pl.hardware import configure_host
-from tallrec_pl.lightning_internals import check_cli
 from tallrec_pl.model.module import TALLRecModule
 from tallrec_pl.serve.api import ServeOptions, examples_of
 from tallrec_pl.status import status
@@ -40,9 +38,7 @@ def run(args: list[str]) -> None:
         raise TallrecError(
             "serve needs LitServe, which is not installed", "pip install -e '.[serve]' (litserve==0.2.19)"
         )
-    check_cli()
-    if not any(a in ("-h", "--help", "--print_config") or a.startswith("--print_config=") for a in args):
-        status(configure_host())  # threads per physical core; the CPU's flags beside every figure
+    prepare(args)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the API process is forked after the tokenizer loads
     cli = ServeCLI(
         TALLRecModule,

@@ -89,11 +89,16 @@ class TallrecCLI(LightningCLI):
         require_checkpoint(cfg["ckpt_path"])
 
 
-def run(args: list[str]) -> None:
-    """fit / validate / test / predict (the first of ``args``) through LightningCLI."""
+def prepare(args: list[str]) -> None:
+    """Before a LightningCLI: its fenced step checked, and the host set up unless only help is asked for."""
     check_cli()
     if not any(a in ("-h", "--help", "--print_config") or a.startswith("--print_config=") for a in args):
         status(configure_host())  # threads per physical core; the CPU's flags beside every figure
+
+
+def run(args: list[str]) -> None:
+    """fit / validate / test / predict (the first of ``args``) through LightningCLI."""
+    prepare(args)
     TallrecCLI(
         TALLRecModule,
         PromptDataModule,
