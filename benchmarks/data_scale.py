@@ -135,7 +135,7 @@ def main() -> None:
     scratch.mkdir(parents=True, exist_ok=True)
     if not any(r.get("side") == "startup" and r.get("exit") == 0 for r in results["rows"]):
         with cpu_lock():  # the fixed cost of every prompts run: Python, Lightning, the package
-            row = measure([sys.executable, "-c", "import tallrec_pl.cli"], ROOT)
+            row = measure([sys.executable, "-c", "import tallrec_pl.commands"], ROOT)
         row.update(size="-", ratings=0, source="none", side="startup")
         results["rows"] = [r for r in results["rows"] if r["side"] != "startup"] + [row]
         save_json(OUT, results)

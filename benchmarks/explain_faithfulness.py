@@ -20,8 +20,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import RESULTS, auc, machine, save_json
-from tallrec_pl.cli import data_parser, data_sections
-from tallrec_pl.errors import TallrecError
+from tallrec_pl.commands.config import data_parser, parse_data
 
 STRATEGIES = ("top", "random", "bottom")
 KS = (1, 2, 3)
@@ -36,19 +35,17 @@ def parse(argv: list[str]):
     parser.add_argument("--seed", type=int, default=0, help="seed of the random-k removals")
     parser.add_argument("--output", default=str(RESULTS / "explain.json"))
     parser.add_argument("--plot", default=str(RESULTS / "explain.png"))
-    opts = parser.parse_args(data_sections(argv))
-    return opts, parser.instantiate(opts).data
+    return parse_data(parser, argv)
 
 
 def load_module(ckpt: str | None, backbone: str | None, dtype: str):
     """The module as predict builds it: the checkpoint's backbone and LoRA shape, adapter merged."""
-    from tallrec_pl.model.lora import LoraOptions, load_lightning_state
+    from tallrec_pl.checkpoints import require_checkpoint
+    from tallrec_pl.model.lora import LoraOptions
     from tallrec_pl.model.module import TALLRecModule
 
-    state = load_lightning_state(ckpt) if ckpt else {}
+    state = require_checkpoint(ckpt) if ckpt else {}
     hp = state.get("hyper_parameters", {})
-    if ckpt and "state_dict" not in state:
-        raise TallrecError(f"{ckpt} is not a Lightning checkpoint", "pass a .ckpt written by tallrec_pl")
     lora = LoraOptions(**hp["lora"]) if hp.get("lora") else LoraOptions()
     module = TALLRecModule(
         backbone=backbone or hp.get("backbone", "embedded"),

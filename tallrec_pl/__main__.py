@@ -1,4 +1,4 @@
-from tallrec_pl.cli import main
+from tallrec_pl.commands import main
 
 if __name__ == "__main__":
     main()

@@ -12,15 +12,16 @@ import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter, ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
-from lightning.pytorch.utilities import rank_zero_warn
 from typing_extensions import override
 
+from tallrec_pl.checkpoints import load_lightning_state
 from tallrec_pl.data import record
 from tallrec_pl.errors import TallrecError
-from tallrec_pl.hardware import local_ranks, say, set_threads
+from tallrec_pl.hardware import local_ranks, set_threads
 from tallrec_pl.lightning_internals import DIR_NOT_EMPTY, checkpoint_state_key
-from tallrec_pl.model.lora import export_adapter, load_lightning_state
+from tallrec_pl.model.lora import export_adapter
 from tallrec_pl.model.metrics import group_ranks, unique_rows
+from tallrec_pl.status import status
 
 
 def checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
@@ -69,10 +70,11 @@ class RunCheckpoint(ModelCheckpoint):
             names = ", ".join(self._earlier[:3]) + (
                 f" and {len(self._earlier) - 3} more" if len(self._earlier) > 3 else ""
             )
-            rank_zero_warn(
+            status(
                 f"checkpoint folder {self.dirpath} already holds {names} from an earlier run, which this "
                 "run will replace; to continue that run pass --ckpt_path last, to keep it pick another "
-                "--checkpoint.dirpath"
+                "--checkpoint.dirpath",
+                warn=True,
             )
             self._earlier = []
 
@@ -112,10 +114,7 @@ class AdapterExport(L.Callback):
                 for k, p in params.items():
                     p.copy_(current[k])
         self._write_card(trainer, pl_module, folder, ckpt, best)
-        print(
-            f"tallrec_pl: adapter ({'best: ' + Path(best).name if best else 'final weights'}) exported to {folder}",
-            flush=True,
-        )
+        status(f"adapter ({'best: ' + Path(best).name if best else 'final weights'}) exported to {folder}")
 
     def _folder(self, trainer) -> str | None:
         ckpt = checkpoint_callback(trainer)
@@ -142,7 +141,7 @@ class AdapterExport(L.Callback):
         if folder is not None and trainer.is_global_zero:
             metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k == "test/auc"}
             if record_test(folder, trainer.ckpt_path, metrics):
-                print(f"tallrec_pl: test/auc of {Path(trainer.ckpt_path).name} added to {folder}/README.md", flush=True)
+                status(f"test/auc of {Path(trainer.ckpt_path).name} added to {folder}/README.md")
 
 
 class PredictionWriter(BasePredictionWriter):
@@ -212,7 +211,7 @@ class PredictionWriter(BasePredictionWriter):
                     row["evidence"] = evidence.get(row["index"], [])
                 fh.write(json.dumps(row) + "\n")
         os.replace(tmp, self.output)
-        print(f"tallrec_pl: {record.size(table)} predictions written to {self.output}", flush=True)
+        status(f"{record.size(table)} predictions written to {self.output}")
 
 
 class PredictEvidence:
@@ -285,10 +284,7 @@ class SaveOnInterrupt(L.Callback):
         path = os.path.join(ckpt.dirpath, "last.ckpt")
         trainer.save_checkpoint(path, weights_only=False)  # the full resumable state
         if trainer.is_global_zero:
-            print(
-                f"tallrec_pl: interrupted ({type(exception).__name__}); saved {path}; resume with --ckpt_path last",
-                flush=True,
-            )
+            status(f"interrupted ({type(exception).__name__}); saved {path}; resume with --ckpt_path last")
 
 
 class ThreadsPerRank(L.Callback):
@@ -307,4 +303,4 @@ class ThreadsPerRank(L.Callback):
         ranks = trainer.num_devices if trainer.world_size > 1 else 1
         launched_here = type(getattr(trainer.strategy, "cluster_environment", None)) is LightningEnvironment
         if ranks > 1 and launched_here and local_ranks() == 1:
-            say(set_threads(ranks))
+            status(set_threads(ranks))

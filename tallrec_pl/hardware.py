@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -21,6 +20,9 @@ from dataclasses import dataclass
 import torch
 
 from tallrec_pl.errors import TallrecError
+from tallrec_pl.status import status
+
+say = status  # the old name: data/ and model/ still import it (switched to status at the merge of issue 23)
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DTYPE_CHOICES = ("auto", *DTYPES)
@@ -28,12 +30,6 @@ PROBE_TOKENS = 512  # rows of the probe matmul: a micro-batch of a few prompts
 ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 Probe = Callable[[torch.dtype, tuple[int, int, int]], float]
-
-
-def say(message: str) -> None:
-    """One line on stderr from the first process only (DDP ranks would repeat it)."""
-    if int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0"))) == 0:
-        print(f"tallrec_pl: {message}", file=sys.stderr, flush=True)
 
 
 @functools.cache
@@ -99,7 +95,7 @@ def choose_dtype(
     at = f"at {shape[0]}x{shape[1]} @ {shape[1]}x{shape[2]}"
     if requested != "auto":
         if ratio > 1.1:
-            say(
+            status(
                 f"warning: model.dtype {requested} on this CPU runs matmuls {ratio:.1f}x slower than float32 "
                 f"({gflops[other]:.1f} vs {gflops['float32']:.1f} GFLOP/s {at}; no native {requested} here): "
                 "expect a run about that much slower; use model.dtype: auto or float32"

@@ -13,7 +13,7 @@ import torch
 from typing_extensions import override
 
 from tallrec_pl.errors import TallrecError
-from tallrec_pl.hardware import say
+from tallrec_pl.status import status
 
 WHEN = ("auto", "always", "never")
 
@@ -83,7 +83,7 @@ class LogProgress(L.Callback):
             self._losses.append(float(loss))
         now = time.monotonic()
         if now - self._last >= self.interval:
-            say(self.line(trainer, now))
+            status(self.line(trainer, now))
             self._last, self._samples, self._losses = now, 0, []
 
     def line(self, trainer: L.Trainer, now: float) -> str:
@@ -100,7 +100,7 @@ class LogProgress(L.Callback):
         if not self.active:
             return
         elapsed = time.monotonic() - self._start
-        say(
+        status(
             f"trained {trainer.global_step - self._first_step:,} steps, {self._all_samples:,} samples in "
             f"{duration(elapsed)} ({self._all_samples / max(elapsed, 1e-9):.2f} samples/s)"
         )

@@ -8,7 +8,7 @@ import pytest
 import torch
 from helpers import run_args
 
-from tallrec_pl.cli import main
+from tallrec_pl.commands import main
 from tallrec_pl.data import RecDataModule
 from tallrec_pl.model.module import TALLRecModule
 

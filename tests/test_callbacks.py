@@ -13,7 +13,7 @@ import pytest
 import torch
 from helpers import fit_process, run_args
 
-from tallrec_pl.cli import main
+from tallrec_pl.commands import main
 
 
 def test_new_run_is_not_warned_about_its_own_files(tiny_backbone, ml100k, tmp_path):

@@ -1,10 +1,9 @@
-"""tallrec_pl/cli.py: every shipped config parses, --help, fit / resume / test / predict / export end to end on a
-tiny random LLaMA, and bad input ending in one line."""
+"""tallrec_pl/commands/train.py: every shipped config parses, --help, fit / resume / test / predict / export end to
+end on a tiny random LLaMA, and bad input ending in one line."""
 
 from __future__ import annotations
 
 import json
-import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +12,7 @@ import pytest
 import torch
 from helpers import CONFIGS, ROOT, config, lora_state, run_args
 
-from tallrec_pl.cli import main
+from tallrec_pl.commands import main
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(Path(p).relative_to(ROOT)))
@@ -130,16 +129,15 @@ def test_corrupt_and_foreign_checkpoints_are_refused(tiny_backbone, ml100k, tmp_
     assert "Traceback" not in err and "tallrec_pl: error: checkpoint was made for another model" in err
 
 
-def test_evaluating_without_checkpoint_says_it_is_zero_shot(tiny_backbone, ml100k, tmp_path, caplog):
+def test_evaluating_without_checkpoint_says_it_is_zero_shot(tiny_backbone, ml100k, tmp_path, capsys):
     out = tmp_path / "run"
-    with caplog.at_level(logging.INFO):
-        main(["validate", *run_args(tiny_backbone, ml100k, out)])
-    assert any("without --ckpt_path" in r.getMessage() and "zero-shot" in r.getMessage() for r in caplog.records)
-    caplog.clear()
+    main(["validate", *run_args(tiny_backbone, ml100k, out)])
+    said = [line for line in capsys.readouterr().err.splitlines() if "zero-shot" in line]
+    assert len(said) == 1 and said[0].startswith("tallrec_pl: validate without --ckpt_path")
     main(["fit", *run_args(tiny_backbone, ml100k, out)])
-    with caplog.at_level(logging.INFO):
-        main(["validate", *run_args(tiny_backbone, ml100k, out), "--ckpt_path=best"])
-    assert not any("zero-shot" in r.getMessage() for r in caplog.records)
+    capsys.readouterr()
+    main(["validate", *run_args(tiny_backbone, ml100k, out), "--ckpt_path=best"])
+    assert "zero-shot" not in capsys.readouterr().err
 
 
 @pytest.mark.slow

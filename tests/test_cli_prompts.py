@@ -1,13 +1,14 @@
-"""tallrec_pl/cli.py's ``prompts``: it takes the --data.* options of fit / test, and several --config files."""
+"""tallrec_pl/commands/prompts.py: it takes the --data.* options of fit / test, and several --config files."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
 
-from tallrec_pl.cli import main
+from tallrec_pl.commands import main
 from tallrec_pl.data import RecDataModule
 
 
@@ -79,7 +80,7 @@ def test_several_configs_then_options_override_in_order(ml100k, tmp_path):
     [
         (["--data.history_lenn=4"], "history_lenn"),
         (["--data.history_len=four"], "history_len"),
-        (["--config", "nope.yaml"], "config not found: nope.yaml"),
+        (["--config", "nope.yaml"], "nope.yaml"),  # jsonargparse's ActionConfigFile, as for fit
     ],
 )
 def test_bad_prompts_options_are_one_line(tmp_path, capsys, args, expected):
@@ -96,3 +97,14 @@ def test_prompts_help_lists_data_options(capsys):
     text = capsys.readouterr().out
     assert "--data.feedback" in text or "--data.help" in text
     assert "--config" in text and "--split" in text
+
+
+@pytest.mark.parametrize("config", sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml")))
+def test_every_shipped_config_parses_for_the_data_commands(config):
+    """The data commands read fit's config files whole (ActionConfigFile): their other sections are accepted."""
+    from tallrec_pl.commands.config import data_parser
+
+    overlay = "class_path" not in (yaml.safe_load(config.read_text()).get("data") or {"class_path": ""})
+    base = ["--config", str(config.with_name("rank.yaml"))] if overlay else []  # rerank.yaml: on rank.yaml
+    opts = data_parser("prompts", "").parse_args([*base, "--config", str(config)])
+    assert opts.data.class_path.startswith("tallrec_pl.data.")

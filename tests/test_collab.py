@@ -9,14 +9,14 @@ import pytest
 import torch
 from helpers import randomize_lora_b, run_args, with_new_items, write_ml100k
 
-from tallrec_pl.cli import main
+from tallrec_pl.checkpoints import load_lightning_state
+from tallrec_pl.commands import main
 from tallrec_pl.data import RankDataModule, RecDataModule
 from tallrec_pl.data.batching import Collator
 from tallrec_pl.data.encode import item_token_of
 from tallrec_pl.data.prompts import Sample
 from tallrec_pl.errors import TallrecError
 from tallrec_pl.items.file import ITEM_TOKENS_FILE, load_item_embeddings
-from tallrec_pl.model.lora import load_lightning_state
 from tallrec_pl.model.module import TALLRecModule
 from tallrec_pl.model.scoring import MIN_SHARED_PREFIX, reused_prefix_len, shared_prefix_len
 
@@ -435,8 +435,8 @@ def test_fit_predict_export_with_item_tokens(tiny_backbone, log, tmp_path, capsy
 
 def test_served_rows_score_as_predict(tiny_backbone, log):
     from tallrec_pl.data.logs import read_log
-    from tallrec_pl.serve import score_requests
-    from tallrec_pl.serve_api import PromptBuilder
+    from tallrec_pl.serve.api import PromptBuilder
+    from tallrec_pl.serve.server import score_requests
 
     ml, path = log
     dm = data(RankDataModule, ml, tiny_backbone, path, negatives=3)

@@ -113,7 +113,7 @@ def test_predict_writes_each_samples_evidence(rec, tiny_backbone, ml100k, tmp_pa
 
     from helpers import run_args
 
-    from tallrec_pl.cli import main
+    from tallrec_pl.commands import main
     from tallrec_pl.data import RecDataModule
     from tallrec_pl.model.lora import export_adapter
 
@@ -182,7 +182,7 @@ def test_sentence_is_built_from_the_evidence_only():
 def serve_builder(tiny_backbone, ml100k, **limits):
     from tallrec_pl.data import RecDataModule
     from tallrec_pl.data.logs import read_log
-    from tallrec_pl.serve_api import PromptBuilder
+    from tallrec_pl.serve.api import PromptBuilder
 
     dm = RecDataModule(path=str(ml100k), backbone=tiny_backbone, history_len=4, cache_dir=None)
     return PromptBuilder(
@@ -213,7 +213,7 @@ BAD_EXPLAIN = [
 
 @pytest.mark.parametrize("body,message", BAD_EXPLAIN)
 def test_bad_explain_values_are_refused_with_their_problem(tiny_backbone, ml100k, body, message):
-    from tallrec_pl.serve_api import BadRequest
+    from tallrec_pl.serve.api import BadRequest
 
     with pytest.raises(BadRequest) as err:
         serve_builder(tiny_backbone, ml100k, max_explain_rows=5).payload(body)
@@ -225,7 +225,7 @@ def through_guard(builder, body: dict) -> tuple[dict | None, list]:
     import asyncio
     import json
 
-    from tallrec_pl.serve_api import Guard
+    from tallrec_pl.serve.api import Guard
 
     raw, got, sent = json.dumps(body).encode(), {}, []
 
@@ -244,7 +244,7 @@ def through_guard(builder, body: dict) -> tuple[dict | None, list]:
 
 
 def test_served_explanations_equal_brute_force(rec, tiny_backbone, ml100k):
-    from tallrec_pl.serve import explain_requests, response, score_requests
+    from tallrec_pl.serve.server import explain_requests, response, score_requests
 
     module, _, tok = rec
     builder = serve_builder(tiny_backbone, ml100k)
@@ -334,7 +334,7 @@ def test_the_model_worker_answers_explained_and_plain_requests_together(rec, tin
     """RecScorer's decode / predict / encode steps, as LitServe calls them for a batch of two requests."""
     from lightning.pytorch.plugins.precision import Precision
 
-    from tallrec_pl.serve import RecScorer
+    from tallrec_pl.serve.server import RecScorer
 
     module, _, tok = rec
     builder = serve_builder(tiny_backbone, ml100k)

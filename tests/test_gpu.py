@@ -12,7 +12,7 @@ import pytest
 import torch
 from helpers import config, lora_state, run_args
 
-from tallrec_pl.cli import main
+from tallrec_pl.commands import main
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 GPU = ["--trainer.accelerator=gpu", "--trainer.devices=1"]

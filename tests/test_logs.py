@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tallrec_pl.data.textlog as textlog
-from tallrec_pl.cli import main
+from tallrec_pl.commands import main
 from tallrec_pl.data import RecDataModule
 from tallrec_pl.data.logs import detect_format, read_log
 from tallrec_pl.errors import TallrecError

@@ -9,7 +9,7 @@ import torch
 import yaml
 from helpers import config, lora_state, run_args
 
-from tallrec_pl.cli import main
+from tallrec_pl.commands import main
 from tallrec_pl.errors import TallrecError
 from tallrec_pl.model.lora import LoraOptions
 from tallrec_pl.model.module import TALLRecModule

@@ -8,7 +8,7 @@ import json
 import pytest
 from helpers import run_args, with_new_items
 
-from tallrec_pl.cli import main
+from tallrec_pl.commands import main
 from tallrec_pl.model.metrics import ranking_metrics, unique_rows
 
 

@@ -8,7 +8,7 @@ import re
 
 from helpers import run_args
 
-from tallrec_pl.cli import main
+from tallrec_pl.commands import main
 
 
 def test_card_facts_and_snippet_equal_predict(tiny_backbone, ml100k, tmp_path, capsys):
@@ -25,7 +25,7 @@ def test_card_facts_and_snippet_equal_predict(tiny_backbone, ml100k, tmp_path, c
     )
     main(["test", *run_args(tiny_backbone, ml100k, out), "--ckpt_path=best"])
     main(["predict", *run_args(tiny_backbone, ml100k, out), "--ckpt_path=best"])
-    assert "test/auc of best-" in capsys.readouterr().out
+    assert "test/auc of best-" in capsys.readouterr().err
     card = (out / "adapter" / "README.md").read_text()
     facts = json.loads((out / "adapter" / "tallrec_pl.json").read_text())
     assert "More Information Needed" not in card and card.startswith("---\nlibrary_name: peft\n")

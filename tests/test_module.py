@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from helpers import run_args, tiny_data, write_ml100k
 
-from tallrec_pl.cli import main
+from tallrec_pl.commands import main
 from tallrec_pl.data import RecDataModule
 from tallrec_pl.data.encode import IGNORE
 from tallrec_pl.model.module import TALLRecModule

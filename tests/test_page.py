@@ -7,7 +7,7 @@ import asyncio
 import json
 import re
 
-from tallrec_pl.serve_api import Guard, examples_of, page
+from tallrec_pl.serve.api import Guard, examples_of, page
 
 
 async def behind(scope, receive, send):

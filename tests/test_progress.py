@@ -11,7 +11,7 @@ import sys
 import pytest
 from helpers import run_args
 
-from tallrec_pl.cli import main
+from tallrec_pl.commands import main
 from tallrec_pl.progress import LogProgress, duration
 
 LINE = re.compile(r"^tallrec_pl: step (\d+)/11 \(epoch 0\), ([0-9.]+) samples/s, ETA (\S+), train/loss ([0-9.]+)$")

@@ -6,7 +6,7 @@ import json
 
 from helpers import run_args
 
-from tallrec_pl.cli import main
+from tallrec_pl.commands import main
 from tallrec_pl.data import RankDataModule
 from tallrec_pl.data.logs import read_log
 

@@ -8,7 +8,7 @@ import re
 import pytest
 from helpers import config, shared_file, with_new_items
 
-from tallrec_pl.cli import main
+from tallrec_pl.commands import main
 from tallrec_pl.data import RankDataModule, RecDataModule
 from tallrec_pl.data.windows import few_shot_indices
 from tallrec_pl.errors import TallrecError

@@ -10,7 +10,7 @@ import pytest
 import torch
 from helpers import run_args, write_ml100k
 
-from tallrec_pl.cli import main
+from tallrec_pl.commands import main
 from tallrec_pl.data import RankDataModule, RecDataModule
 from tallrec_pl.data.batching import ShuffledGroupBatchSampler
 from tallrec_pl.data.candidates import hard_negatives, retrieved_groups
@@ -220,7 +220,7 @@ def test_retriever_command_then_full_catalogue_test(tiny_backbone, tmp_path, cap
             f"--item_embeddings={tmp_path / 'v.safetensors'}",
         ]
     )
-    assert "retriever (20 items) written" in capsys.readouterr().out
+    assert "retriever (20 items) written" in capsys.readouterr().err
     args = run_args(
         tiny_backbone,
         ml,
@@ -253,8 +253,8 @@ def test_retriever_command_then_full_catalogue_test(tiny_backbone, tmp_path, cap
 
 def test_serve_history_only_request_gets_the_retrievers_top_n(fitted, tiny_backbone):
     from tallrec_pl.data.logs import read_log
-    from tallrec_pl.serve import response
-    from tallrec_pl.serve_api import BadRequest, PromptBuilder
+    from tallrec_pl.serve.api import BadRequest, PromptBuilder
+    from tallrec_pl.serve.server import response
 
     ml, dm, retriever = fitted
     dm = RankDataModule(path=str(ml), backbone=tiny_backbone, **DATA)
@@ -280,8 +280,8 @@ def test_serve_history_only_request_gets_the_retrievers_top_n(fitted, tiny_backb
 
 
 def test_serve_builder_from_a_data_section_with_a_retriever(fitted, tiny_backbone, tmp_path):
-    from tallrec_pl.serve import prompt_builder
-    from tallrec_pl.serve_api import ServeOptions
+    from tallrec_pl.serve.api import ServeOptions
+    from tallrec_pl.serve.server import prompt_builder
 
     ml, _, retriever = fitted
     retriever.save(str(tmp_path / "r.pt"))

@@ -1,5 +1,5 @@
-"""tallrec_pl/serve.py and serve_api.py: ``python -m tallrec_pl serve``. Request checks and prompts in-process; the rest
-against a real server in a subprocess (tiny random LLaMA) with real HTTP requests."""
+"""tallrec_pl/serve/ and commands/serve.py: ``python -m tallrec_pl serve``. Request checks and prompts in-process;
+the rest against a real server in a subprocess (tiny random LLaMA) with real HTTP requests."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from helpers import tiny_data
 
-from tallrec_pl.cli import main
+from tallrec_pl.commands import main
 from tallrec_pl.data import RankDataModule
-from tallrec_pl.serve import plan_batches, ranking
-from tallrec_pl.serve_api import BadRequest, PromptBuilder
+from tallrec_pl.serve.api import BadRequest, PromptBuilder
+from tallrec_pl.serve.server import plan_batches, ranking
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "test-key"
@@ -320,3 +320,33 @@ def test_sigterm_answers_requests_in_flight_then_exits(served):
     with pytest.raises(OSError):
         call(port, bodies[0], timeout=5)
     assert "finishing the requests in flight" in served["log"].read_text()
+
+
+def test_the_worker_restores_a_checkpoint_by_lightnings_own_loading(tiny_backbone, ml100k, tmp_path):
+    """serve's worker gets the model section as parsed and the checkpoint path; load_from_checkpoint builds the
+    config's module and loads the adapter (its weights equal the checkpoint's); another LoRA shape is refused."""
+    import torch
+    from helpers import run_args
+
+    from tallrec_pl.checkpoints import load_lightning_state
+    from tallrec_pl.commands.serve import ServeCLI, model_config
+    from tallrec_pl.data.datamodule import PromptDataModule
+    from tallrec_pl.errors import TallrecError
+    from tallrec_pl.model.module import TALLRecModule
+    from tallrec_pl.serve.server import restore_module
+
+    out = tmp_path / "run"
+    main(["fit", *run_args(tiny_backbone, ml100k, out)])
+    ckpt = str(out / "last.ckpt")
+
+    def config(*extra: str) -> dict:
+        args = [a for a in run_args(tiny_backbone, ml100k, out, *extra) if not a.startswith("--predictions")]
+        cli = ServeCLI(TALLRecModule, PromptDataModule, subclass_mode_data=True, run=False, args=args)
+        return model_config(cli, "cpu")
+
+    module = restore_module(config(), ckpt)
+    saved = load_lightning_state(ckpt)["state_dict"]
+    mine = module.state_dict()
+    assert saved and all(torch.equal(mine[k], v) for k, v in saved.items())
+    with pytest.raises(TallrecError, match="checkpoint was made for another model"):
+        restore_module(config("--model.lora.r=4"), ckpt)

@@ -11,7 +11,7 @@ import pytest
 
 import tallrec_pl.data.textlog as textlog
 import tallrec_pl.data.windows as windows
-from tallrec_pl.cli import main
+from tallrec_pl.commands import main
 from tallrec_pl.data import RankDataModule, RecDataModule
 from tallrec_pl.data.logs import read_log
 from tallrec_pl.data.windows import few_shot_indices, window_log

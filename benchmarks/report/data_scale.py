@@ -33,7 +33,7 @@ def section() -> list[str]:
     ]
     if startup:
         lines += [
-            f"Every row includes the start of the command: `python -c 'import tallrec_pl.cli'` alone takes "
+            f"Every row includes the start of the command: `python -c 'import tallrec_pl.commands'` alone takes "
             f"{startup['wall_s']:.1f} s and {startup['peak_rss_gb']:.2f} GB here (nearly all of it `import lightning`, "
             "which imports torch, torch._dynamo and torchmetrics).",
             "",

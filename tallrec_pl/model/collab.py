@@ -111,7 +111,7 @@ def read_item_tokens(path: str) -> tuple[dict[str, torch.Tensor] | None, str | N
             return None, None
         loaded = load_item_embeddings(file, "adapter item tokens")
         return loaded.extra, loaded.fingerprint()
-    from tallrec_pl.model.lora import load_lightning_state
+    from tallrec_pl.checkpoints import load_lightning_state
 
     ckpt = load_lightning_state(path)
     state = {k.removeprefix(PREFIX): v for k, v in ckpt.get("state_dict", {}).items() if k.startswith(PREFIX)}

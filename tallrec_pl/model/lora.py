@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from tallrec_pl.checkpoints import load_lightning_state
 from tallrec_pl.errors import TallrecError, require_path
 from tallrec_pl.items.file import ITEM_TOKENS_FILE
 
@@ -76,18 +77,6 @@ def check_targets(model: torch.nn.Module, targets: list[str], backbone: str) -> 
 def trainable_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The parameters that training changes, by their names in ``model``."""
     return {n: p.detach() for n, p in model.named_parameters() if p.requires_grad}
-
-
-def load_lightning_state(path: str) -> dict:
-    """A Lightning checkpoint read safely (``weights_only``); a broken file is a one-line error."""
-    require_path(path, "checkpoint", "pass an existing .ckpt file")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # truncated zip, pickle of another kind, …: all mean "unreadable"
-        raise TallrecError(
-            f"checkpoint {path} is unreadable ({type(err).__name__})",
-            "it is truncated or not a tallrec_pl checkpoint; use another one",
-        ) from None
 
 
 def read_adapter(path: str) -> tuple[dict[str, torch.Tensor], dict]:

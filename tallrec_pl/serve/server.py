@@ -1,36 +1,37 @@
 """``python -m tallrec_pl serve``: the rec-tuned model behind LitServe.
 
 One more caller of the scoring path, not a second implementation: requests become prompts
-and token ids by the data side's functions (``serve_api.py``, in the API process), and the
-model worker scores them with ``TALLRecModule.predict_step`` under the trainer's precision
-plugin with the adapter merged, as ``predict`` does. A request's candidates form one batch,
+and token ids by the data side's functions (``serve/api.py``, in the API process), and the
+model worker scores them with ``TALLRecModule.predict_step`` under the configured trainer's
+precision plugin with the adapter merged, as ``predict`` does. A request's candidates form one batch,
 so their shared history runs once (the shared-prefix forward of ``configs/rank.yaml``).
 
 Processes (LitServe's): this one (parses the config, reads the item table, waits), one API
-process (HTTP, ``serve_api.Guard``) and one model worker (``RecScorer``). SIGTERM to this
+process (HTTP, ``serve.api.Guard``) and one model worker (``RecScorer``). SIGTERM to this
 process stops new connections, lets the requests in flight finish, then exits 0.
 """
 
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import signal
-import sys
 import threading
 import time
 
-from tallrec_pl.cli import TallrecCLI, resolve_ckpt_path
 from tallrec_pl.errors import TallrecError
-from tallrec_pl.serve_api import Guard, PromptBuilder, ServeOptions, examples_of
+from tallrec_pl.serve import litserve_internals
+from tallrec_pl.serve.api import Guard, PromptBuilder, ServeOptions
+from tallrec_pl.status import status
 
 try:  # LitServe is the `serve` extra; the other subcommands work without it
     import litserve as ls
-except ImportError:  # pragma: no cover - checked by serve_command
+except ImportError:  # pragma: no cover - checked by require_litserve
     ls = None
 
 API_PATH = "/predict"
+# LightningCLI's instantiator, by which load_from_checkpoint builds the module from the config's settings
+INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"
 
 
 def plan_batches(sizes: list[int], pack: int) -> list[list[int]]:
@@ -58,7 +59,7 @@ def score_requests(module, collate, requests: list[list[dict]], pack: int, devic
 
 
 def explain_requests(module, requests: list[dict]) -> list[list[dict] | None]:
-    """For each request with ``explain`` (``serve_api.PromptBuilder.payload``): per candidate, in
+    """For each request with ``explain`` (``serve.api.PromptBuilder.payload``): per candidate, in
     request order, p(Yes), its top evidence items and a sentence built from them; None for others."""
     from tallrec_pl.model.explain import Variants, explain_variants, sentence
 
@@ -114,55 +115,35 @@ _Base = ls.LitAPI if ls is not None else object
 
 
 class RecScorer(_Base):
-    """The model worker: builds the module as evaluation does, then scores queued requests.
+    """The model worker: restores the module as evaluation does, then scores queued requests.
 
-    It is pickled into a fresh process, so it holds only plain settings until ``setup``.
+    It is pickled into a fresh process, so it holds only the model's config (as jsonargparse parsed
+    it), the checkpoint's path and the precision plugin until ``setup``.
     """
 
     def __init__(
-        self, model: dict, ckpt_path: str | None, precision: str, pack: int, max_batch_size: int, batch_timeout: float
+        self, model: dict, ckpt_path: str | None, plugin, pack: int, max_batch_size: int, batch_timeout: float
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path=API_PATH)
-        self.model_args, self.ckpt_path, self.precision, self.pack = model, ckpt_path, precision, pack
+        self.model_config, self.ckpt_path, self.plugin, self.pack = model, ckpt_path, plugin, pack
 
     def setup(self, device) -> None:
-        import lightning as L
         import torch
 
         from tallrec_pl.data.batching import Collator
         from tallrec_pl.hardware import set_threads
-        from tallrec_pl.hub import load_tokenizer
-        from tallrec_pl.model.lora import LoraOptions, load_lightning_state
-        from tallrec_pl.model.module import TALLRecModule
         from tallrec_pl.quiet import silence_known_noise
 
         silence_known_noise()  # a spawned process: the CLI's filters and thread count are set again here
         set_threads()
-        args = dict(self.model_args)
-        module = TALLRecModule(**{**args, "lora": LoraOptions(**args["lora"])})
-        module.configure_model()
-        if self.ckpt_path:  # as Lightning restores a checkpoint for predict
-            state = load_lightning_state(self.ckpt_path)
-            module.on_load_checkpoint(state)
-            module.load_state_dict(state["state_dict"], strict=module.strict_loading)
-        accelerator = "gpu" if str(device).startswith("cuda") else "cpu"
-        trainer = L.Trainer(  # only for its precision plugin, as predict would build it
-            accelerator=accelerator,
-            devices=1,
-            precision=self.precision,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-        )
-        self.plugin = trainer.precision_plugin
+        module = restore_module(self.model_config, self.ckpt_path)
         self.module = self.plugin.convert_module(module).to(device).eval()
         self.module.merge_adapter()  # on_predict_start's merge (model.merge_for_eval)
         self.torch_device = torch.device(device)
-        self.collate = Collator(load_tokenizer(args["backbone"], args["trust_remote_code"]).pad_token_id)
+        self.collate = Collator(module.tokenizer.pad_token_id)
 
     def decode_request(self, request):
-        return request  # rows (and explain's variants) checked and encoded by serve_api.Guard in the API process
+        return request  # rows (and explain's variants) checked and encoded by serve.api.Guard in the API process
 
     def batch(self, inputs):
         return inputs
@@ -191,113 +172,44 @@ class RecScorer(_Base):
         return response(result["scores"], result["explanations"], result.get("retrieved"), result.get("rerank_ms", 0))
 
 
-class ServeCLI(TallrecCLI):
-    """The same config as the other subcommands plus ``serve.*`` and ``--ckpt_path``."""
+def restore_module(config: dict, ckpt_path: str | None):
+    """The module the model config describes, built by LightningCLI's own instantiation; with
+    ``ckpt_path``, restored by ``load_from_checkpoint`` (the config's settings win over the saved
+    ones, as in the other commands; configure_model, then on_load_checkpoint checks the checkpoint
+    fits, then its adapter weights load)."""
+    from lightning.pytorch.cli import instantiate_module
 
-    def add_arguments_to_parser(self, parser) -> None:
-        super().add_arguments_to_parser(parser)
-        parser.add_class_arguments(ServeOptions, "serve")
-        parser.add_argument(
-            "--ckpt_path",
-            type=str | None,
-            default=None,
-            help="the rec-tuned checkpoint: a .ckpt file, last or best (in checkpoint.dirpath); "
-            "or give a PEFT folder as --model.init_adapter",
-        )
-
-
-def serve_command(args: list[str]) -> None:
-    if ls is None:
-        raise TallrecError(
-            "serve needs LitServe, which is not installed", "pip install -e '.[serve]' (litserve==0.2.19)"
-        )
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the API process is forked after the tokenizer loads
-    from tallrec_pl.data import PromptDataModule
-    from tallrec_pl.model.backbone import resolve_dtype
     from tallrec_pl.model.module import TALLRecModule
 
-    cli = ServeCLI(
-        TALLRecModule,
-        PromptDataModule,
-        subclass_mode_data=True,
-        run=False,
-        save_config_callback=None,
-        parser_kwargs={"exit_on_error": False, "prog": "python -m tallrec_pl serve"},
-        args=args,
+    if ckpt_path is None:
+        module = instantiate_module(TALLRecModule, config)
+        module.configure_model()
+        return module
+    return TALLRecModule.load_from_checkpoint(
+        ckpt_path, map_location="cpu", weights_only=True, _instantiator=INSTANTIATOR, **config
     )
-    opts: ServeOptions = (
-        cli.config_init.serve if isinstance(cli.config_init.serve, ServeOptions) else ServeOptions(**cli.config.serve)
-    )
-    ckpt = cli.config.ckpt_path
-    if ckpt is not None:
-        from tallrec_pl.model.lora import load_lightning_state
 
-        ckpt = resolve_ckpt_path(ckpt, cli.config.checkpoint.dirpath)
-        if "state_dict" not in load_lightning_state(ckpt):
-            raise TallrecError(
-                f"{ckpt} is not a Lightning checkpoint (no state_dict)", "pass a .ckpt written by tallrec_pl"
-            )
-    elif not cli.model.hparams.init_adapter:
-        print(
-            "tallrec_pl: serve without --ckpt_path or --model.init_adapter scores with a fresh (untrained) adapter, "
-            "i.e. zero-shot",
-            file=sys.stderr,
-        )
-    fusion = opts.fusion_weight if opts.fusion_weight is not None else cli.model.hparams.get("prior_weight", 0.0)
-    builder = prompt_builder(cli.datamodule, opts, fusion)
-    accepted = inspect.signature(TALLRecModule.__init__).parameters  # hparams also hold jsonargparse's _instantiator
-    hparams = {k: v for k, v in cli.model.hparams.items() if k in accepted}
-    accelerator = "cuda" if type(cli.trainer.accelerator).__name__ == "CUDAAccelerator" else "cpu"
-    # model.dtype auto is decided here, once: the worker loads what this line says
-    hparams["dtype"] = resolve_dtype(
-        hparams["backbone"], hparams["dtype"], accelerator, hparams["trust_remote_code"]
-    ).dtype
-    api = RecScorer(
-        hparams,
-        ckpt,
-        str(cli.trainer.precision),
-        cli.datamodule.eval_batch_size,
-        opts.max_batch_size,
-        opts.batch_timeout,
-    )
-    server = ls.LitServer(
-        api,
-        accelerator=accelerator,
-        devices=1,
-        timeout=opts.timeout,
-        middlewares=[
-            (
-                Guard,
-                {
-                    "builder": builder,
-                    "key": opts.key(),
-                    "max_body_bytes": opts.max_body_bytes,
-                    "path": API_PATH,
-                    "examples": examples_of(cli.datamodule.build_samples(sampled=False).get("test", [])),
-                },
-            )
-        ],
-    )
-    drain_on_sigterm(server)
-    key = "on (X-API-Key)" if opts.key() else "off"
-    weights = f"checkpoint {ckpt}" if ckpt else hparams["init_adapter"] or "no adapter"
-    print(
-        f"tallrec_pl: loading {hparams['backbone']} ({weights}), "
-        f"then serving POST http://{opts.host}:{opts.port}{API_PATH} and a page at GET / "
-        f"(GET /health answers 200 once ready; API key {key})",
-        flush=True,
-    )
+
+def lit_server(api: RecScorer, accelerator: str, timeout: float, guard: dict):
+    """LitServe's server around the worker, with ``Guard`` (``guard``: its settings) in front of its routes."""
+    return ls.LitServer(api, accelerator=accelerator, devices=1, timeout=timeout, middlewares=[(Guard, guard)])
+
+
+def run_server(server, opts: ServeOptions) -> None:
+    """Serve until SIGTERM (``drain_on_sigterm``) or LitServe's shutdown; a worker that fails to
+    start is a one-line error after its own traceback."""
+    litserve_internals.check_workers_failed_text()
     try:
         server.run(
             host=opts.host, port=opts.port, log_level=opts.log_level, generate_client_file=False, num_api_servers=1
         )
     except RuntimeError as err:
-        if "workers failed to start" in str(err):
+        if litserve_internals.workers_failed(err):
             raise TallrecError(
                 "the model worker failed to start (its error is above)", "fix the model.* settings or the checkpoint"
             ) from None
         raise
-    print("tallrec_pl: server stopped", flush=True)
+    status("server stopped")
 
 
 def prompt_builder(dm, opts: ServeOptions, prior_weight: float = 0.0) -> PromptBuilder:
@@ -316,11 +228,7 @@ def drain_on_sigterm(server) -> None:
     """SIGTERM here ends LitServe's wait as its shutdown endpoint does: the API process is then
     stopped gracefully (no new connections, requests in flight answered), then the worker.
     The event is set from a new thread: this thread may be inside a call to the same manager."""
-    if not hasattr(server, "_shutdown_event"):  # LitServe's own shutdown endpoint sets this event (0.2.19)
-        raise TallrecError(
-            f"litserve {getattr(ls, '__version__', '?')} has no LitServer._shutdown_event, which SIGTERM draining uses",
-            "pip install litserve==0.2.19 (setup.cfg's serve extra)",
-        )
+    litserve_internals.shutdown_event(server)  # checked before serving: fails now if LitServe changed it
     main_pid = os.getpid()
 
     def handler(signum, frame) -> None:
@@ -328,10 +236,10 @@ def drain_on_sigterm(server) -> None:
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
-        event = getattr(server, "_shutdown_event", None)
+        event = litserve_internals.shutdown_event(server)
         if event is None:  # still starting: nothing accepted yet
             raise SystemExit(128 + signum)
-        print("tallrec_pl: SIGTERM: finishing the requests in flight, then exiting", flush=True)
+        status("SIGTERM: finishing the requests in flight, then exiting")
         threading.Thread(target=event.set, daemon=True).start()
 
     signal.signal(signal.SIGTERM, handler)

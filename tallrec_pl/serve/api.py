@@ -368,7 +368,7 @@ class Guard:
     """ASGI middleware in front of LitServe's routes: the API key on every path but the page; on POST
     ``path``: the body size limit, JSON parsing and ``PromptBuilder``, whose rows replace the
     body the route receives. Every refusal is a JSON ``{"detail": ...}`` with a 4xx status.
-    GET / is the page (``serve_page.html``: static, so it needs no key; it sends the key the user
+    GET / is the page (``page.html``: static, so it needs no key; it sends the key the user
     types), GET /examples the users of the configured log it offers (``examples``)."""
 
     def __init__(
@@ -460,7 +460,7 @@ async def _answer(send, status: int, body: bytes, content_type: bytes) -> None:
 
 def page() -> bytes:
     """The page ``GET /`` answers: one self-contained HTML file beside this module."""
-    return Path(__file__).with_name("serve_page.html").read_bytes()
+    return Path(__file__).with_name("page.html").read_bytes()
 
 
 def examples_of(samples: list[Sample], users: int = 50, candidates: int = 10) -> list[dict]:
