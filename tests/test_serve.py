@@ -330,7 +330,7 @@ def test_the_worker_restores_a_checkpoint_by_lightnings_own_loading(tiny_backbon
 
     from tallrec_pl.checkpoints import load_lightning_state
     from tallrec_pl.commands.serve import ServeCLI, model_config
-    from tallrec_pl.data.datamodule import PromptDataModule
+    from tallrec_pl.data import PromptDataModule
     from tallrec_pl.errors import TallrecError
     from tallrec_pl.model.module import TALLRecModule
     from tallrec_pl.serve.server import restore_module
