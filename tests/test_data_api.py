@@ -10,9 +10,9 @@ import warnings
 import pytest
 import yaml
 from helpers import config, write_ml100k
-from tallrec_pl.commands import main
 
 import tallrec_pl.data as data
+from tallrec_pl.commands import main
 from tallrec_pl.data.options import Batching, Feedback, Limits, LogSource, RankTuning, Windowing
 from tallrec_pl.errors import TallrecError
 
