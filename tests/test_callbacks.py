@@ -54,10 +54,12 @@ def test_signal_saves_and_resume_matches_uninterrupted(sig, tiny_backbone, ml100
             f"--trainer.callbacks.signal={sig}",
         )
     )
-    assert stopped.returncode != 0 and "resume with --ckpt_path last" in stopped.stdout + stopped.stderr, stopped.stderr[-2000:]
+    said = stopped.stdout + stopped.stderr  # status lines go to stderr
+    assert stopped.returncode != 0 and "resume with --ckpt_path last" in said, stopped.stderr[-2000:]
     assert torch.load(cut / "last.ckpt", map_location="cpu", weights_only=True)["global_step"] == 5
     resumed = fit_process(*run_args(tiny_backbone, ml100k, cut, "--trainer.max_epochs=2", "--ckpt_path=last"))
-    assert resumed.returncode == 0 and "resuming mid-epoch after 5 batches" in resumed.stdout + resumed.stderr, resumed.stderr[-2000:]
+    said = resumed.stdout + resumed.stderr
+    assert resumed.returncode == 0 and "resuming mid-epoch after 5 batches" in said, resumed.stderr[-2000:]
     a, b = (torch.load(d / "last.ckpt", map_location="cpu", weights_only=True) for d in (whole, cut))
     assert a["global_step"] == b["global_step"] == 22
     for k in a["state_dict"]:
