@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from benchmarks.common import ROOT
 from benchmarks.report import (
+    cross_domain,
     data_build,
     data_scale,
     demo_time,
@@ -64,6 +65,7 @@ def page(draw: bool) -> str:
         + data_build.section()
         + data_scale.section()
         + train_scale.section()
+        + cross_domain.section()
         + prose("NOTES.md")
     )
     return "\n".join(lines).rstrip() + "\n"
