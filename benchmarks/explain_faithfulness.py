@@ -39,24 +39,14 @@ def parse(argv: list[str]):
 
 
 def load_module(ckpt: str | None, backbone: str | None, dtype: str):
-    """The module as predict builds it: the checkpoint's backbone and LoRA shape, adapter merged."""
+    """The module as serve restores it (the checkpoint's own hyper-parameters, through Lightning's
+    load_from_checkpoint; ``backbone`` and ``dtype`` win over them), adapter merged."""
     from tallrec_pl.checkpoints import require_checkpoint
-    from tallrec_pl.model.lora import LoraOptions
-    from tallrec_pl.model.module import TALLRecModule
+    from tallrec_pl.serve.server import restore_module
 
-    state = require_checkpoint(ckpt) if ckpt else {}
-    hp = state.get("hyper_parameters", {})
-    lora = LoraOptions(**hp["lora"]) if hp.get("lora") else LoraOptions()
-    module = TALLRecModule(
-        backbone=backbone or hp.get("backbone", "embedded"),
-        dtype=dtype,
-        lora=lora,
-        item_embeddings=hp.get("item_embeddings"),
-    )
-    module.configure_model()
     if ckpt:
-        module.on_load_checkpoint(state)
-        module.load_state_dict(state["state_dict"], strict=False)
+        require_checkpoint(ckpt)
+    module = restore_module({"dtype": dtype, **({"backbone": backbone} if backbone else {})}, ckpt)
     module.eval()
     module.merge_adapter()
     return module

@@ -42,16 +42,29 @@ VARIANTS = {
     "all-linear": [f"--model.lora.target_modules={ALL_LINEAR}"],  # LoRA on every linear layer
     # early stopping on val/auc: validated twice as often, stopped after 2 checks without a better AUC
     "early-stop": ["--early_stopping.patience=2", "--early_stopping.monitor=val/auc"],
-    # collaborative item tokens: ALS vectors of CONFIG's whole train split (made once, see item_embeddings)
+    # item tokens (issue 26): ALS vectors of CONFIG's whole train split, the item table's genres and year,
+    # TransE on ML-100K's knowledge graph (each made once, see item_embeddings), alone or beside ALS
     "collab": [f"--model.item_embeddings={RUNS / 'als64-rec.safetensors'}"],
+    "collab-short": [f"--model.item_embeddings={RUNS / 'als64-rec.safetensors'}", "--data.init_args.token_only=true"],
+    "genre": [f"--model.item_embeddings={RUNS / 'genre_year-rec.safetensors'}"],
+    "kg": [f"--model.item_embeddings={RUNS / 'kg-rec.safetensors'}"],
+    "collab+genre": [
+        f"--model.item_embeddings=[{RUNS / 'als64-rec.safetensors'},{RUNS / 'genre_year-rec.safetensors'}]"
+    ],
+    "collab+kg": [f"--model.item_embeddings=[{RUNS / 'als64-rec.safetensors'},{RUNS / 'kg-rec.safetensors'}]"],
 }
+SOURCES = {"als64-rec": "als", "genre_year-rec": "genre_year", "kg-rec": "kg"}
 
 
-def item_embeddings() -> None:
-    """The collab variant's item vectors: `item-embeddings` on CONFIG's whole train split (ALS, 64 factors)."""
-    out = RUNS / "als64-rec.safetensors"
-    if not out.exists():
-        cli("item-embeddings", "--config", CONFIG, f"--output={out}", log=RUNS / "als64-rec.log")
+def item_embeddings(variant: str) -> None:
+    """The files a variant names: `item-embeddings --source S` on CONFIG (ALS on the whole train split,
+    64 factors; genres and year; TransE on the knowledge graph beside the log)."""
+    for name, source in SOURCES.items():
+        out = RUNS / f"{name}.safetensors"
+        if str(out) in " ".join(VARIANTS[variant]) and not out.exists():
+            cli(
+                "item-embeddings", "--config", CONFIG, f"--output={out}", f"--source={source}", log=RUNS / f"{name}.log"
+            )
 
 
 EARLY_STOP_VALIDATE = {
@@ -205,8 +218,7 @@ def main() -> None:
     if opts.variant:
         if not opts.only or opts.only < 1:
             raise SystemExit("--variant needs --only with a shot size (16, 64 or 256)")
-        if opts.variant == "collab":
-            item_embeddings()
+        item_embeddings(opts.variant)
         for seed in opts.seeds:
             r = run(run_name(opts.only, seed, variant=opts.variant), opts.only, seed, variant=opts.variant)
             print(f"{r['name']}: test AUC {r['test_auc']:.4f}", flush=True)

@@ -22,8 +22,6 @@ import torch
 from tallrec_pl.errors import TallrecError
 from tallrec_pl.status import status
 
-say = status  # the old name: data/ and model/ still import it (switched to status at the merge of issue 23)
-
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DTYPE_CHOICES = ("auto", *DTYPES)
 PROBE_TOKENS = 512  # rows of the probe matmul: a micro-batch of a few prompts

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 from tallrec_pl.errors import TallrecError, packaged_file
+from tallrec_pl.status import status
 
 EMBEDDED = "embedded"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -46,7 +47,7 @@ def convert_embedded() -> Path:
         if (target / "config.json").exists():
             return target
         gguf = embedded_gguf()
-        print(f"tallrec_pl: converting {gguf.name} to {target} (once, about a minute)", flush=True)
+        status(f"converting {gguf.name} to {target} (once, about a minute)")
         tok = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
         loaded = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
         config = loaded.config

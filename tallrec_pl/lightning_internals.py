@@ -7,7 +7,9 @@
 - ``LightningCLI._parse_ckpt_path`` (the CLI replaces it: a checkpoint's hyper-parameters must
   not overwrite the config); Lightning has no public hook that runs before it;
 - the text of the fit loop's ValueError for a ``val_check_interval`` above the batches a rank has
-  (the CLI turns it into one line; a test makes Lightning raise it, so a new wording fails there).
+  (the CLI turns it into one line; a test makes Lightning raise it, so a new wording fails there);
+- the ``_instantiator`` key of ``load_from_checkpoint`` (serve restores the module through
+  LightningCLI's instantiator, which builds nested options such as ``lora`` from the config).
 
 Lightning's stateful-loader hook is not used for the resume: it restores a loader's state only
 if the loader was not built before the checkpoint was loaded, and the LR schedule's step estimate
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import warnings
 
 from tallrec_pl import fence
 from tallrec_pl.errors import TallrecError
@@ -70,6 +73,25 @@ def check_cli() -> None:
         source.find(s) for s in ("self.parse_arguments(", "self._parse_ckpt_path()", "self.instantiate_classes()")
     )
     fence.require("lightning", 0 <= parse < ckpt < build, "LightningCLI's _parse_ckpt_path step", FIX)
+
+
+CLI_INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"
+
+
+def load_through_cli(cls, ckpt_path: str, config: dict):
+    """``cls.load_from_checkpoint(ckpt_path)`` with ``config`` (the CLI's model section) winning over the
+    saved hyper-parameters, the module built by LightningCLI's ``instantiate_module``: Lightning reads
+    that from the private ``_instantiator`` keyword, allowed by ``saving._ALLOWED_INSTANTIATORS``."""
+    from lightning.pytorch.core import saving
+
+    reads_key = '"_instantiator"' in inspect.getsource(saving._load_state)
+    allowed = CLI_INSTANTIATOR in getattr(saving, "_ALLOWED_INSTANTIATORS", ())
+    fence.require("lightning", reads_key and allowed, "load_from_checkpoint's _instantiator keyword", FIX)
+    with warnings.catch_warnings():  # the frozen backbone is never in a checkpoint: on_load_checkpoint checks the rest
+        warnings.filterwarnings("ignore", "Found keys that are in the model state dict but not in the checkpoint")
+        return cls.load_from_checkpoint(
+            ckpt_path, map_location="cpu", weights_only=True, _instantiator=CLI_INSTANTIATOR, **config
+        )
 
 
 def val_check_error(err: BaseException) -> TallrecError | None:

@@ -14,6 +14,7 @@ import os
 import shlex
 
 from tallrec_pl.data.prompts import ALPACA_WITH_INPUT
+from tallrec_pl.items.file import item_paths
 
 CARD_FILE = "README.md"
 FACTS_FILE = "tallrec_pl.json"  # lora.PROVENANCE: read_adapter takes its "backbone"
@@ -57,7 +58,7 @@ def card_facts(trainer, module, metrics: dict[str, float | None], example: str |
         "load_in_8bit": bool(hp.load_in_8bit),
         "precision": str(trainer.precision),
         "lora": _plain(dict(hp.lora)),
-        "item_embeddings": hp.item_embeddings,
+        "item_embeddings": item_paths(hp.item_embeddings),
         "prompt_template": ALPACA_WITH_INPUT,
         "example_prompt": example,
         "answers": {
@@ -135,7 +136,8 @@ def render_card(facts: dict, folder: str) -> str:
         f"trainer precision {facts['precision']}",
         f"- LoRA: r={lora.get('r')}, alpha={lora.get('alpha')}, dropout={lora.get('dropout')}, "
         f"target modules {lora.get('target_modules')}",
-        *([f"- collaborative item tokens from `{facts['item_embeddings']}` (item_tokens.safetensors here); the "
+        *([f"- collaborative item tokens from {', '.join(f'`{p}`' for p in facts['item_embeddings'])} "
+           "(item_tokens.safetensors here, item_tokens.K.safetensors for the K-th file after the first); the "
            "snippet below covers text-only prompts"] if facts["item_embeddings"] else []),
         "", "## Prompt", "", "Template (Alpaca, with input):", "", "```text", facts["prompt_template"], "```", "",
         f"Items are written as `{data.get('item_template')}`, in history lists as `{data.get('history_format')}`.",

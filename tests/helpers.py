@@ -236,3 +236,38 @@ class RecordTrainIndices(L.Callback):
         out = Path(self.folder) / f"rank{trainer.global_rank}.json"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"seen": self.seen, "train": len(trainer.datamodule.encoded["train"])}))
+
+
+def predict_both_ways(backbone: str, data_path: Path, out: Path, *extra: str) -> tuple[list[dict], list[dict]]:
+    """The predictions of run ``out``'s best checkpoint, and of its exported adapter folder alone
+    (``--model.init_adapter out/adapter``), each a list of rows; ``extra``: options of both."""
+    from tallrec_pl.commands import main
+
+    main(["predict", *run_args(backbone, data_path, out), *extra, "--ckpt_path=best"])
+    again = out / "from_adapter.jsonl"
+    adapter = [f"--model.init_adapter={out / 'adapter'}", f"--predictions.output={again}"]
+    main(["predict", *run_args(backbone, data_path, out), *extra, *adapter])
+    read = [[json.loads(line) for line in p.read_text().splitlines()] for p in (out / "predictions.jsonl", again)]
+    return read[0], read[1]
+
+
+def item_token_data(cls, ml, backbone: str, embeddings, **kwargs):
+    """A ``cls`` data module of the small log ``ml`` (history 4, 60/20/20 split, no cache) with item
+    tokens from ``embeddings`` (one file, a list, or None)."""
+    return cls(
+        path=str(ml),
+        backbone=backbone,
+        history_len=4,
+        split_sizes=[0.6, 0.2, 0.2],
+        cache_dir=None,
+        item_embeddings=embeddings,
+        **kwargs,
+    )
+
+
+def the_error(err: str) -> str:
+    """The one error line of a command's stderr (status lines may precede it): exactly one
+    ``tallrec_pl: error:`` line and no traceback."""
+    errors = [line for line in err.splitlines() if line.startswith("tallrec_pl: error:")]
+    assert "Traceback" not in err and len(errors) == 1, err
+    return errors[0]

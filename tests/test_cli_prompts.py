@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import the_error
 
 from tallrec_pl.commands import main
 from tallrec_pl.data import RecDataModule
@@ -87,8 +88,7 @@ def test_bad_prompts_options_are_one_line(tmp_path, capsys, args, expected):
     with pytest.raises(SystemExit) as exc:
         main(["prompts", *args, "--split=test", f"--output={tmp_path / 'o.json'}"])
     assert exc.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and expected in err and "Traceback" not in err
+    assert expected in the_error(capsys.readouterr().err)
 
 
 def test_prompts_help_lists_data_options(capsys):

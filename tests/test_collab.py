@@ -3,11 +3,10 @@ checkpoints, export, ``predict`` and the serve prompt builder (tiny random LLaMA
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import torch
-from helpers import randomize_lora_b, run_args, with_new_items, write_ml100k
+from helpers import item_token_data as data
+from helpers import predict_both_ways, randomize_lora_b, run_args, the_error, with_new_items, write_ml100k
 
 from tallrec_pl.checkpoints import load_lightning_state
 from tallrec_pl.commands import main
@@ -37,18 +36,6 @@ def log(tmp_path_factory):
     return ml, make_embeddings(ml, tmp / "als.safetensors")
 
 
-def data(cls, ml, tiny_backbone, embeddings, **kwargs):
-    return cls(
-        path=str(ml),
-        backbone=tiny_backbone,
-        history_len=4,
-        split_sizes=[0.6, 0.2, 0.2],
-        cache_dir=None,
-        item_embeddings=embeddings,
-        **kwargs,
-    )
-
-
 def predicted(m: TALLRecModule, dm) -> dict[int, float]:
     """p(Yes) of every test sample by its index, as ``predict`` scores them."""
     scores = {}
@@ -68,7 +55,9 @@ def module(tiny_backbone, embeddings, seed=0, **kwargs) -> TALLRecModule:
 
 
 def projector(m: TALLRecModule) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in m.item_tokens.projector_state().items()}
+    """Every file's projector weights, by their names under ``item_tokens.``."""
+    states = m.item_tokens.projector_states()
+    return {f"parts.{i}.{k}": v.detach().clone() for i, state in enumerate(states) for k, v in state.items()}
 
 
 # --- the file and the command ---------------------------------------------------------------
@@ -119,8 +108,7 @@ def test_item_embeddings_of_tallrec_json_is_one_line(rec_json, tmp_path, capsys)
     with pytest.raises(SystemExit) as exc:
         main(["item-embeddings", f"--data.path={rec_json}", f"--output={tmp_path / 'e.safetensors'}"])
     assert exc.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.splitlines() == [err] and "TALLRec JSON has no item ids" in err
+    assert "TALLRec JSON has no item ids" in the_error(capsys.readouterr().err)
     assert not (tmp_path / "e.safetensors").exists()
 
 
@@ -268,8 +256,8 @@ def test_item_tokens_equal_rows_after_truncation(tiny_backbone, log):
         liked = [ok for _, ok in sample.history]
         history = list(zip(sample.meta["history"], liked, strict=True))[r["hist_len"] - kept :]
         rows = dm.item_rows
-        expected = [rows[i] for i, ok in history if ok] + [rows[i] for i, ok in history if not ok]
-        assert r["item_rows"] == [*expected, rows[sample.meta["item"]]]
+        expected = [k for i, ok in history if ok for k in rows[i]] + [k for i, ok in history if not ok for k in rows[i]]
+        assert r["item_rows"] == [*expected, *rows[sample.meta["item"]]]
     assert truncated > 0
     batch = Collator(dm.tokenizer.pad_token_id)(dm.encoded["train"][:4])
     at = batch["item_rows"] >= 0
@@ -295,7 +283,7 @@ def test_gradients_reach_the_projector_and_the_soft_tokens_matter(tiny_backbone,
     m.eval()
     with torch.no_grad():
         _, before = m(batch)
-        m.item_tokens.proj[-1].bias.add_(1.0)
+        m.item_tokens.parts[0].proj[-1].bias.add_(1.0)
         _, after = m(batch)
     assert not torch.allclose(before, after)
 
@@ -324,7 +312,7 @@ def test_checkpoint_round_trip_and_refusals(tiny_backbone, log, tmp_path):
     batch = next(iter(dm.val_dataloader()))
     a = module(tiny_backbone, path)
     with torch.no_grad():
-        a.item_tokens.proj[0].weight.mul_(1.5)
+        a.item_tokens.parts[0].proj[0].weight.mul_(1.5)
         _, p_a = a(batch)
     ckpt = {"state_dict": a.state_dict(), "hyper_parameters": dict(a.hparams)}
     a.on_save_checkpoint(ckpt)
@@ -403,28 +391,16 @@ def test_fit_predict_export_with_item_tokens(tiny_backbone, log, tmp_path, capsy
     main(["fit", *run_args(tiny_backbone, ml, out), on])
     best = next(out.glob("best-*.ckpt"))
     state = load_lightning_state(str(best))["state_dict"]
-    trained = {k.removeprefix("item_tokens."): v for k, v in state.items() if k.startswith("item_tokens.")}
+    trained = {k.removeprefix("item_tokens.parts.0."): v for k, v in state.items() if k.startswith("item_tokens.")}
     assert trained
     exported_file = load_item_embeddings(str(out / "adapter" / ITEM_TOKENS_FILE))
     items, exported = exported_file.items, exported_file.extra
     assert exported.keys() == trained.keys() and all(torch.equal(exported[k], trained[k]) for k in trained)
     assert items == load_item_embeddings(path).items
 
-    main(["predict", *run_args(tiny_backbone, ml, out), on, "--ckpt_path=best"])
-    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
-    assert rows and [r["index"] for r in rows] == list(range(len(rows)))
     # the exported folder alone (adapter + item tokens) scores as the checkpoint does
-    again = tmp_path / "again.jsonl"
-    main(
-        [
-            "predict",
-            *run_args(tiny_backbone, ml, out),
-            on,
-            f"--model.init_adapter={out / 'adapter'}",
-            f"--predictions.output={again}",
-        ]
-    )
-    other = [json.loads(line) for line in again.read_text().splitlines()]
+    rows, other = predict_both_ways(tiny_backbone, ml, out, on)
+    assert rows and [r["index"] for r in rows] == list(range(len(rows)))
     assert max(abs(a["p_yes"] - b["p_yes"]) for a, b in zip(rows, other, strict=True)) < 1e-5
     capsys.readouterr()
     with pytest.raises(SystemExit):  # the same checkpoint without its item tokens: refused
@@ -484,7 +460,7 @@ def test_served_rows_score_as_predict(tiny_backbone, log):
     title_row, id_row = builder.build(
         {"history": [{"item": {"id": first}, "liked": True}], "candidates": ["Some Title (2000)", {"id": first}]}
     )
-    assert title_row["item_rows"] == [dm.item_rows[first]] and id_row["item_rows"] == [dm.item_rows[first]] * 2
+    assert title_row["item_rows"] == [*dm.item_rows[first]] and id_row["item_rows"] == [*dm.item_rows[first]] * 2
 
 
 def test_train_on_inputs_never_teaches_the_placeholder(tiny_backbone, log):

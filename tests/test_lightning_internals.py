@@ -58,6 +58,14 @@ def test_cli_still_reads_checkpoint_hyper_parameters_where_tallrec_cli_overrides
         li.check_cli()
 
 
+def test_load_through_cli_needs_lightnings_instantiator_key(monkeypatch):
+    from lightning.pytorch.core import saving
+
+    monkeypatch.setattr(saving, "_ALLOWED_INSTANTIATORS", set())
+    with pytest.raises(TallrecError, match="_instantiator keyword"):
+        li.load_through_cli(L.LightningModule, "unused.ckpt", {})
+
+
 class _Tiny(L.LightningModule):
     """A linear layer on 2 training batches (and one validation batch)."""
 

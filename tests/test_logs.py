@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import yaml
-from helpers import write_ml100k
+from helpers import the_error, write_ml100k
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -73,9 +73,7 @@ def _prompts(tmp_path, data: dict, capsys) -> str:
         main(["prompts", "--config", str(cfg), "--split", "train", "--output", str(out)])
     assert exc.value.code == 2
     assert not out.exists() and not (tmp_path / "out.json.tmp").exists()
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err
-    return err
+    return the_error(capsys.readouterr().err)
 
 
 def _bad_ml100k(tmp_path, data=None, item=None):

@@ -8,6 +8,7 @@ import re
 
 import numpy as np
 import pytest
+from helpers import the_error
 
 import tallrec_pl.data.textlog as textlog
 import tallrec_pl.data.windows as windows
@@ -211,11 +212,10 @@ def test_implicit_keep_last_counts_whole_groups(tmp_path):
     assert [w.target for w in every if w.label] == [w.target for w in whole if w.label][-33:]  # the newest ones
 
 
-def test_feedback_auto_says_what_it_chose(tmp_path, caplog):
+def test_feedback_auto_says_what_it_chose(tmp_path, capsys):
     dm = implicit_module(tmp_path)
-    with caplog.at_level("INFO"):
-        dm.log_windows()
-    lines = [r.getMessage() for r in caplog.records if "data.feedback auto" in r.getMessage()]
+    dm.log_windows()
+    lines = [line for line in capsys.readouterr().err.splitlines() if "data.feedback auto" in line]
     assert len(lines) == 1 and "no rating column, so implicit feedback" in lines[0] and "\n" not in lines[0]
 
 
@@ -233,10 +233,8 @@ def test_explicit_feedback_without_ratings_is_one_line(tmp_path, capsys):
             ]
         )
     assert exc.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and re.search(
-        r"log.csv has no rating column, so explicit feedback has no labels; set data.feedback", err
-    )
+    err = the_error(capsys.readouterr().err)
+    assert re.search(r"log.csv has no rating column, so explicit feedback has no labels; set data.feedback", err)
     assert not (tmp_path / "out.json").exists()
 
 

@@ -18,6 +18,7 @@ from benchmarks.report import (
     rerank,
     scoring_levers,
     serve_load,
+    short_prompts,
     speed,
     train_scale,
 )
@@ -66,6 +67,7 @@ def page(draw: bool) -> str:
         + data_scale.section()
         + train_scale.section()
         + cross_domain.section()
+        + short_prompts.section()
         + prose("NOTES.md")
     )
     return "\n".join(lines).rstrip() + "\n"

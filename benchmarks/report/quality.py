@@ -137,7 +137,11 @@ def sweep(every: list[dict]) -> list[str]:
         "early-stop: validated every 2 epochs (16 shots) and stopped after 2 checks without a better val/auc; "
         "collab: collaborative item tokens, ALS vectors (64 factors) fitted on the whole train split of "
         "`configs/rec.yaml` (`python -m tallrec_pl item-embeddings`; the LLM still sees only the few shots), one soft "
-        "token after each item through a projector trained with the adapter; "
+        "token after each item through a projector trained with the adapter; collab-short: the same tokens with "
+        "`data.token_only` (an item with a vector is written as its token alone, no title); genre: item tokens from "
+        "the item table's genres and release year (`item-embeddings --source genre_year`); kg: TransE vectors of "
+        "ML-100K's knowledge graph (`--source kg`, 32 dims, 30 epochs); collab+genre, collab+kg: two files, two "
+        "tokens per item (`model.item_embeddings` as a list); "
         "the best val/auc checkpoint is tested in every row. A 16-shot run takes about 14 minutes on this 2-core CPU "
         "(training, 8 validations, the 1000 test samples), so most settings ran on seed 2 only: the seed whose base "
         "run collapsed (0.4266), where a setting that narrows the spread has to show it.",

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
 from tallrec_pl import hub
@@ -31,9 +30,9 @@ from tallrec_pl.data.lazy import LazySamples, OnLoad
 from tallrec_pl.data.options import SPLITS, Batching, Limits
 from tallrec_pl.data.prompts import PromptSetup, Sample
 from tallrec_pl.errors import TallrecError
-from tallrec_pl.hardware import say
-from tallrec_pl.items.file import load_item_ids
+from tallrec_pl.items.file import item_paths, load_item_rows
 from tallrec_pl.lightning_internals import batches_done
+from tallrec_pl.status import status
 
 _ENCODING_VERSION = 4  # bump when encode_samples changes what it writes
 
@@ -62,8 +61,12 @@ class PromptDataModule(L.LightningDataModule):
         seed: seed of the few-shot sample and of the training order.
         cache_dir: folder for tokenised splits (``datasets`` format); null disables the cache.
         trust_remote_code: let the tokenizer run its own code (linked to model.trust_remote_code by the CLI).
-        item_embeddings: the item embeddings file of collaborative item tokens (linked to
-            model.item_embeddings by the CLI): items it holds get an item token after their text.
+        item_embeddings: the item embeddings file (or list of files) of collaborative item tokens
+            (linked to model.item_embeddings by the CLI): an item gets one item token after its
+            text for each file that holds it.
+        token_only: short prompts: an item that has item tokens appears as its tokens alone,
+            without its text (a TALLRec prompt is mostly titles, so it is several times shorter,
+            and no title is written out); items in no file keep their text. Needs item_embeddings.
     """
 
     def __init__(
@@ -81,7 +84,8 @@ class PromptDataModule(L.LightningDataModule):
         seed: int = 0,
         cache_dir: str | None = "data/cache",
         trust_remote_code: bool = False,
-        item_embeddings: str | None = None,
+        item_embeddings: str | list[str] | None = None,
+        token_only: bool = False,
     ) -> None:
         super().__init__()
         if max_length < 8:
@@ -93,10 +97,15 @@ class PromptDataModule(L.LightningDataModule):
         self.tokenizer = None
         self.encoded: dict[str, list[dict] | OnLoad] = {}
         self.item_embeddings = item_embeddings
-        # item id -> embedding row; None: no item tokens
-        self.item_rows = (
-            None if item_embeddings is None else {i: k for k, i in enumerate(load_item_ids(item_embeddings))}
-        )
+        paths = item_paths(item_embeddings)
+        if token_only and not paths:
+            raise TallrecError(
+                "data.token_only writes items as their item tokens, but no item embeddings are set",
+                "set model.item_embeddings (python -m tallrec_pl item-embeddings makes one), or drop data.token_only",
+            )
+        self.token_only = token_only
+        # item id -> its rows, one per file that holds it; None: no item tokens
+        self.item_rows = load_item_rows(paths) if paths else None
         self.item_token = ""  # the placeholder token, chosen from the tokenizer by connect
 
     @property
@@ -163,7 +172,7 @@ class PromptDataModule(L.LightningDataModule):
                 samples[name] = [s for group in spread(groups, n) for s in group]
             cut.append(f"{name} {len(samples[name]):,} of {len(split):,} samples (data.{option})")
         if cut:
-            say(f"{self.describe()}: scoring {', '.join(cut)}, spread evenly over the split; null scores all")
+            status(f"{self.describe()}: scoring {', '.join(cut)}, spread evenly over the split; null scores all")
 
     # --- tokenisation --------------------------------------------------------------------
 
@@ -225,7 +234,7 @@ class PromptDataModule(L.LightningDataModule):
             item_token=self.item_token,
         )
         if len(records) < len(samples):
-            rank_zero_info(
+            status(
                 f"{self.describe()} {split_name}: left out {len(samples) - len(records)} samples longer than "
                 f"data.max_length={self.max_length} even with an empty input"
             )
@@ -267,24 +276,26 @@ class PromptDataModule(L.LightningDataModule):
         for name in SPLITS:
             self.encoded[name] = self._encode(name, samples.get(name, []))
         sizes = ", ".join(f"{n} {len(self.encoded[n])}" for n in SPLITS)
-        rank_zero_info(f"{self.describe()}: {sizes} samples")
+        status(f"{self.describe()}: {sizes} samples")
         if self.item_token:
             tokens = sum(len(r["item_rows"]) for n in SPLITS for r in _some(self.encoded[n]))
-            rank_zero_info(f"{self.describe()}: {tokens} item tokens {self.item_token!r} from {self.item_embeddings}")
+            status(f"{self.describe()}: {tokens} item tokens {self.item_token!r} from {self.item_embeddings}")
             if not tokens:
-                rank_zero_warn(
+                status(
                     f"{self.describe()}: no item of the data has a row in {self.item_embeddings}, so every prompt is "
-                    "text only; make the file from this data (python -m tallrec_pl item-embeddings)"
+                    "text only; make the file from this data (python -m tallrec_pl item-embeddings)",
+                    warn=True,
                 )
         for name in ("train", "valid") if self.yes_no else ():
             records = self.encoded[name]
             labels = records.samples.labels() if isinstance(records, OnLoad) else {r["label"] for r in records}
             if len(labels) == 1 and labels <= {0, 1}:  # Yes / No samples of one class only
                 answer = "Yes." if labels == {1} else "No."
-                rank_zero_warn(
+                status(
                     f"{self.describe()}: every {name} sample answers {answer!r}, so "
                     f"{'training learns no preference' if name == 'train' else 'validation AUC is undefined'}; "
-                    "for interaction logs a rating above data.like_threshold is a like, so check that threshold"
+                    "for interaction logs a rating above data.like_threshold is a like, so check that threshold",
+                    warn=True,
                 )
 
     # --- loaders -------------------------------------------------------------------------
@@ -307,7 +318,7 @@ class PromptDataModule(L.LightningDataModule):
     def _batches_done(self) -> int:
         done = batches_done(self.trainer) if self.trainer is not None else 0
         if done:
-            print(f"tallrec_pl: resuming mid-epoch after {done} batches", flush=True)
+            status(f"resuming mid-epoch after {done} batches")
         return done
 
     def train_dataloader(self) -> DataLoader:

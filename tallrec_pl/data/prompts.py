@@ -304,8 +304,9 @@ class PromptSetup:
     source: str
     retriever: object | None = None
     top_n: int = 20
-    item_rows: Mapping[str, int] | None = None
+    item_rows: Mapping[str, Rows] | None = None
     item_token: str = ""
+    token_only: bool = False
 
     def as_kwargs(self) -> dict:
         """The fields by name, not copied (``dataclasses.asdict`` would copy the tokenizer)."""

@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-from lightning.pytorch.utilities import rank_zero_info
 
 from tallrec_pl.data import window_cache
 from tallrec_pl.data.base import SPLITS, PromptDataModule
@@ -38,7 +37,7 @@ from tallrec_pl.data.windows import (
     window_log,
 )
 from tallrec_pl.errors import TallrecError
-from tallrec_pl.hardware import say
+from tallrec_pl.status import status
 
 TOKENIZE = ("auto", "ahead", "on_load")
 ON_LOAD_ABOVE = 100_000  # data.tokenize auto: splits larger than this are built and tokenized on load
@@ -251,7 +250,7 @@ class RecDataModule(PromptDataModule):
             return self.tokenize == "on_load"
         big = max(len(ws) for ws in windows.values()) > ON_LOAD_ABOVE and not self.rank_tuning.train_negatives
         if big:
-            say(
+            status(
                 f"data.tokenize auto: a split of more than {ON_LOAD_ABOVE:,} samples, so samples are built and "
                 "tokenized as the loader asks (on_load)"
             )
@@ -303,6 +302,7 @@ class RecDataModule(PromptDataModule):
             profile,
             self.wording if self.implicit else None,
             self.item_rows,
+            self.token_only,
         )
         if window in self._retriever_ranks:
             sample.meta["retriever_rank"] = self._retriever_ranks[window]
@@ -320,7 +320,7 @@ class RecDataModule(PromptDataModule):
                 f"has no rating column, so implicit feedback ({self.feedback.negatives_per_positive} "
                 f"{self.feedback.negative_sampling} negative(s) per interaction)"
             )
-        rank_zero_info(f"tallrec_pl: data.feedback auto: {log.source} {because}")
+        status(f"data.feedback auto: {log.source} {because}")
         return "explicit" if log.has_rating else "implicit"
 
     def log_windows(self, fmt: str | None = None):
@@ -348,7 +348,7 @@ class RecDataModule(PromptDataModule):
             )
         kept = self._windows(log, key, feedback)
         if len(kept.windows) < kept.total:  # TALLRec's 10,000 by default: say so, or a big log shrinks unseen
-            say(f"kept the last {len(kept.windows):,} of {kept.total:,} windows (data.keep_last; 0 keeps all)")
+            status(f"kept the last {len(kept.windows):,} of {kept.total:,} windows (data.keep_last; 0 keeps all)")
         windows = split(kept.windows, list(src.split_sizes))
         # plain: what the users rated
         self._windows_cache = LogWindows(key, log, windows, kept, dict(windows), feedback == "implicit")
@@ -433,7 +433,16 @@ class RecDataModule(PromptDataModule):
 
     def catalogue(self) -> list[str]:
         """Every item id of the log's item table, sorted (what a retriever ranks)."""
-        return sorted(self._read(self.resolved_format()).log.item_fields)
+        return sorted(self.item_table())
+
+    def item_table(self):
+        """The log's item table: item id -> its fields (title, year, genre, ...)."""
+        return self._read(self.resolved_format()).log.item_fields
+
+    def log_file(self) -> str:
+        """The file the log was read from (a RecBole dataset's .inter); its neighbours hold the
+        knowledge graph (``.kg``, ``.link``) that ``item-embeddings --source kg`` reads."""
+        return self._read(self.resolved_format()).log.source
 
     def retriever(self):
         """The data.retriever file, loaded once and checked against this data's train split."""
@@ -509,6 +518,7 @@ class RecDataModule(PromptDataModule):
             top_n=self.rank_tuning.top_k,
             item_rows=self.item_rows,  # collaborative item tokens (model.item_embeddings), as predict encodes them
             item_token=self.item_token,
+            token_only=self.token_only,
         )
 
     def build_samples(self, sampled: bool = True) -> dict[str, list[Sample]]:

@@ -37,9 +37,9 @@ def fit_item_embeddings(
     unique = sorted({(users[u], column[i]) for u, i in pairs})
     rows, cols = zip(*unique, strict=True)
     matrix = csr_matrix((np.ones(len(unique), dtype=np.float32), (rows, cols)), shape=(len(users), len(items)))
-    model = AlternatingLeastSquares(
-        factors=factors, regularization=regularization, iterations=iterations, random_state=seed, use_gpu=False
-    )
     with threadpool_limits(1, "blas"):  # implicit's solver runs its own threads (and warns otherwise)
+        model = AlternatingLeastSquares(
+            factors=factors, regularization=regularization, iterations=iterations, random_state=seed, use_gpu=False
+        )
         model.fit(matrix, show_progress=False)
     return items, torch.from_numpy(np.ascontiguousarray(model.item_factors, dtype=np.float32))

@@ -70,6 +70,12 @@ def save_item_embeddings(
     os.replace(tmp, path)
 
 
+def item_tokens_file(k: int) -> str:
+    """The file of the k-th item embeddings' projector beside an exported adapter: the first keeps
+    the one-file name (``item_tokens.safetensors``), the others are ``item_tokens.K.safetensors``."""
+    return ITEM_TOKENS_FILE if k == 0 else f"item_tokens.{k}.safetensors"
+
+
 def _open(path: str, option: str):
     from safetensors import safe_open
 
@@ -96,6 +102,30 @@ def load_item_ids(path: str, option: str = OPTION) -> list[str]:
     """The item ids of an embeddings file (metadata only; the vectors are not read)."""
     handle, meta = _open(path, option)
     return _item_ids(handle, meta, path, option)
+
+
+def item_paths(value: str | list[str] | tuple[str, ...] | None, option: str = OPTION) -> list[str]:
+    """``model.item_embeddings`` as a list of files: null or [] is none, a string is one file."""
+    if value is None:
+        return []
+    paths = [value] if isinstance(value, str) else [str(v) for v in value]
+    twice = sorted({p for p in paths if paths.count(p) > 1})
+    if twice:
+        raise TallrecError(f"{option} lists {twice[0]} twice", "list each item embeddings file once")
+    return paths
+
+
+def load_item_rows(paths: list[str], option: str = OPTION) -> dict[str, tuple[int, ...]]:
+    """Item id -> its rows in the files stacked in order (file k's rows follow file k-1's): one
+    row per file that holds the item, so an item missing from a file gets only the tokens it has."""
+    rows: dict[str, tuple[int, ...]] = {}
+    offset = 0
+    for path in paths:
+        ids = load_item_ids(path, option)
+        for k, item in enumerate(ids):
+            rows[item] = (*rows.get(item, ()), offset + k)
+        offset += len(ids)
+    return rows
 
 
 def load_item_embeddings(path: str, option: str = OPTION) -> ItemVectors:

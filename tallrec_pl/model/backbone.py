@@ -6,8 +6,9 @@ from __future__ import annotations
 import torch
 
 from tallrec_pl.errors import TallrecError
-from tallrec_pl.hardware import DTYPES, DtypeChoice, choose_dtype, probe_shape, say
+from tallrec_pl.hardware import DTYPES, DtypeChoice, choose_dtype, probe_shape
 from tallrec_pl.hub import check_remote_code, remote_code_hint, resolve
+from tallrec_pl.status import status
 
 
 def resolve_dtype(
@@ -27,7 +28,7 @@ def resolve_dtype(
             pass  # a config without these fields: the embedded backbone's shape stands in
     choice = choose_dtype(dtype, device, shape)
     if dtype == "auto":
-        say(choice.line())
+        status(choice.line())
     return choice
 
 
@@ -53,7 +54,7 @@ def load_model(
         from transformers import BitsAndBytesConfig
 
         if torch.device(device).type == "cpu":
-            say(
+            status(
                 "warning: model.load_in_8bit on a CPU saved no memory and no time where measured "
                 "(bitsandbytes' CPU path; docs/BENCHMARKS.md, host-dependent settings): it is meant for CUDA GPUs"
             )

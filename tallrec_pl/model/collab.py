@@ -1,10 +1,12 @@
 """Collaborative item tokens (the hybrid prompt of CoLLM / LLaRA), off unless ``model.item_embeddings``
-names a file (``tallrec_pl/items/``: its format, the ALS fit): a small trained projector of the file's
-vectors into the backbone's embedding space, and one soft token after each item's text.
+names one file or a list of them (``tallrec_pl/items/``: the format, the ALS fit, content sources):
+per file a small trained projector of its vectors into the backbone's embedding space, and one soft
+token after each item's text per file that holds the item.
 
-This file holds what the model needs of them: the ``ItemTokens`` module, and the checks that a
-checkpoint or an exported adapter was trained with the same vectors. Prompts place a placeholder
-token (``item_token``); the model swaps its embedding for ``ItemTokens(row)``.
+This file holds what the model needs of them: the ``ItemTokens`` module (one file), ``ItemTokenSet``
+(the files in order, their rows stacked), and the checks that a checkpoint or an exported adapter
+was trained with the same vectors. Prompts place a placeholder token (``item_token``); the model
+swaps its embedding for ``ItemTokenSet(row)``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,12 @@ import torch
 from torch import nn
 
 from tallrec_pl.errors import TallrecError
-from tallrec_pl.items.file import ITEM_TOKENS_FILE, fingerprint, load_item_embeddings, save_item_embeddings
+from tallrec_pl.items.file import (
+    fingerprint,
+    item_tokens_file,
+    load_item_embeddings,
+    save_item_embeddings,
+)
 
 # --- the module -----------------------------------------------------------------------------
 
@@ -74,13 +81,80 @@ class ItemTokens(nn.Module):
         self.proj.load_state_dict({k.removeprefix("proj."): v for k, v in theirs.items()})
 
 
+class ItemTokenSet(nn.Module):
+    """The item tokens of several embeddings files (``model.item_embeddings`` as a list), each with
+    its own projector. Rows are global: file k's rows follow file k-1's (``items.file.load_item_rows``
+    numbers them the same way), and ``forward(rows)`` sends each row to its file's projector.
+    With one file its fingerprint is that file's, so one-file checkpoints stay valid."""
+
+    def __init__(self, parts: list[ItemTokens]) -> None:
+        super().__init__()
+        if not parts:
+            raise ValueError("ItemTokenSet needs at least one ItemTokens")
+        self.parts = nn.ModuleList(parts)
+        sizes = [len(p.items) for p in parts]
+        self.starts = [sum(sizes[:k]) for k in range(len(sizes) + 1)]  # file k: rows starts[k] .. starts[k+1]-1
+        prints = [p.fingerprint for p in parts]
+        self.fingerprint = prints[0] if len(prints) == 1 else fingerprint(prints, torch.zeros(0, 0))
+        self._register_load_state_dict_pre_hook(_one_file_names)
+
+    @classmethod
+    def from_files(cls, paths: list[str], hidden: int) -> ItemTokenSet:
+        return cls([ItemTokens.from_file(p, hidden) for p in paths])
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def forward(self, rows: torch.Tensor) -> torch.Tensor:
+        if len(self.parts) == 1:
+            return self.parts[0](rows)
+        hidden = self.parts[0].proj[-1].out_features
+        out = torch.zeros(len(rows), hidden, dtype=torch.float32, device=rows.device)
+        for part, lo, hi in zip(self.parts, self.starts, self.starts[1:], strict=False):
+            at = (rows >= lo) & (rows < hi)
+            if at.any():
+                out = out.index_put((at.nonzero().squeeze(1),), part(rows[at] - lo).float())
+        return out
+
+    def match_scale(self, rms: float) -> None:
+        for part in self.parts:
+            part.match_scale(rms)
+
+    def fingerprints(self) -> list[str]:
+        return [p.fingerprint for p in self.parts]
+
+    def projector_states(self) -> list[dict[str, torch.Tensor]]:
+        return [p.projector_state() for p in self.parts]
+
+    def save_beside(self, folder: str) -> None:
+        """Each file's projector, vectors and ids beside an exported adapter (``item_tokens_file``)."""
+        for k, part in enumerate(self.parts):
+            part.save(os.path.join(folder, item_tokens_file(k)))
+
+    def load_projectors(self, states: list[dict[str, torch.Tensor]], path: str) -> None:
+        for part, state in zip(self.parts, states, strict=True):
+            part.load_projector(state, path)
+
+
+def _one_file_names(state_dict: dict, prefix: str, *_args) -> None:
+    """Checkpoints from before ``model.item_embeddings`` took a list name the one projector
+    ``item_tokens.proj.*``; it is ``item_tokens.parts.0.proj.*`` now."""
+    for key in [k for k in state_dict if k.startswith(f"{prefix}proj.")]:
+        state_dict[f"{prefix}parts.0.{key.removeprefix(prefix)}"] = state_dict.pop(key)
+
+
 # --- checkpoints and exported adapters --------------------------------------------------------
 
 CHECKPOINT_KEY = "item_embeddings"  # a checkpoint's record of the vectors its projector was trained on
 PREFIX = "item_tokens."  # the projector's names in a checkpoint's state_dict
 
 
-def check_item_tokens(checkpoint: dict, tokens: ItemTokens | None, option: str | None) -> None:
+def one_file_names(checkpoint: dict) -> None:
+    """Rename a checkpoint's one-file projector (``item_tokens.proj.*``) to ``item_tokens.parts.0.proj.*``, in place."""
+    _one_file_names(checkpoint.get("state_dict", {}), PREFIX)
+
+
+def check_item_tokens(checkpoint: dict, tokens: ItemTokenSet | None, option) -> None:
     """Refuse a checkpoint whose item tokens do not match this model's: present in one and not
     the other, or trained on other vectors (their fingerprint)."""
     theirs = any(k.startswith(PREFIX) for k in checkpoint.get("state_dict", {}))
@@ -102,19 +176,28 @@ def check_item_tokens(checkpoint: dict, tokens: ItemTokens | None, option: str |
         )
 
 
-def read_item_tokens(path: str) -> tuple[dict[str, torch.Tensor] | None, str | None]:
-    """(projector weights, fingerprint of their vectors) of an adapter: a PEFT folder with
-    ``item_tokens.safetensors`` or a Lightning .ckpt; (None, None) when it has no item tokens."""
+def read_item_tokens(path: str) -> tuple[list[dict[str, torch.Tensor]], str | None]:
+    """(projector weights per embeddings file, fingerprint of the set of vectors) of an adapter: a
+    PEFT folder with ``item_tokens.safetensors`` (``item_tokens.K.safetensors`` for the K-th file after
+    the first) or a Lightning .ckpt; ([], None) when it has no item tokens."""
     if os.path.isdir(path):
-        file = os.path.join(path, ITEM_TOKENS_FILE)
-        if not os.path.exists(file):
-            return None, None
-        loaded = load_item_embeddings(file, "adapter item tokens")
-        return loaded.extra, loaded.fingerprint()
+        states, prints = [], []
+        while os.path.exists(file := os.path.join(path, item_tokens_file(len(states)))):
+            loaded = load_item_embeddings(file, "adapter item tokens")
+            states.append(loaded.extra)
+            prints.append(loaded.fingerprint())
+        if not states:
+            return [], None
+        return states, prints[0] if len(prints) == 1 else fingerprint(prints, torch.zeros(0, 0))
     from tallrec_pl.checkpoints import load_lightning_state
 
     ckpt = load_lightning_state(path)
-    state = {k.removeprefix(PREFIX): v for k, v in ckpt.get("state_dict", {}).items() if k.startswith(PREFIX)}
-    if not state:
-        return None, None
-    return state, ckpt.get(CHECKPOINT_KEY, {}).get("fingerprint")
+    one_file_names(ckpt)
+    parts: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in ckpt.get("state_dict", {}).items():
+        if key.startswith(f"{PREFIX}parts."):
+            k, name = key.removeprefix(f"{PREFIX}parts.").split(".", 1)
+            parts.setdefault(int(k), {})[name] = value
+    if not parts:
+        return [], None
+    return [parts[k] for k in sorted(parts)], ckpt.get(CHECKPOINT_KEY, {}).get("fingerprint")

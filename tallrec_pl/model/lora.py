@@ -11,7 +11,6 @@ import torch
 
 from tallrec_pl.checkpoints import load_lightning_state
 from tallrec_pl.errors import TallrecError, require_path
-from tallrec_pl.items.file import ITEM_TOKENS_FILE
 
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -165,13 +164,13 @@ def match_state(
 
 def export_adapter(peft_model, folder: str, backbone: str, item_tokens=None) -> None:
     """Write ``folder`` in PEFT format (loads with ``PeftModel.from_pretrained``), atomically;
-    with ``item_tokens`` (``collab.ItemTokens``) its projector and vectors go beside the adapter."""
+    with ``item_tokens`` (``collab.ItemTokenSet``) each file's projector and vectors go beside the adapter."""
     tmp = f"{folder}.tmp{os.getpid()}"
     peft_model.save_pretrained(tmp, safe_serialization=True)
     with open(os.path.join(tmp, PROVENANCE), "w") as fh:
         json.dump({"backbone": backbone}, fh)
     if item_tokens is not None:
-        item_tokens.save(os.path.join(tmp, ITEM_TOKENS_FILE))
+        item_tokens.save_beside(tmp)
     if os.path.exists(folder):
         import shutil
 

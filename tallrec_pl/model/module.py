@@ -9,17 +9,16 @@ from dataclasses import asdict
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_info
 from typing_extensions import override
 
 from tallrec_pl import hub
 from tallrec_pl.data import record
 from tallrec_pl.data.encode import IGNORE, answer_token_ids
 from tallrec_pl.errors import TallrecError
-from tallrec_pl.items.file import ITEM_TOKENS_FILE
+from tallrec_pl.items.file import ITEM_TOKENS_FILE, item_paths
 from tallrec_pl.model import backbone as bb
 from tallrec_pl.model import lean
-from tallrec_pl.model.collab import CHECKPOINT_KEY, ItemTokens, check_item_tokens, read_item_tokens
+from tallrec_pl.model.collab import CHECKPOINT_KEY, ItemTokenSet, check_item_tokens, one_file_names, read_item_tokens
 from tallrec_pl.model.dropout import seed_step, use_fast_dropout
 from tallrec_pl.model.lora import (
     LoraOptions,
@@ -33,6 +32,7 @@ from tallrec_pl.model.lora import (
 )
 from tallrec_pl.model.metrics import slices, table_metrics, unique_rows
 from tallrec_pl.model.scoring import answer_logits, gather_rows, reused_prefix_len, run_decoder
+from tallrec_pl.status import status
 
 LOSSES = ("pointwise", "listwise", "both")
 
@@ -120,8 +120,10 @@ class TALLRecModule(L.LightningModule):
             key/value heads, SwiGLU and RMSNorm that recompute their cheap parts; same
             outputs): tallrec_pl/model/lean.py.
         item_embeddings: collaborative item tokens (CoLLM / LLaRA), off when null: a file of item
-            vectors (``python -m tallrec_pl item-embeddings``); a trained projector maps them into
-            the backbone's embedding space, one soft token after each item's text that has one.
+            vectors (``python -m tallrec_pl item-embeddings``), or a list of files (ALS, SASRec,
+            genres, a knowledge graph, image vectors made elsewhere); per file a trained projector maps
+            them into the backbone's embedding space, one soft token after the item's text for each
+            file that holds the item.
         loss: pointwise (cross-entropy on the answer tokens, TALLRec's), listwise (a softmax over each
             ranking group's Yes-margins, logit(Yes) - logit(No), with its true item as the target; needs
             rank-tuning batches of whole groups: data.listwise: true), or both (their sum).
@@ -149,7 +151,7 @@ class TALLRecModule(L.LightningModule):
         share_prefix: bool = True,
         merge_for_eval: bool = True,
         lean_activations: bool = True,
-        item_embeddings: str | None = None,
+        item_embeddings: str | list[str] | None = None,
         loss: str = "pointwise",
         prior_weight: float = 0.0,
     ) -> None:
@@ -160,7 +162,7 @@ class TALLRecModule(L.LightningModule):
         self.hparams["lora"] = asdict(lora)
         self.lora = lora
         self.model = None
-        self.item_tokens: ItemTokens | None = None  # the projector of collaborative item tokens (model.item_embeddings)
+        self.item_tokens: ItemTokenSet | None = None  # collaborative item tokens (model.item_embeddings)
         self.yes_id = self.no_id = None
         self._tokenizer = None
         self.strict_loading = False  # checkpoints hold the adapter only, not the frozen backbone
@@ -198,14 +200,15 @@ class TALLRecModule(L.LightningModule):
         if hp.init_adapter and not hp.merge_init_adapter:
             self.load_adapter(hp.init_adapter)
         n_train = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
-        rank_zero_info(f"tallrec_pl: backbone {hp.backbone}, {n_train:,} trainable LoRA parameters")
-        if hp.item_embeddings:  # after the adapter, so LoRA starts from the same draw with or without it
+        status(f"backbone {hp.backbone}, {n_train:,} trainable LoRA parameters")
+        paths = item_paths(hp.item_embeddings)
+        if paths:  # after the adapter, so LoRA starts from the same draw with or without it
             table = self.model.get_input_embeddings().weight
-            self.item_tokens = ItemTokens.from_file(hp.item_embeddings, table.shape[1]).to(device)
+            self.item_tokens = ItemTokenSet.from_files(paths, table.shape[1]).to(device)
             self.item_tokens.match_scale(float(table.detach().float().pow(2).mean().sqrt()))
             n_proj = sum(p.numel() for p in self.item_tokens.parameters())
-            rank_zero_info(
-                f"tallrec_pl: item tokens for {len(self.item_tokens.items):,} items from {hp.item_embeddings}, "
+            status(
+                f"item tokens for {len(self.item_tokens):,} rows from {', '.join(paths)}, "
                 f"{n_proj:,} trainable projector parameters"
             )
         if hp.init_adapter:
@@ -229,8 +232,8 @@ class TALLRecModule(L.LightningModule):
     def _init_item_tokens(self, path: str) -> None:
         """The projector ``init_adapter`` was trained with, if any (an adapter without one, such as a
         stage-1 adapter, leaves a fresh projector)."""
-        state, trained_on = read_item_tokens(path)
-        if state is None:
+        states, trained_on = read_item_tokens(path)
+        if not states:
             return
         if self.item_tokens is None:
             raise TallrecError(
@@ -238,21 +241,21 @@ class TALLRecModule(L.LightningModule):
                 f"set model.item_embeddings to the embeddings file of that run (an exported adapter folder holds "
                 f"one: {ITEM_TOKENS_FILE})",
             )
-        if trained_on != self.item_tokens.fingerprint:
+        if trained_on != self.item_tokens.fingerprint or len(states) != len(self.item_tokens.parts):
             raise TallrecError(
                 f"adapter {path} was trained with other item embeddings than model.item_embeddings "
                 f"{self.hparams.item_embeddings}",
                 "set model.item_embeddings to the file of that run",
             )
-        self.item_tokens.load_projector(state, path)
-        rank_zero_info(f"tallrec_pl: item-token projector from {path}")
+        self.item_tokens.load_projectors(states, path)
+        status(f"item-token projector from {path}")
 
     def load_adapter(self, path: str) -> None:
         """Copy a stage-1 adapter's LoRA weights into this model (checked first)."""
         state, info = read_adapter(path)
         check_adapter(path, info, self.hparams.backbone, self.lora)
         copy_lora(path, state, self.model)
-        rank_zero_info(f"tallrec_pl: started from adapter {path}")
+        status(f"started from adapter {path}")
 
     # --- evaluation: the adapter folded into the weights ------------------------------------
 
@@ -428,10 +431,15 @@ class TALLRecModule(L.LightningModule):
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in keep}
         if self.item_tokens is not None:  # which vectors the projector was trained on
             tokens = self.item_tokens
-            checkpoint[CHECKPOINT_KEY] = {"fingerprint": tokens.fingerprint, "items": len(tokens.items)}
+            checkpoint[CHECKPOINT_KEY] = {
+                "fingerprint": tokens.fingerprint,
+                "items": len(tokens),
+                "files": tokens.fingerprints(),
+            }
 
     @override
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        one_file_names(checkpoint)  # a one-file checkpoint from before lists were taken
         if self.model is None:
             return
         theirs = checkpoint.get("state_dict", {})

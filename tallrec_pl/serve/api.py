@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tallrec_pl.data.encode import encode_samples
-from tallrec_pl.data.prompts import REC_INSTRUCTION, ItemText, Sample, UserProfile, json_sample
+from tallrec_pl.data.prompts import REC_INSTRUCTION, ItemText, Rows, Sample, UserProfile, json_sample
 from tallrec_pl.errors import TallrecError
 
 # The answer slot of a served prompt. p(Yes) is read before it, but its tokens count against
@@ -110,9 +110,9 @@ class PromptBuilder:
 
     ``item_fields`` is the configured log's item table (id -> fields), empty when the data
     section is TALLRec JSON; ids are rendered with ``item_text`` as the data module renders them.
-    With collaborative item tokens (``item_rows``: item id -> embedding row, and ``item_token``,
-    both the data module's), an item sent by id that has a row gets its item token as in predict;
-    titles and ids without a row are text only (cold).
+    With collaborative item tokens (``item_rows``: item id -> its embedding rows, and ``item_token``,
+    both the data module's), an item sent by id that has rows gets its item tokens as in predict
+    (with ``token_only``, its tokens alone); titles and ids without rows are text only (cold).
     """
 
     tokenizer: object
@@ -124,8 +124,9 @@ class PromptBuilder:
     source: str
     max_candidates: int
     max_history: int
-    item_rows: Mapping[str, int] | None = None
+    item_rows: Mapping[str, Rows] | None = None
     item_token: str = ""
+    token_only: bool = False
     explain_top: int = 3
     max_explain_rows: int = 2000
     retriever: object | None = None  # data.retriever (retrieval/sasrec.py): a history alone gets its top_n
@@ -303,12 +304,13 @@ class PromptBuilder:
                 meta={"hist_len": len(past), "history": list(past_ids)},
                 history_rows=list(past_rows) if self.item_rows is not None else None,
                 target_row=row,
+                token_only=self.token_only,
             )
             for t, row in targets
         ]
 
-    def _item(self, item: object, where: str) -> tuple[str, int]:
-        """An item's text and embedding row (-1: none): ids (a JSON integer, or {"id": "..."}) from the
+    def _item(self, item: object, where: str) -> tuple[str, Rows]:
+        """An item's text and embedding rows (() for none): ids (a JSON integer, or {"id": "..."}) from the
         item table, titles as given (text only)."""
         if isinstance(item, dict) and set(item) == {"id"}:
             item = item["id"]
@@ -317,7 +319,7 @@ class PromptBuilder:
                 raise BadRequest(422, f"{where} is an empty title")
             if len(item) > MAX_TEXT:
                 raise BadRequest(422, f"{where} has {len(item)} characters, more than {MAX_TEXT}")
-            return item, -1
+            return item, ()
         if isinstance(item, bool) or not isinstance(item, (int, str)):
             raise BadRequest(
                 422, f'{where} must be a title (string) or an item id (integer or {{"id": ...}}), not {_kind(item)}'
@@ -331,7 +333,7 @@ class PromptBuilder:
             )
         if key not in self.item_fields:
             raise BadRequest(422, f"{where}: unknown item id {key} (not in the item table of {self.source})")
-        row = self.item_rows.get(key, -1) if self.item_rows is not None else -1
+        row = self.item_rows.get(key, ()) if self.item_rows is not None else ()
         return self.item_text.render(key, self.item_fields, self.source), row
 
 

@@ -20,6 +20,7 @@ import threading
 import time
 
 from tallrec_pl.errors import TallrecError
+from tallrec_pl.lightning_internals import load_through_cli
 from tallrec_pl.serve import litserve_internals
 from tallrec_pl.serve.api import Guard, PromptBuilder, ServeOptions
 from tallrec_pl.status import status
@@ -31,7 +32,6 @@ except ImportError:  # pragma: no cover - checked by require_litserve
 
 API_PATH = "/predict"
 # LightningCLI's instantiator, by which load_from_checkpoint builds the module from the config's settings
-INSTANTIATOR = "lightning.pytorch.cli.instantiate_module"
 
 
 def plan_batches(sizes: list[int], pack: int) -> list[list[int]]:
@@ -185,9 +185,7 @@ def restore_module(config: dict, ckpt_path: str | None):
         module = instantiate_module(TALLRecModule, config)
         module.configure_model()
         return module
-    return TALLRecModule.load_from_checkpoint(
-        ckpt_path, map_location="cpu", weights_only=True, _instantiator=INSTANTIATOR, **config
-    )
+    return load_through_cli(TALLRecModule, ckpt_path, config)
 
 
 def lit_server(api: RecScorer, accelerator: str, timeout: float, guard: dict):
