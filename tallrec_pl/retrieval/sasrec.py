@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from tallrec_pl.errors import TallrecError, require_path
+from tallrec_pl.status import status
 
 FORMAT = "tallrec_pl.retriever"
 ITEM, LENGTH = "item_id", "item_length"
@@ -136,7 +137,7 @@ class Retriever:
         train: list[tuple[list[str], str]],
         valid: list[tuple[list[str], str]],
         opts: RetrieverOptions = RetrieverOptions(),
-        log=print,
+        log=status,
     ) -> Retriever:
         """SASRec on (history, next item) pairs; targets outside ``items`` are skipped."""
         known = set(items)
@@ -188,7 +189,7 @@ class Retriever:
         model.eval()
         self.trained = {"epochs_run": epoch, "best_epoch": best_epoch, "valid_loss": best, "train_pairs": n}
         log(
-            f"tallrec_pl: retriever SASRec fit on {n} next items, best epoch {best_epoch} of {epoch} "
+            f"retriever SASRec fit on {n} next items, best epoch {best_epoch} of {epoch} "
             f"(valid next-item loss {best:.4f})"
         )
 
