@@ -19,6 +19,7 @@ from tallrec_pl.data import record
 from tallrec_pl.errors import TallrecError
 from tallrec_pl.hardware import local_ranks, set_threads
 from tallrec_pl.lightning_internals import DIR_NOT_EMPTY, checkpoint_state_key
+from tallrec_pl.model.collab import one_file_names
 from tallrec_pl.model.lora import export_adapter
 from tallrec_pl.model.metrics import group_ranks, unique_rows
 from tallrec_pl.status import status
@@ -104,7 +105,9 @@ class AdapterExport(L.Callback):
         best = ckpt.best_model_path if ckpt and ckpt.best_model_path else None
         current = {k: p.detach().clone() for k, p in params.items()}
         if best:  # the best weights, not the last: swap them in, export, swap back
-            state = load_lightning_state(best)["state_dict"]
+            best_state = load_lightning_state(best)
+            one_file_names(best_state)  # a checkpoint from before model.item_embeddings took a list
+            state = best_state["state_dict"]
             with torch.no_grad():
                 for k, p in params.items():
                     p.copy_(state[k])

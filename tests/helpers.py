@@ -270,4 +270,5 @@ def the_error(err: str) -> str:
     ``tallrec_pl: error:`` line and no traceback."""
     errors = [line for line in err.splitlines() if line.startswith("tallrec_pl: error:")]
     assert "Traceback" not in err and len(errors) == 1, err
+    assert err.rstrip().splitlines()[-1] == errors[0], err  # nothing after it: no continuation line
     return errors[0]

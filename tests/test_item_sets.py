@@ -51,7 +51,7 @@ def builder(dm, ml):
     return PromptBuilder(**{**setup, "item_fields": read_log(str(ml)).item_fields}, max_candidates=50, max_history=20)
 
 
-def test_rows_stack_the_files_in_order_and_items_get_the_tokens_they_have(files):
+def test_rows_stack_the_files_in_order_and_items_get_the_tokens_they_have(files, tmp_path):
     _, als, image = files
     als_items = load_item_embeddings(als).items
     rows = load_item_rows([als, image])
@@ -64,6 +64,10 @@ def test_rows_stack_the_files_in_order_and_items_get_the_tokens_they_have(files)
     assert rows["21"] == (n + IMAGE_ITEMS.index("21"),) and "22" not in rows  # cold: image only, or nothing
     with pytest.raises(TallrecError, match="lists .* twice"):
         RecDataModule(path="x", item_embeddings=[als, als])
+    twice = str(tmp_path / "twice.safetensors")
+    save_item_embeddings(twice, ["1", "2", "1"], torch.zeros(3, 2))
+    with pytest.raises(TallrecError, match="lists item 1 twice"):
+        load_item_rows([twice])
 
 
 def test_two_files_train_each_projector_and_route_each_row_to_its_file(tiny_backbone, files):
@@ -78,6 +82,9 @@ def test_two_files_train_each_projector_and_route_each_row_to_its_file(tiny_back
     loss.backward()
     for part in m.item_tokens.parts:
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in part.parameters())
+    only_first = module(tiny_backbone, [als, image]).train()  # a batch without rows of the second file:
+    only_first.item_tokens(torch.tensor([0, 1])).sum().backward()  # its projector is still in the graph (DDP)
+    assert all(p.grad is not None for p in only_first.item_tokens.parts[1].parameters())
     rows = torch.tensor([0, n, n + 3, 2])
     with torch.no_grad():
         got = m.item_tokens(rows)
@@ -115,11 +122,15 @@ def test_a_one_file_checkpoint_of_the_old_names_still_loads(tiny_backbone, files
     a.on_save_checkpoint(ckpt)
     ckpt["state_dict"] = {k.replace("item_tokens.parts.0.", "item_tokens."): v for k, v in ckpt["state_dict"].items()}
     assert any(k.startswith("item_tokens.proj.") for k in ckpt["state_dict"])
+    plain = module(tiny_backbone, als, seed=1)  # the module's own load hook renames them too
+    plain.load_state_dict(dict(ckpt["state_dict"]), strict=False)
     b = module(tiny_backbone, als, seed=1)
     b.on_load_checkpoint(ckpt)
     b.load_state_dict(ckpt["state_dict"], strict=b.strict_loading)
-    for pa, pb in zip(a.item_tokens.parameters(), b.item_tokens.parameters(), strict=True):
-        assert torch.equal(pa, pb)
+    for pa, pb, pc in zip(
+        a.item_tokens.parameters(), b.item_tokens.parameters(), plain.item_tokens.parameters(), strict=True
+    ):
+        assert torch.equal(pa, pb) and torch.equal(pa, pc)
 
 
 def test_fit_export_predict_and_serve_rows_with_two_files(tiny_backbone, files, tmp_path):

@@ -267,8 +267,9 @@ class RecDataModule(PromptDataModule):
         missing = (windows.item_ids() if isinstance(windows, WindowList) else set(items)) - set(log.item_fields)
         if missing:  # the one-line error of a sample that has it, now rather than mid-epoch
             self.item_text.render(min(missing), log.item_fields, log.source)
+        shown = self.item_text.history_format
         texts = [
-            self.item_text.history_format.format(self.item_text.render(i, log.item_fields, log.source))
+            self._as_shown(i, shown.format(self.item_text.render(i, log.item_fields, log.source)))
             if i in log.item_fields
             else ""
             for i in items
@@ -284,11 +285,23 @@ class RecDataModule(PromptDataModule):
         exact = [
             len(r["input_ids"])
             for r in encode_samples(
-                [self.window_sample(windows[i], log) for i in probe], tokenizer, self.max_length, self.train_on_inputs
+                [self.window_sample(windows[i], log) for i in probe],
+                tokenizer,
+                self.max_length,
+                self.train_on_inputs,
+                item_token=self.item_token,
             )
         ]
         template = int(np.median([e - items_len[i] for i, e in zip(probe, exact, strict=True)])) if exact else 0
         return np.clip(items_len + template, 1, self.max_length).astype(np.int32)
+
+    def _as_shown(self, item: str, text: str) -> str:
+        """An item's text as a prompt shows it: followed by its item tokens, or (token_only) those alone."""
+        rows = self.item_rows.get(item, ()) if self.item_rows is not None and self.item_token else ()
+        if not rows:
+            return text
+        tokens = " ".join([self.item_token] * len(rows))
+        return tokens if self.token_only else f"{text} {tokens}"
 
     def window_sample(self, window, log) -> Sample:
         """A window as a prompt sample, with the cold-start profile line where it applies."""

@@ -90,8 +90,8 @@ def kg_transe(
     of the graph gets that entity's vector."""
     import torch
 
-    kg = _read_atomic(Path(require_path(kg_path, "knowledge graph", "point at a RecBole .kg file")), 3)
-    links = _read_atomic(Path(require_path(link_path, "item links", "point at a RecBole .link file")), 2)
+    kg = _read_atomic(Path(require_path(kg_path, "knowledge graph", "pass --kg FILE, a RecBole .kg file")), 3)
+    links = _read_atomic(Path(require_path(link_path, "item links", "pass --link FILE, a RecBole .link file")), 2)
     entities = {e: k for k, e in enumerate(sorted({h for h, _, _ in kg} | {t for _, _, t in kg}))}
     relations = {r: k for k, r in enumerate(sorted({r for _, r, _ in kg}))}
     linked = sorted((item, entities[e]) for item, e in links if e in entities)

@@ -95,7 +95,13 @@ def _item_ids(handle, meta: dict, path: str, option: str) -> list[str]:
     n = handle.get_slice("vectors").get_shape()[0]
     if not isinstance(items, list) or len(items) != n:
         raise TallrecError(f"{option} {path} lists {len(items)} item ids for {n} vectors", MAKE)
-    return [str(i) for i in items]
+    ids = [str(i) for i in items]
+    if not ids:
+        raise TallrecError(f"{option} {path} holds no items", MAKE)
+    if len(set(ids)) != len(ids):
+        twice = next(i for k, i in enumerate(ids) if i in ids[:k])
+        raise TallrecError(f"{option} {path} lists item {twice} twice", "write each item's vector once")
+    return ids
 
 
 def load_item_ids(path: str, option: str = OPTION) -> list[str]:

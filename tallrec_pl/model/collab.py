@@ -108,12 +108,13 @@ class ItemTokenSet(nn.Module):
     def forward(self, rows: torch.Tensor) -> torch.Tensor:
         if len(self.parts) == 1:
             return self.parts[0](rows)
-        hidden = self.parts[0].proj[-1].out_features
-        out = torch.zeros(len(rows), hidden, dtype=torch.float32, device=rows.device)
+        # every file's projector runs on every row (its own rows clamped into range, then masked), so each
+        # one is in the graph of every batch (DDP without find_unused_parameters) and nothing syncs with the host
+        out = None
         for part, lo, hi in zip(self.parts, self.starts, self.starts[1:], strict=False):
-            at = (rows >= lo) & (rows < hi)
-            if at.any():
-                out = out.index_put((at.nonzero().squeeze(1),), part(rows[at] - lo).float())
+            mine = part((rows - lo).clamp(0, hi - lo - 1)).float()
+            at = ((rows >= lo) & (rows < hi)).unsqueeze(-1)
+            out = torch.where(at, mine, 0.0 if out is None else out)
         return out
 
     def match_scale(self, rms: float) -> None:
@@ -171,7 +172,8 @@ def check_item_tokens(checkpoint: dict, tokens: ItemTokenSet | None, option) -> 
         )
     if tokens is not None and checkpoint.get(CHECKPOINT_KEY, {}).get("fingerprint") != tokens.fingerprint:
         raise TallrecError(
-            f"the checkpoint was trained with other item embeddings ({used}) than model.item_embeddings {option}",
+            f"the checkpoint was trained with other item embeddings ({used}) than model.item_embeddings {option} "
+            "(a list counts in its order)",
             "set model.item_embeddings to the file that run was trained with",
         )
 
