@@ -51,6 +51,17 @@ def as_rows(value: int | Sequence[int]) -> Rows:
     return tuple(int(r) for r in value)
 
 
+def shown_item(text: str, rows: Rows, item_token: str, token_only: bool, quote: bool = False) -> str:
+    """An item as a prompt shows it: its text (quoted with ``quote``) then one ``item_token`` per
+    row; with ``token_only`` the tokens alone when it has rows."""
+    if not item_token or not rows:
+        return f'"{text}"' if quote else text
+    tokens = " ".join([item_token] * len(rows))
+    if token_only:
+        return tokens
+    return f'"{text}" {tokens}' if quote else f"{text} {tokens}"
+
+
 @dataclass
 class Sample:
     """One rec-tuning or instruction sample, still as text parts.
@@ -90,14 +101,7 @@ class Sample:
         return self.history_rows if self.history_rows is not None else [()] * len(self.history)
 
     def _item(self, text: str, rows: tuple[int, ...], item_token: str, quote: bool = False) -> str:
-        """An item as the prompt shows it: its text then one ``item_token`` per row; with
-        ``token_only`` the tokens alone when it has rows."""
-        if not item_token or not rows:
-            return f'"{text}"' if quote else text
-        tokens = " ".join([item_token] * len(rows))
-        if self.token_only:
-            return tokens
-        return f'"{text}" {tokens}' if quote else f"{text} {tokens}"
+        return shown_item(text, rows, item_token, self.token_only, quote)
 
     def render_input(self, item_token: str = "") -> str:
         """The input text; with ``item_token``, that token follows each item that has embedding rows."""

@@ -25,6 +25,7 @@ from tallrec_pl.data.prompts import (
     Sample,
     UserProfile,
     json_sample,
+    shown_item,
     window_sample,
 )
 from tallrec_pl.data.windows import (
@@ -296,12 +297,9 @@ class RecDataModule(PromptDataModule):
         return np.clip(items_len + template, 1, self.max_length).astype(np.int32)
 
     def _as_shown(self, item: str, text: str) -> str:
-        """An item's text as a prompt shows it: followed by its item tokens, or (token_only) those alone."""
-        rows = self.item_rows.get(item, ()) if self.item_rows is not None and self.item_token else ()
-        if not rows:
-            return text
-        tokens = " ".join([self.item_token] * len(rows))
-        return tokens if self.token_only else f"{text} {tokens}"
+        """An item's text as a history list shows it (``prompts.shown_item``: with its item tokens)."""
+        rows = self.item_rows.get(item, ()) if self.item_rows is not None else ()
+        return shown_item(text, rows, self.item_token, self.token_only)
 
     def window_sample(self, window, log) -> Sample:
         """A window as a prompt sample, with the cold-start profile line where it applies."""
