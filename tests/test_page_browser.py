@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,7 +21,7 @@ KEY = "page-key"
 def server(tiny_backbone, tmp_path_factory):
     """A server on a random adapter with an API key; yields its port."""
     from helpers import random_adapter, write_ml100k
-    from test_serve import call, free_port
+    from test_serve import free_port, server_process
 
     tmp = tmp_path_factory.mktemp("page")
     ml = write_ml100k(tmp / "ml")
@@ -34,27 +32,8 @@ def server(tiny_backbone, tmp_path_factory):
            f"--data.init_args.path={ml}", "--data.init_args.history_len=4",
            "--data.init_args.split_sizes=[0.6,0.2,0.2]", "--data.init_args.cache_dir=null",
            f"--serve.port={port}", f"--serve.api_key={KEY}"]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    log = open(tmp / "server.log", "w")
-    proc = subprocess.Popen(cmd, cwd=tmp, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.time() + 120
-        while not _up(call, port):
-            if proc.poll() is not None or time.time() > deadline:
-                raise AssertionError(f"the server did not start: {(tmp / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+    with server_process(cmd, tmp, port, KEY):
         yield port
-    finally:
-        proc.kill()
-        proc.wait()
-        log.close()
-
-
-def _up(call, port: int) -> bool:
-    try:
-        return call(port, path="/health", key=KEY, timeout=5)[0] == 200
-    except OSError:
-        return False
 
 
 def browser():

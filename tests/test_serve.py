@@ -3,6 +3,7 @@ the rest against a real server in a subprocess (tiny random LLaMA) with real HTT
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -162,6 +163,32 @@ def call(
         return status, text
 
 
+@contextlib.contextmanager
+def server_process(cmd: list[str], tmp, port: int, key: str):
+    """``cmd`` (a ``serve`` command) running in ``tmp`` until /health answers on ``port``, its output in
+    tmp/server.log; yields the process. It runs in its own process group, killed whole at the end, so
+    LitServe's worker and server processes go with it even when the test killed the main one."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    with open(tmp / "server.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=tmp, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        try:
+            deadline = time.time() + 120
+            while True:
+                try:
+                    if call(port, path="/health", key=key, timeout=5)[0] == 200:
+                        break
+                except OSError:
+                    pass
+                if proc.poll() is not None or time.time() > deadline:
+                    raise AssertionError(f"the server did not start: {(tmp / 'server.log').read_text()[-3000:]}")
+                time.sleep(0.5)
+            yield proc
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 @pytest.fixture(scope="module")
 def served(tiny_backbone, tmp_path_factory):
     """A server on a random adapter, float32, with a key and small limits; its predictions too."""
@@ -193,26 +220,8 @@ def served(tiny_backbone, tmp_path_factory):
         "--serve.max_body_bytes=4096",
         "--serve.batch_timeout=0.5",
     ]
-    log = open(tmp / "server.log", "w")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.Popen(cmd, cwd=tmp, stdout=log, stderr=subprocess.STDOUT, env=env)
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                if call(port, path="/health", timeout=5)[0] == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise AssertionError(f"the server did not start: {(tmp / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+    with server_process(cmd, tmp, port, KEY) as proc:
         yield {"port": port, "proc": proc, "ml100k": ml100k, "adapter": adapter, "tmp": tmp, "log": tmp / "server.log"}
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.mark.slow
